@@ -1,0 +1,52 @@
+// Package netxml is vnet's model of libvirt network XML: parsing (on
+// libvirt.org/go/libvirtxml), libvirt's defaults, validation with libvirt's
+// messages, and a formatter that writes libvirt's exact byte format.
+//
+// It knows nothing about the host, processes or the daemon.
+package netxml
+
+import (
+	"libvirt.org/go/libvirtxml"
+)
+
+// Network is one libvirt network definition. It embeds libvirtxml.Network (so
+// n.Name, n.IPs, n.Forward … are promoted) and adds what libvirtxml lacks.
+type Network struct {
+	libvirtxml.Network
+
+	// Title and Description are <title> and <description> (libvirt ≥ 9.7),
+	// which libvirtxml does not model.
+	Title       string
+	Description string
+}
+
+// ForwardMode returns the effective forward mode: "" for an isolated network
+// (no <forward>), "nat" for a <forward> without mode, else the mode attribute.
+func (n *Network) ForwardMode() string {
+	if n.Forward == nil {
+		return ""
+	}
+	if n.Forward.Mode == "" {
+		return "nat"
+	}
+	return n.Forward.Mode
+}
+
+// OwnsBridge reports whether vnet creates and manages the bridge of this network
+// (forward modes nat, route, open, or isolated), as opposed to using a host
+// bridge or macvtap/hostdev pools.
+func (n *Network) OwnsBridge() bool {
+	switch n.ForwardMode() {
+	case "", "nat", "route", "open":
+		return true
+	}
+	return false
+}
+
+// BridgeName returns the <bridge name>, or "" when none is set.
+func (n *Network) BridgeName() string {
+	if n.Bridge == nil {
+		return ""
+	}
+	return n.Bridge.Name
+}
