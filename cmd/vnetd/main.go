@@ -1,0 +1,45 @@
+// Command vnetd is the vnet daemon: it owns the host's virtual networks and
+// serves vnetctl on a local socket.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"vnet/daemon"
+)
+
+func main() {
+	var c daemon.Config
+	var verbose bool
+	flag.StringVar(&c.ConfigDir, "config-dir", "/etc/vnet", "directory of network definitions")
+	flag.StringVar(&c.StateDir, "state-dir", "/var/lib/vnet", "directory of dnsmasq files and leases")
+	flag.StringVar(&c.RunDir, "run-dir", "/run/vnet", "directory of live status, pid files and the API socket")
+	flag.StringVar(&c.Firewall, "firewall", "nftables", "firewall backend: nftables, iptables or auto")
+	flag.BoolVar(&c.NoDefaultNetwork, "no-default-network", false, "do not define the embedded 'default' network on first start")
+	flag.BoolVar(&c.DHCPPing, "dhcp-ping", false, "let dnsmasq ping an address before leasing it (libvirt's default; adds ~3 s per new guest)")
+	flag.StringVar(&c.DnsmasqBinary, "dnsmasq", "", "path of the dnsmasq binary (default: found in PATH)")
+	flag.BoolVar(&verbose, "verbose", false, "log debug messages")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "vnetd: unexpected argument %q\n", flag.Arg(0))
+		os.Exit(2)
+	}
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := daemon.Run(ctx, c); err != nil {
+		c.Logger.Error("vnetd failed", "err", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,249 @@
+// Package client talks to vnetd's local API (package api) over its unix
+// socket. vnetctl and the integration tests use it; it holds no state beyond
+// the HTTP connection pool.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+
+	"vnet/daemon/api"
+)
+
+// DefaultSocketPath is where vnetd listens unless told otherwise.
+const DefaultSocketPath = "/run/vnet/vnetd.sock"
+
+// SocketEnv names the environment variable that overrides DefaultSocketPath.
+const SocketEnv = "VNET_SOCKET"
+
+// DefaultSocket returns $VNET_SOCKET when set and non-empty, else DefaultSocketPath.
+func DefaultSocket() string {
+	if s := os.Getenv(SocketEnv); s != "" {
+		return s
+	}
+	return DefaultSocketPath
+}
+
+// baseURL is the URL prefix of every request; the host is a placeholder
+// since the transport always dials the unix socket.
+const baseURL = "http://vnetd/v1/networks"
+
+// maxErrorBody bounds how much of a non-JSON error body is quoted back.
+const maxErrorBody = 512
+
+// Client calls vnetd's API. It is safe for concurrent use.
+type Client struct {
+	socket string
+	http   *http.Client
+}
+
+// ConnectError reports that the daemon's socket could not be reached at all
+// (no daemon, wrong path, permission denied). Callers tell it apart from an
+// API failure with errors.As.
+type ConnectError struct {
+	// Socket is the path that was dialled.
+	Socket string
+	// Err is the dial error (typically a *net.OpError wrapping a syscall.Errno).
+	Err error
+}
+
+// Error names the socket and the cause.
+func (e *ConnectError) Error() string {
+	return fmt.Sprintf("failed to connect to the daemon at %s: %v", e.Socket, e.Err)
+}
+
+// Unwrap returns the dial error.
+func (e *ConnectError) Unwrap() error { return e.Err }
+
+// New returns a Client for the daemon listening on socketPath.
+func New(socketPath string) *Client {
+	var d net.Dialer
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			conn, err := d.DialContext(ctx, "unix", socketPath)
+			if err != nil {
+				return nil, &ConnectError{Socket: socketPath, Err: err}
+			}
+			return conn, nil
+		},
+		MaxIdleConns: 4,
+	}
+	return &Client{socket: socketPath, http: &http.Client{Transport: tr}}
+}
+
+// Socket returns the socket path the client dials.
+func (c *Client) Socket() string { return c.socket }
+
+// List returns every network, active or not, in the daemon's order.
+func (c *Client) List(ctx context.Context) ([]api.Network, error) {
+	var out []api.Network
+	if err := c.do(ctx, http.MethodGet, baseURL, nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Get looks a network up by ref; by is "any" (a 36-character ref is tried as
+// a UUID first, then as a name), "name" or "uuid". An empty by means "any".
+func (c *Client) Get(ctx context.Context, ref, by string) (api.Network, error) {
+	u := refURL(ref, "")
+	if by != "" {
+		u += "?by=" + url.QueryEscape(by)
+	}
+	var out api.Network
+	err := c.do(ctx, http.MethodGet, u, nil, &out)
+	return out, err
+}
+
+// XML returns the network's XML document: the live one, or the persistent
+// configuration when inactive is set (net-dumpxml --inactive).
+func (c *Client) XML(ctx context.Context, ref string, inactive bool) (string, error) {
+	u := refURL(ref, "xml")
+	if inactive {
+		u += "?inactive=1"
+	}
+	var out api.XML
+	if err := c.do(ctx, http.MethodGet, u, nil, &out); err != nil {
+		return "", err
+	}
+	return out.XML, nil
+}
+
+// Define defines (or redefines) a persistent network from XML (net-define).
+func (c *Client) Define(ctx context.Context, xml string) (api.Network, error) {
+	return c.DefineWith(ctx, api.DefineRequest{XML: xml})
+}
+
+// DefineWith is Define with the full request, e.g. Validate for --validate.
+func (c *Client) DefineWith(ctx context.Context, req api.DefineRequest) (api.Network, error) {
+	var out api.Network
+	err := c.do(ctx, http.MethodPost, baseURL, req, &out)
+	return out, err
+}
+
+// Create creates and starts a transient network from XML (net-create).
+func (c *Client) Create(ctx context.Context, xml string) (api.Network, error) {
+	return c.CreateWith(ctx, api.DefineRequest{XML: xml})
+}
+
+// CreateWith is Create with the full request, e.g. Validate for --validate.
+func (c *Client) CreateWith(ctx context.Context, req api.DefineRequest) (api.Network, error) {
+	var out api.Network
+	err := c.do(ctx, http.MethodPost, baseURL+"/create", req, &out)
+	return out, err
+}
+
+// Start starts a defined network (net-start).
+func (c *Client) Start(ctx context.Context, ref string) (api.Network, error) {
+	return c.post(ctx, ref, "start", nil)
+}
+
+// Destroy stops a network; a transient one ceases to exist (net-destroy).
+func (c *Client) Destroy(ctx context.Context, ref string) (api.Network, error) {
+	return c.post(ctx, ref, "destroy", nil)
+}
+
+// Undefine removes a network's persistent definition; an active network keeps
+// running as a transient one (net-undefine).
+func (c *Client) Undefine(ctx context.Context, ref string) (api.Network, error) {
+	return c.post(ctx, ref, "undefine", nil)
+}
+
+// SetAutostart turns autostart on or off (net-autostart [--disable]).
+func (c *Client) SetAutostart(ctx context.Context, ref string, enable bool) (api.Network, error) {
+	return c.post(ctx, ref, "autostart", api.AutostartRequest{Enable: enable})
+}
+
+func (c *Client) post(ctx context.Context, ref, verb string, body any) (api.Network, error) {
+	var out api.Network
+	err := c.do(ctx, http.MethodPost, refURL(ref, verb), body, &out)
+	return out, err
+}
+
+// refURL builds /v1/networks/REF[/verb] with REF path-escaped, so names with
+// spaces, '%' or '?' survive; '/' cannot occur in a valid name but is escaped too.
+func refURL(ref, verb string) string {
+	u := baseURL + "/" + url.PathEscape(ref)
+	if verb != "" {
+		u += "/" + verb
+	}
+	return u
+}
+
+// do sends one request and decodes a 2xx answer into out; any other status
+// is returned as *api.Error.
+func (c *Client) do(ctx context.Context, method, u string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		// XML travels as-is: "<" escaped to \u003c would only hinder debugging.
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(body); err != nil {
+			return fmt.Errorf("vnetd %s %s: encode request: %w", method, u, err)
+		}
+		rd = &buf
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return fmt.Errorf("vnetd %s %s: %w", method, u, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ce *ConnectError
+		if errors.As(err, &ce) {
+			return ce
+		}
+		return fmt.Errorf("vnetd %s %s: %w", method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("vnetd %s %s: read response: %w", method, req.URL.Path, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return decodeError(resp.StatusCode, data)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("vnetd %s %s: decode response: %w", method, req.URL.Path, err)
+	}
+	return nil
+}
+
+// decodeError turns a failed response into *api.Error. A body that is not an
+// api.Error (a proxy, a crashed handler) still yields one, with the status
+// and the start of the body as the message.
+func decodeError(status int, data []byte) *api.Error {
+	var e api.Error
+	if err := json.Unmarshal(data, &e); err == nil && (e.Code != "" || e.Message != "") {
+		if e.Code == "" {
+			e.Code = api.CodeFailed
+		}
+		return &e
+	}
+	text := strings.TrimSpace(string(data))
+	if len(text) > maxErrorBody {
+		text = text[:maxErrorBody] + "..."
+	}
+	msg := fmt.Sprintf("internal error: unexpected response from vnetd: %d %s", status, http.StatusText(status))
+	if text != "" {
+		msg += ": " + text
+	}
+	return &api.Error{Code: api.CodeFailed, Message: msg}
+}

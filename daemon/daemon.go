@@ -1,0 +1,176 @@
+// Package daemon is vnetd's core: the registry of networks (persistent or
+// transient, active or not, autostart), per-network locking, the on-disk
+// store, startup (adopt what runs, autostart), and the local API front door.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"vnet/dnsmasq"
+	"vnet/firewall"
+	netxml "vnet/xml"
+)
+
+// Config is vnetd's configuration; cmd/vnetd fills it from flags.
+type Config struct {
+	ConfigDir string // definitions (default /etc/vnet)
+	StateDir  string // dnsmasq files, leases, markers (default /var/lib/vnet)
+	RunDir    string // live status, pid files, the socket (default /run/vnet)
+	// Firewall is the backend: "nftables", "iptables" or "auto".
+	Firewall string
+	// NoDefaultNetwork skips defining the embedded 'default' network on first start.
+	NoDefaultNetwork bool
+	// DHCPPing keeps dnsmasq's address-in-use ping before each new lease
+	// (libvirt's behaviour, 3 s per new client). Off by default: vnet passes
+	// --no-ping so a new guest gets its lease at once.
+	DHCPPing bool
+	// DnsmasqBinary overrides the dnsmasq path.
+	DnsmasqBinary string
+	Logger        *slog.Logger
+}
+
+// SocketPath is the local API socket under a run dir.
+func SocketPath(runDir string) string { return filepath.Join(runDir, "vnetd.sock") }
+
+const (
+	defaultMarker   = "default-network-installed" // in StateDir: defined once, never again
+	autostartMarker = "autostarted"               // in RunDir: autostart ran this boot
+)
+
+// Run runs the daemon until ctx is cancelled. Networks keep running after it
+// returns.
+func Run(ctx context.Context, c Config) error {
+	log := c.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	for _, d := range []string{c.ConfigDir, c.StateDir, c.RunDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("create directory %s: %w", d, err)
+		}
+	}
+	lock, err := lockRunDir(c.RunDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+
+	fw, err := firewall.New(c.Firewall, firewall.Options{Logger: log})
+	if err != nil {
+		return fmt.Errorf("firewall backend %q: %w", c.Firewall, err)
+	}
+	var extra []string
+	if !c.DHCPPing {
+		extra = append(extra, "--no-ping")
+	}
+	dns, err := dnsmasq.NewManager(dnsmasq.Config{
+		Binary:    c.DnsmasqBinary,
+		StateDir:  filepath.Join(c.StateDir, "dnsmasq"),
+		RunDir:    filepath.Join(c.RunDir, "dnsmasq"),
+		ExtraArgs: extra,
+		Logger:    log,
+	})
+	if err != nil {
+		return err
+	}
+	host := &realHost{fw: fw, dns: dns, log: log}
+	m, err := NewManager(c.ConfigDir, c.RunDir, host, log)
+	if err != nil {
+		return err
+	}
+	if err := m.Load(ctx); err != nil {
+		return err
+	}
+	if !c.NoDefaultNetwork {
+		m.installDefault(c.StateDir)
+	}
+
+	sock := SocketPath(c.RunDir)
+	_ = os.Remove(sock)
+	// Why umask: the socket must never exist with wider permissions, not even
+	// between listen and chmod.
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", sock)
+	syscall.Umask(old)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("vnetd listening", "socket", sock, "firewall", fw.Name())
+
+	marker := filepath.Join(c.RunDir, autostartMarker)
+	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
+		m.Autostart()
+		if err := os.WriteFile(marker, nil, 0o600); err != nil {
+			log.Warn("cannot write autostart marker", "err", err)
+		}
+	}
+	_, _ = daemon.SdNotify(false, "READY=1\nSTATUS=serving")
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		if !errors.Is(err, http.ErrServerClosed) {
+			log.Error("API server failed", "err", err)
+		}
+	}
+	_, _ = daemon.SdNotify(false, "STOPPING=1")
+	log.Info("vnetd stopping; networks keep running")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	_ = os.Remove(sock)
+	m.Shutdown()
+	return nil
+}
+
+// installDefault defines the embedded 'default' network with autostart the
+// first time vnetd runs, like libvirt's libvirt-daemon-config-network. The
+// marker keeps an admin's later net-undefine from being undone.
+func (m *Manager) installDefault(stateDir string) {
+	marker := filepath.Join(stateDir, defaultMarker)
+	if _, err := os.Stat(marker); err == nil {
+		return
+	}
+	if _, err := m.lookup("default", "name"); err != nil {
+		if _, err := m.Define(netxml.DefaultNetworkXML); err != nil {
+			m.log.Error("cannot define the default network", "err", netxml.Message(err))
+			return
+		}
+		if _, err := m.SetAutostart("default", true); err != nil {
+			m.log.Error("cannot mark the default network for autostart", "err", netxml.Message(err))
+		}
+		m.log.Info("defined the default network")
+	}
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		m.log.Warn("cannot write marker", "file", marker, "err", err)
+	}
+}
+
+// lockRunDir takes an exclusive lock so that two daemons never manage the
+// same directories.
+func lockRunDir(runDir string) (*os.File, error) {
+	path := filepath.Join(runDir, "vnetd.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another vnetd is running (lock %s held): %w", path, err)
+	}
+	return f, nil
+}

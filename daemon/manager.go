@@ -1,0 +1,582 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+
+	"vnet/daemon/api"
+	netxml "vnet/xml"
+)
+
+// netObj is one network known to the daemon. Its mutex serialises operations on
+// this network, so unrelated networks proceed in parallel.
+type netObj struct {
+	mu sync.Mutex
+
+	// The fields below are read under Manager.mu (RLock) for listing and
+	// written with both netObj.mu and Manager.mu held.
+	name      string
+	uuid      string
+	def       *netxml.Network // persistent definition; nil for a transient network
+	live      *netxml.Network // running definition; nil when inactive
+	autostart bool
+	removed   bool // dropped from the registry while a caller waited for mu
+}
+
+func (o *netObj) persistent() bool { return o.def != nil }
+func (o *netObj) active() bool     { return o.live != nil }
+
+// current returns the definition the network is known by: the live one while
+// active, else the persistent one.
+func (o *netObj) current() *netxml.Network {
+	if o.live != nil {
+		return o.live
+	}
+	return o.def
+}
+
+// Manager is the registry of networks and the operations on them.
+type Manager struct {
+	mu       sync.RWMutex
+	byName   map[string]*netObj
+	store    *store
+	host     Host
+	log      *slog.Logger
+	onChange func(name, event string)
+}
+
+// NewManager returns a manager over the given directories and host.
+func NewManager(configDir, runDir string, host Host, log *slog.Logger) (*Manager, error) {
+	st, err := newStore(configDir, runDir)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return &Manager{byName: map[string]*netObj{}, store: st, host: host, log: log}, nil
+}
+
+func noNetworkName(ref string) error {
+	return netxml.Errorf(netxml.KindNoNetwork, "no network with matching name '%s'", ref)
+}
+
+func noNetworkUUID(ref string) error {
+	return netxml.Errorf(netxml.KindNoNetwork, "no network with matching uuid '%s'", ref)
+}
+
+// lookup finds a network by name or UUID. by is "name", "uuid" or "any" (a
+// 36-character ref is tried as a UUID first, then as a name, as virsh does).
+func (m *Manager) lookup(ref, by string) (*netObj, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	byUUID := func() *netObj {
+		u, err := netxml.NormalizeUUID(ref)
+		if err != nil {
+			return nil
+		}
+		for _, o := range m.byName {
+			if o.uuid == u {
+				return o
+			}
+		}
+		return nil
+	}
+	switch by {
+	case "name":
+		if o := m.byName[ref]; o != nil {
+			return o, nil
+		}
+		return nil, noNetworkName(ref)
+	case "uuid":
+		if o := byUUID(); o != nil {
+			return o, nil
+		}
+		return nil, noNetworkUUID(ref)
+	default:
+		if len(ref) == 36 {
+			if o := byUUID(); o != nil {
+				return o, nil
+			}
+		}
+		if o := m.byName[ref]; o != nil {
+			return o, nil
+		}
+		return nil, noNetworkName(ref)
+	}
+}
+
+// lockRef looks a network up and locks it, retrying when it was removed while
+// we waited for its lock.
+func (m *Manager) lockRef(ref string) (*netObj, error) {
+	for {
+		o, err := m.lookup(ref, "any")
+		if err != nil {
+			return nil, err
+		}
+		o.mu.Lock()
+		if !o.removed {
+			return o, nil
+		}
+		o.mu.Unlock()
+	}
+}
+
+func (m *Manager) info(o *netObj) api.Network {
+	n := api.Network{
+		Name:       o.name,
+		UUID:       o.uuid,
+		Active:     o.active(),
+		Persistent: o.persistent(),
+		Autostart:  o.autostart,
+	}
+	if d := o.current(); d != nil {
+		n.Bridge = d.BridgeName()
+	}
+	return n
+}
+
+// List returns every network, sorted by name.
+func (m *Manager) List() []api.Network {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]api.Network, 0, len(m.byName))
+	for _, o := range m.byName {
+		out = append(out, m.info(o))
+	}
+	sort.Slice(out, func(i, j int) bool { return strings.ToLower(out[i].Name) < strings.ToLower(out[j].Name) })
+	return out
+}
+
+// Get returns one network.
+func (m *Manager) Get(ref, by string) (api.Network, error) {
+	o, err := m.lookup(ref, by)
+	if err != nil {
+		return api.Network{}, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.info(o), nil
+}
+
+// XML returns the live XML of an active network, or the persistent one when
+// inactive is set or the network is not running.
+func (m *Manager) XML(ref string, inactive bool) (string, error) {
+	o, err := m.lockRef(ref)
+	if err != nil {
+		return "", err
+	}
+	defer o.mu.Unlock()
+	d := o.current()
+	flags := netxml.Flags(0)
+	if inactive {
+		flags = netxml.Inactive
+		if o.def != nil {
+			d = o.def
+		}
+	}
+	return netxml.Format(d, flags)
+}
+
+// otherDefs returns every definition and live definition of networks other
+// than uuid, and the live definitions of the active ones.
+func (m *Manager) otherDefsLocked(uuid string) (all, active []*netxml.Network) {
+	for _, o := range m.byName {
+		if o.uuid == uuid {
+			continue
+		}
+		if o.def != nil {
+			all = append(all, o.def)
+		}
+		if o.live != nil {
+			all = append(all, o.live)
+			active = append(active, o.live)
+		}
+	}
+	return all, active
+}
+
+// prepare parses, completes and validates XML for define or create. It holds
+// m.mu so that name/uuid/bridge checks see a consistent registry; the caller
+// must hold it for writing.
+func (m *Manager) prepareLocked(xml string) (*netxml.Network, *netObj, error) {
+	n, err := netxml.Parse([]byte(xml))
+	if err != nil {
+		return nil, nil, err
+	}
+	existing := m.byName[n.Name]
+	if n.UUID == "" && existing != nil {
+		n.UUID = existing.uuid
+	}
+	// A UUID given in the XML must not belong to a network of another name.
+	if n.UUID != "" {
+		for _, o := range m.byName {
+			if o.uuid == n.UUID && o.name != n.Name {
+				if o.active() {
+					return nil, nil, netxml.Errorf(netxml.KindOperationFailed, "network '%s' is already active as '%s'", o.uuid, o.name)
+				}
+				return nil, nil, netxml.Errorf(netxml.KindOperationFailed, "network '%s' is already defined with uuid %s", o.name, o.uuid)
+			}
+		}
+	}
+	if existing != nil && n.UUID != existing.uuid {
+		return nil, nil, netxml.Errorf(netxml.KindOperationFailed, "network '%s' already exists with uuid %s", existing.name, existing.uuid)
+	}
+	// Redefining without <bridge name> or <mac> keeps the ones generated before.
+	if existing != nil && n.OwnsBridge() {
+		if prev := existing.current(); prev != nil {
+			if n.BridgeName() == "" && prev.BridgeName() != "" {
+				if n.Bridge == nil {
+					n.Bridge = prev.Bridge
+				} else {
+					n.Bridge.Name = prev.BridgeName()
+				}
+			}
+			if n.MAC == nil && prev.MAC != nil {
+				n.MAC = prev.MAC
+			}
+		}
+	}
+	all, _ := m.otherDefsLocked(n.UUID)
+	taken := func(br string) bool {
+		for _, d := range all {
+			if d.BridgeName() == br {
+				return true
+			}
+		}
+		return m.host.LinkExists(br)
+	}
+	if err := netxml.FillDefaults(n, taken); err != nil {
+		return nil, nil, err
+	}
+	if err := netxml.Validate(n); err != nil {
+		return nil, nil, err
+	}
+	if err := netxml.CheckBridgeConflict(n, all); err != nil {
+		return nil, nil, err
+	}
+	return n, existing, nil
+}
+
+// Define stores a persistent definition (net-define). On an active network the
+// new definition takes effect at its next start.
+func (m *Manager) Define(xml string) (api.Network, error) {
+	m.mu.Lock()
+	n, existing, err := m.prepareLocked(xml)
+	if err != nil {
+		m.mu.Unlock()
+		return api.Network{}, err
+	}
+	o := existing
+	if o == nil {
+		o = &netObj{name: n.Name, uuid: n.UUID}
+		m.byName[n.Name] = o
+		o.mu.Lock()
+	} else if !o.mu.TryLock() {
+		// Rare: an operation is running on this network. Wait for it without
+		// holding the registry, then re-validate from the start.
+		m.mu.Unlock()
+		o.mu.Lock()
+		o.mu.Unlock()
+		return m.Define(xml)
+	}
+	m.mu.Unlock()
+	defer o.mu.Unlock()
+
+	text, err := netxml.Format(n, netxml.Inactive)
+	if err == nil {
+		err = m.store.saveConfig(n.Name, text)
+	}
+	if err != nil {
+		if existing == nil {
+			m.mu.Lock()
+			o.removed = true
+			delete(m.byName, n.Name)
+			m.mu.Unlock()
+		}
+		return api.Network{}, err
+	}
+	m.mu.Lock()
+	o.def = n
+	info := m.info(o)
+	m.mu.Unlock()
+	m.emit(n.Name, "Defined")
+	return info, nil
+}
+
+// Create defines a transient network and starts it (net-create).
+func (m *Manager) Create(xml string) (api.Network, error) {
+	m.mu.Lock()
+	n, existing, err := m.prepareLocked(xml)
+	if err != nil {
+		m.mu.Unlock()
+		return api.Network{}, err
+	}
+	if existing != nil {
+		m.mu.Unlock()
+		if existing.active() {
+			return api.Network{}, netxml.Errorf(netxml.KindOperationFailed, "network '%s' is already active", n.Name)
+		}
+		// libvirt starts a defined, inactive network from the new XML as a
+		// transient override; we keep it simple and refuse with its message.
+		return api.Network{}, netxml.Errorf(netxml.KindOperationFailed, "network '%s' already exists with uuid %s", existing.name, existing.uuid)
+	}
+	o := &netObj{name: n.Name, uuid: n.UUID}
+	o.mu.Lock()
+	m.byName[n.Name] = o
+	m.mu.Unlock()
+	defer o.mu.Unlock()
+	if err := m.startLocked(o, n); err != nil {
+		m.mu.Lock()
+		o.removed = true
+		delete(m.byName, n.Name)
+		m.mu.Unlock()
+		return api.Network{}, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.info(o), nil
+}
+
+// Start starts a defined network (net-start).
+func (m *Manager) Start(ref string) (api.Network, error) {
+	o, err := m.lockRef(ref)
+	if err != nil {
+		return api.Network{}, err
+	}
+	defer o.mu.Unlock()
+	if o.active() {
+		return m.infoR(o), netxml.Errorf(netxml.KindInvalidOperation, "network is already active")
+	}
+	if err := m.startLocked(o, o.def); err != nil {
+		return m.infoR(o), err
+	}
+	return m.infoR(o), nil
+}
+
+func (m *Manager) infoR(o *netObj) api.Network {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.info(o)
+}
+
+// startLocked brings def up on the host. o.mu is held.
+func (m *Manager) startLocked(o *netObj, def *netxml.Network) error {
+	live := netxml.Live(def)
+	if err := netxml.Validate(live); err != nil {
+		return err
+	}
+	// Reserve: while the subnet check runs and until the start finishes, other
+	// starts must see this network as active. The registry lock makes the
+	// check and the reservation one step.
+	m.mu.Lock()
+	_, active := m.otherDefsLocked(o.uuid)
+	if err := netxml.CheckSubnetConflict(live, active); err != nil {
+		m.mu.Unlock()
+		return err
+	}
+	o.live = live
+	m.mu.Unlock()
+	unreserve := func() {
+		m.mu.Lock()
+		o.live = nil
+		m.mu.Unlock()
+	}
+	if err := m.host.Check(live); err != nil {
+		unreserve()
+		return err
+	}
+	text, err := netxml.Format(live, 0)
+	if err != nil {
+		unreserve()
+		return err
+	}
+	// The status file is written first: if we crash mid-start, the next
+	// daemon start finds it and completes the start (Ensure is idempotent).
+	if err := m.store.saveStatus(o.name, text); err != nil {
+		unreserve()
+		return err
+	}
+	if err := m.host.Ensure(live, true); err != nil {
+		_ = m.store.deleteStatus(o.name)
+		unreserve()
+		return err
+	}
+	m.log.Info("network started", "network", o.name, "bridge", live.BridgeName())
+	m.emit(o.name, "Started")
+	return nil
+}
+
+// Destroy stops an active network (net-destroy). A transient network is gone
+// afterwards.
+func (m *Manager) Destroy(ref string) (api.Network, error) {
+	o, err := m.lockRef(ref)
+	if err != nil {
+		return api.Network{}, err
+	}
+	defer o.mu.Unlock()
+	if !o.active() {
+		return m.infoR(o), netxml.Errorf(netxml.KindInvalidOperation, "network '%s' is not active", o.name)
+	}
+	err = m.host.Remove(o.live)
+	if serr := m.store.deleteStatus(o.name); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	m.mu.Lock()
+	o.live = nil
+	if !o.persistent() {
+		o.removed = true
+		delete(m.byName, o.name)
+	}
+	info := m.info(o)
+	m.mu.Unlock()
+	if err != nil {
+		m.log.Warn("network stopped with errors", "network", o.name, "err", err)
+		return info, fmt.Errorf("network '%s' stopped, but cleaning up failed: %w", o.name, err)
+	}
+	m.log.Info("network stopped", "network", o.name)
+	m.emit(o.name, "Stopped")
+	return info, nil
+}
+
+// Undefine removes a persistent definition (net-undefine). An active network
+// keeps running as a transient one, as in libvirt.
+func (m *Manager) Undefine(ref string) (api.Network, error) {
+	o, err := m.lockRef(ref)
+	if err != nil {
+		return api.Network{}, err
+	}
+	defer o.mu.Unlock()
+	if !o.persistent() {
+		return m.infoR(o), netxml.Errorf(netxml.KindInvalidOperation, "network '%s' is not persistent", o.name)
+	}
+	if err := m.store.deleteConfig(o.name); err != nil {
+		return m.infoR(o), err
+	}
+	if !o.active() {
+		if err := m.host.Forget(o.name); err != nil {
+			m.log.Warn("forget leases", "network", o.name, "err", err)
+		}
+	}
+	m.mu.Lock()
+	o.def = nil
+	o.autostart = false
+	if !o.active() {
+		o.removed = true
+		delete(m.byName, o.name)
+	}
+	info := m.info(o)
+	m.mu.Unlock()
+	m.emit(o.name, "Undefined")
+	return info, nil
+}
+
+// SetAutostart marks or unmarks a persistent network for autostart.
+func (m *Manager) SetAutostart(ref string, on bool) (api.Network, error) {
+	o, err := m.lockRef(ref)
+	if err != nil {
+		return api.Network{}, err
+	}
+	defer o.mu.Unlock()
+	if !o.persistent() {
+		return m.infoR(o), netxml.Errorf(netxml.KindInvalidOperation, "cannot set autostart for transient network")
+	}
+	if err := m.store.setAutostart(o.name, on); err != nil {
+		return m.infoR(o), err
+	}
+	m.mu.Lock()
+	o.autostart = on
+	info := m.info(o)
+	m.mu.Unlock()
+	return info, nil
+}
+
+func (m *Manager) emit(name, event string) {
+	if m.onChange != nil {
+		m.onChange(name, event)
+	}
+}
+
+// Load reads the stored definitions and the status of active networks and
+// adopts the active ones: whatever already runs on the host is kept as it is,
+// and only what is missing is re-created.
+func (m *Manager) Load(ctx context.Context) error {
+	names, err := listXML(m.store.configDir)
+	if err != nil {
+		return fmt.Errorf("read definitions: %w", err)
+	}
+	for _, name := range names {
+		data, err := os.ReadFile(m.store.configPath(name))
+		if err != nil {
+			m.log.Error("cannot read network definition", "file", m.store.configPath(name), "err", err)
+			continue
+		}
+		n, err := netxml.Parse(data)
+		if err != nil {
+			m.log.Error("ignoring invalid network definition", "file", m.store.configPath(name), "err", err)
+			continue
+		}
+		if n.Name != name {
+			m.log.Error("ignoring network definition whose name does not match its file", "file", m.store.configPath(name), "name", n.Name)
+			continue
+		}
+		m.byName[name] = &netObj{name: name, uuid: n.UUID, def: n, autostart: m.store.autostart(name)}
+	}
+	active, err := listXML(m.store.runDir)
+	if err != nil {
+		return fmt.Errorf("read network status: %w", err)
+	}
+	for _, name := range active {
+		data, err := os.ReadFile(m.store.statusPath(name))
+		if err != nil {
+			m.log.Error("cannot read network status", "network", name, "err", err)
+			continue
+		}
+		live, err := netxml.Parse(data)
+		if err != nil || live.Name != name {
+			m.log.Error("dropping unreadable network status", "network", name, "err", err)
+			_ = m.store.deleteStatus(name)
+			continue
+		}
+		o := m.byName[name]
+		if o == nil {
+			o = &netObj{name: name, uuid: live.UUID}
+			m.byName[name] = o
+		}
+		o.live = live
+		if err := m.host.Ensure(live, false); err != nil {
+			m.log.Error("network could not be fully restored; it stays active so it can be repaired or destroyed", "network", name, "err", err)
+			continue
+		}
+		m.log.Info("adopted active network", "network", name, "bridge", live.BridgeName())
+	}
+	return nil
+}
+
+// Autostart starts every persistent network marked for autostart that is not
+// active. Failures are logged; they do not stop the others.
+func (m *Manager) Autostart() {
+	m.mu.RLock()
+	var names []string
+	for name, o := range m.byName {
+		if o.autostart && !o.active() && o.persistent() {
+			names = append(names, name)
+		}
+	}
+	m.mu.RUnlock()
+	sort.Strings(names)
+	for _, name := range names {
+		if _, err := m.Start(name); err != nil {
+			m.log.Error("autostart failed", "network", name, "err", netxml.Message(err))
+		}
+	}
+}
+
+// Shutdown detaches from the host parts without stopping networks.
+func (m *Manager) Shutdown() { m.host.Detach() }

@@ -1,0 +1,116 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+
+	"vnet/daemon/api"
+	netxml "vnet/xml"
+)
+
+// maxBody bounds request bodies: network XML is small.
+const maxBody = 4 << 20
+
+// Handler returns the HTTP handler of the local API (see package api).
+func (m *Manager) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/networks", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, m.List())
+	})
+	mux.HandleFunc("GET /v1/networks/{ref}", func(w http.ResponseWriter, r *http.Request) {
+		by := r.URL.Query().Get("by")
+		if by == "" {
+			by = "any"
+		}
+		n, err := m.Get(r.PathValue("ref"), by)
+		reply(w, n, err)
+	})
+	mux.HandleFunc("GET /v1/networks/{ref}/xml", func(w http.ResponseWriter, r *http.Request) {
+		inactive := r.URL.Query().Get("inactive") != ""
+		text, err := m.XML(r.PathValue("ref"), inactive)
+		reply(w, api.XML{XML: text}, err)
+	})
+	mux.HandleFunc("POST /v1/networks", func(w http.ResponseWriter, r *http.Request) {
+		var req api.DefineRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		n, err := m.Define(req.XML)
+		reply(w, n, err)
+	})
+	mux.HandleFunc("POST /v1/networks/create", func(w http.ResponseWriter, r *http.Request) {
+		var req api.DefineRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		n, err := m.Create(req.XML)
+		reply(w, n, err)
+	})
+	for verb, op := range map[string]func(string) (api.Network, error){
+		"start":    m.Start,
+		"destroy":  m.Destroy,
+		"undefine": m.Undefine,
+	} {
+		op := op
+		mux.HandleFunc("POST /v1/networks/{ref}/"+verb, func(w http.ResponseWriter, r *http.Request) {
+			n, err := op(r.PathValue("ref"))
+			reply(w, n, err)
+		})
+	}
+	mux.HandleFunc("POST /v1/networks/{ref}/autostart", func(w http.ResponseWriter, r *http.Request) {
+		var req api.AutostartRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		n, err := m.SetAutostart(r.PathValue("ref"), req.Enable)
+		reply(w, n, err)
+	})
+	return mux
+}
+
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err == nil && len(body) > maxBody {
+		err = errors.New("request body too large")
+	}
+	if err == nil {
+		err = json.Unmarshal(body, v)
+	}
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, &api.Error{Code: api.CodeBadRequest, Message: "invalid argument: " + err.Error()})
+		return false
+	}
+	return true
+}
+
+// reply writes v, or err as an api.Error with the status its kind maps to.
+func reply(w http.ResponseWriter, v any, err error) {
+	if err == nil {
+		writeJSON(w, http.StatusOK, v)
+		return
+	}
+	e := &api.Error{Message: netxml.Message(err)}
+	if n, ok := v.(api.Network); ok {
+		e.Network = n.Name
+	}
+	status := http.StatusInternalServerError
+	switch netxml.KindOf(err) {
+	case netxml.KindNoNetwork:
+		e.Code, status = api.CodeNoNetwork, http.StatusNotFound
+	case netxml.KindInvalidOperation:
+		e.Code, status = api.CodeInvalidOperation, http.StatusConflict
+	case netxml.KindXML, netxml.KindPlain, netxml.KindUnsupported, netxml.KindInvalidArg:
+		e.Code, status = api.CodeInvalidXML, http.StatusBadRequest
+	default:
+		e.Code = api.CodeFailed
+	}
+	writeJSON(w, status, e)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,186 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// store keeps definitions and live status on disk, in libvirt's layout
+// relocated under vnet's directories:
+//
+//	<config-dir>/networks/NAME.xml             persistent definitions
+//	<config-dir>/networks/autostart/NAME.xml   symlinks to them
+//	<run-dir>/networks/NAME.xml                live definition of an active network
+//
+// Every write is atomic (temp file, fsync, rename, fsync of the directory) so a
+// crash leaves either the old or the new file, never a torn one.
+type store struct {
+	configDir string // <config-dir>/networks
+	runDir    string // <run-dir>/networks
+}
+
+func newStore(configDir, runDir string) (*store, error) {
+	s := &store{
+		configDir: filepath.Join(configDir, "networks"),
+		runDir:    filepath.Join(runDir, "networks"),
+	}
+	for _, d := range []string{s.configDir, filepath.Join(s.configDir, "autostart"), s.runDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("create directory %s: %w", d, err)
+		}
+	}
+	return s, nil
+}
+
+// safeName rejects names that could escape our directories. The XML layer
+// already refuses them; this is the last line of defence at the filesystem.
+func safeName(name string) error {
+	if name == "" || strings.ContainsAny(name, "/\x00\n") || strings.HasPrefix(name, ".") {
+		return fmt.Errorf("network name %q cannot be used as a file name", name)
+	}
+	return nil
+}
+
+func (s *store) configPath(name string) string { return filepath.Join(s.configDir, name+".xml") }
+func (s *store) autostartPath(name string) string {
+	return filepath.Join(s.configDir, "autostart", name+".xml")
+}
+func (s *store) statusPath(name string) string { return filepath.Join(s.runDir, name+".xml") }
+
+const configHeader = `<!--
+WARNING: THIS IS AN AUTO-GENERATED FILE. CHANGES TO IT ARE LIKELY TO BE
+OVERWRITTEN AND LOST. Changes to this xml configuration should be made using:
+  vnetctl net-edit %s
+or other application using the vnet API.
+-->
+
+`
+
+func (s *store) saveConfig(name, xml string) error {
+	if err := safeName(name); err != nil {
+		return err
+	}
+	return writeAtomic(s.configPath(name), []byte(fmt.Sprintf(configHeader, name)+xml), 0o600)
+}
+
+func (s *store) deleteConfig(name string) error {
+	if err := safeName(name); err != nil {
+		return err
+	}
+	if err := removeIfExists(s.autostartPath(name)); err != nil {
+		return err
+	}
+	return removeIfExists(s.configPath(name))
+}
+
+func (s *store) saveStatus(name, xml string) error {
+	if err := safeName(name); err != nil {
+		return err
+	}
+	return writeAtomic(s.statusPath(name), []byte(xml), 0o600)
+}
+
+func (s *store) deleteStatus(name string) error {
+	if err := safeName(name); err != nil {
+		return err
+	}
+	return removeIfExists(s.statusPath(name))
+}
+
+func (s *store) setAutostart(name string, on bool) error {
+	if err := safeName(name); err != nil {
+		return err
+	}
+	link := s.autostartPath(name)
+	if !on {
+		return removeIfExists(link)
+	}
+	tmp := link + ".tmp"
+	_ = os.Remove(tmp)
+	if err := os.Symlink(s.configPath(name), tmp); err != nil {
+		return fmt.Errorf("create autostart link for %s: %w", name, err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("create autostart link for %s: %w", name, err)
+	}
+	return syncDir(filepath.Dir(link))
+}
+
+func (s *store) autostart(name string) bool {
+	_, err := os.Lstat(s.autostartPath(name))
+	return err == nil
+}
+
+// list returns the names of the *.xml files in dir, sorted.
+func listXML(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || !strings.HasSuffix(n, ".xml") || strings.HasPrefix(n, ".") {
+			continue
+		}
+		names = append(names, strings.TrimSuffix(n, ".xml"))
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		return fail(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", path, err)
+	}
+	return nil
+}

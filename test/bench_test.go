@@ -1,0 +1,124 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"vnet/daemon/client"
+	"vnet/internal/netnstest"
+)
+
+const benchXML = `<network>
+  <name>bench</name>
+  <forward mode='nat'/>
+  <bridge name='vbr-bench'/>
+  <ip address='10.123.0.1' prefix='24'>
+    <dhcp>
+      <range start='10.123.0.2' end='10.123.0.254'/>
+    </dhcp>
+  </ip>
+</network>
+`
+
+type samples []time.Duration
+
+func (s samples) stats() (median, p95 time.Duration) {
+	c := append(samples(nil), s...)
+	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
+	return c[len(c)/2], c[(len(c)*95+99)/100-1]
+}
+
+func report(b *testing.B, what string, s samples) {
+	med, p95 := s.stats()
+	fmt.Printf("%-28s n=%-3d median %7.2f ms   p95 %7.2f ms\n", what, len(s), ms(med), ms(p95))
+	b.ReportMetric(ms(med), what+"-median-ms")
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// BenchmarkLifecycle prints median and p95 of net-define, net-start and
+// net-destroy of a NAT network with DHCP, through the API (daemon time) and
+// through the vnetctl binary (what a user waits for, comparable to virsh).
+func BenchmarkLifecycle(b *testing.B) {
+	netnstest.RequireRoot(b)
+	host := netnstest.New(b, "bench")
+	d := newDaemon(b, host)
+	d.start("--no-default-network")
+	c := client.New(d.socket())
+	ctx := context.Background()
+	const n = 40
+	var def, start, destroy, undef samples
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		if _, err := c.Define(ctx, benchXML); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := c.Start(ctx, "bench"); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		if _, err := c.Destroy(ctx, "bench"); err != nil {
+			b.Fatal(err)
+		}
+		t3 := time.Now()
+		if _, err := c.Undefine(ctx, "bench"); err != nil {
+			b.Fatal(err)
+		}
+		t4 := time.Now()
+		def, start, destroy, undef = append(def, t1.Sub(t0)), append(start, t2.Sub(t1)), append(destroy, t3.Sub(t2)), append(undef, t4.Sub(t3))
+	}
+	report(b, "api net-define", def)
+	report(b, "api net-start", start)
+	report(b, "api net-destroy", destroy)
+	report(b, "api net-undefine", undef)
+
+	file := writeFile(b, "bench.xml", benchXML)
+	ctl := func(args ...string) time.Duration {
+		t0 := time.Now()
+		cmd := exec.Command(filepath.Join(binDir, "vnetctl"), append([]string{"--socket", d.socket()}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("vnetctl %v: %v\n%s", args, err, out)
+		}
+		return time.Since(t0)
+	}
+	def, start, destroy = nil, nil, nil
+	for i := 0; i < n; i++ {
+		def = append(def, ctl("net-define", file))
+		start = append(start, ctl("net-start", "bench"))
+		destroy = append(destroy, ctl("net-destroy", "bench"))
+		ctl("net-undefine", "bench")
+	}
+	report(b, "vnetctl net-define", def)
+	report(b, "vnetctl net-start", start)
+	report(b, "vnetctl net-destroy", destroy)
+}
+
+// BenchmarkFirstLease prints the time from a new guest's link-up on the default
+// network to its first DHCP lease (libvirt: 9.4 s with STP and dnsmasq's ping).
+func BenchmarkFirstLease(b *testing.B) {
+	netnstest.RequireRoot(b)
+	host := netnstest.New(b, "lease")
+	d := newDaemon(b, host)
+	d.start()
+	var lease samples
+	for i := 0; i < 10; i++ {
+		g := netnstest.New(b, fmt.Sprintf("g%d", i))
+		port := fmt.Sprintf("vpl%d", i)
+		host.MustRun("ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", g.Name())
+		host.MustRun("ip", "link", "set", port, "master", "virbr0")
+		t0 := time.Now()
+		host.MustRun("ip", "link", "set", port, "up")
+		g.MustRun("ip", "link", "set", "eth0", "up")
+		took := (&guest{NS: g, port: port}).dhcp(b)
+		lease = append(lease, time.Since(t0))
+		_ = took
+		g.Delete()
+	}
+	report(b, "first DHCP lease", lease)
+}

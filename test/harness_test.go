@@ -1,0 +1,278 @@
+// Package test holds vnet's end-to-end tests: the real vnetd binary, driven by
+// the real vnetctl, inside network namespaces the tests create and delete.
+// Real bridges, real nftables rules read back from the kernel, real dnsmasq,
+// guest namespaces that get DHCP leases and ping through NAT.
+package test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"vnet/internal/netnstest"
+)
+
+var binDir string // vnetd and vnetctl, built once by TestMain
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Println("test: not root; the end-to-end tests skip")
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "vnet-bin-")
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	for _, b := range []string{"vnetd", "vnetctl"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "vnet/cmd/"+b)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Println("build", b, err)
+			os.Exit(1)
+		}
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// daemon is a vnetd running inside a namespace with its own directories.
+type daemon struct {
+	t         testing.TB
+	ns        *netnstest.NS
+	configDir string
+	stateDir  string
+	runDir    string
+	cmd       *exec.Cmd
+	log       *bytes.Buffer
+}
+
+func (d *daemon) socket() string { return filepath.Join(d.runDir, "vnetd.sock") }
+
+// newDaemon prepares directories for a vnetd in ns; start runs it.
+func newDaemon(t testing.TB, ns *netnstest.NS) *daemon {
+	t.Helper()
+	root := t.TempDir()
+	d := &daemon{t: t, ns: ns, configDir: filepath.Join(root, "etc"), stateDir: filepath.Join(root, "lib"), runDir: filepath.Join(root, "run")}
+	t.Cleanup(func() {
+		d.stop()
+		if t.Failed() && d.log != nil {
+			t.Logf("vnetd log:\n%s", d.log.String())
+		}
+	})
+	return d
+}
+
+// start runs vnetd and waits until its socket answers.
+func (d *daemon) start(extra ...string) {
+	d.t.Helper()
+	args := append([]string{"netns", "exec", d.ns.Name(), filepath.Join(binDir, "vnetd"),
+		"--config-dir", d.configDir, "--state-dir", d.stateDir, "--run-dir", d.runDir}, extra...)
+	d.cmd = exec.Command("ip", args...)
+	if d.log == nil {
+		d.log = &bytes.Buffer{}
+	}
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatalf("start vnetd: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, stderr, code := d.ctl("net-list", "--all"); code == 0 {
+			return
+		} else if d.cmd.ProcessState != nil {
+			d.t.Fatalf("vnetd exited: %s\n%s", stderr, d.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.t.Fatalf("vnetd did not answer within 10 s:\n%s", d.log)
+}
+
+// stop sends SIGTERM and waits; networks stay up.
+func (d *daemon) stop() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-done
+	}
+	d.cmd = nil
+}
+
+// ctl runs vnetctl against this daemon.
+func (d *daemon) ctl(args ...string) (stdout, stderr string, code int) {
+	cmd := exec.Command(filepath.Join(binDir, "vnetctl"), append([]string{"--socket", d.socket()}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code = 0
+	if err != nil {
+		code = -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+	}
+	return out.String(), errb.String(), code
+}
+
+// mustCtl runs vnetctl and fails the test unless it succeeds.
+func (d *daemon) mustCtl(args ...string) string {
+	d.t.Helper()
+	out, errs, code := d.ctl(args...)
+	if code != 0 {
+		d.t.Fatalf("vnetctl %s: exit %d\nstdout: %s\nstderr: %s\nvnetd log:\n%s", strings.Join(args, " "), code, out, errs, d.log)
+	}
+	return out
+}
+
+// writeFile writes content to a temp file and returns its path.
+func writeFile(t testing.TB, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// udhcpcScript configures the lease it gets: address, default route. It
+// never touches resolv.conf (the guest shares the host's mount namespace).
+const udhcpcScript = `#!/bin/sh
+case "$1" in
+bound|renew)
+	ip addr flush dev "$interface"
+	ip addr add "$ip/$mask" dev "$interface"
+	for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
+	;;
+esac
+exit 0
+`
+
+// guest is a namespace plugged into a bridge in the daemon's namespace.
+type guest struct {
+	*netnstest.NS
+	port string // the veth end on the bridge, in the host namespace
+}
+
+// addGuest creates a guest namespace with eth0 plugged into bridge br of host.
+func addGuest(t testing.TB, host *netnstest.NS, br, tag string) *guest {
+	t.Helper()
+	g := netnstest.New(t, tag)
+	port := "vp" + tag
+	if len(port) > 15 {
+		port = port[:15]
+	}
+	netnstest.Veth(t, host, port, g, "eth0")
+	host.MustRun("ip", "link", "set", port, "master", br)
+	return &guest{NS: g, port: port}
+}
+
+// dhcp runs udhcpc in the guest until it binds; returns the time it took.
+func (g *guest) dhcp(t testing.TB) time.Duration {
+	t.Helper()
+	script := writeFile(t, "udhcpc.sh", udhcpcScript)
+	if err := os.Chmod(script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	out, err := g.Run("busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "20", "-T", "1", "-A", "1", "-s", script)
+	if err != nil {
+		t.Fatalf("udhcpc: %v\n%s", err, out)
+	}
+	return time.Since(start)
+}
+
+// upstream is a namespace behind the daemon's namespace (uplink up0,
+// 172.31.255.1/24 on the host side, .2 upstream), like a router's WAN side.
+func addUpstream(t testing.TB, host *netnstest.NS) *netnstest.NS {
+	t.Helper()
+	up := netnstest.New(t, "up")
+	netnstest.Veth(t, host, "up0", up, "eth0")
+	host.MustRun("ip", "addr", "add", "172.31.255.1/24", "dev", "up0")
+	up.MustRun("ip", "addr", "add", "172.31.255.2/24", "dev", "eth0")
+	return up
+}
+
+// listenTCP listens on addr inside ns and reports the source address of each
+// connection it accepts, so a test can see whether NAT happened.
+func listenTCP(t testing.TB, ns *netnstest.NS, addr string) <-chan string {
+	t.Helper()
+	var ln net.Listener
+	if err := ns.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("listen in %s: %v", ns.Name(), err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	peers := make(chan string, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+			c.Write([]byte("hello\n"))
+			c.Close()
+			peers <- host
+		}
+	}()
+	return peers
+}
+
+// connect opens a TCP connection from inside ns to addr and reads the greeting.
+func connect(ns *netnstest.NS, addr string) error {
+	return ns.Do(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		var dialer net.Dialer
+		c, err := dialer.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		buf := make([]byte, 6)
+		_, err = c.Read(buf)
+		return err
+	})
+}
+
+type ctlResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// ctlIn runs vnetctl in directory dir (so FILE arguments are echoed relative).
+func (d *daemon) ctlIn(dir string, args ...string) ctlResult {
+	cmd := exec.Command(filepath.Join(binDir, "vnetctl"), append([]string{"--socket", d.socket()}, args...)...)
+	cmd.Dir = dir
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := ctlResult{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		r.code = -1
+	}
+	return r
+}
