@@ -41,6 +41,8 @@ type DriftError struct {
 	Problems []string
 }
 
+// Error returns the object followed by its problems, e.g.
+// `bridge "virbr0": mtu is 1500, want 9000; address 192.168.122.1/24 missing`.
 func (e *DriftError) Error() string {
 	return e.Object + ": " + strings.Join(e.Problems, "; ")
 }
@@ -331,7 +333,9 @@ func VerifyBridge(n *netxml.Network) error {
 	}
 	defer h.Close()
 	drift := &DriftError{Object: fmt.Sprintf("bridge %q", s.name)}
-	problem := func(format string, args ...any) { drift.Problems = append(drift.Problems, fmt.Sprintf(format, args...)) }
+	problem := func(format string, args ...any) {
+		drift.Problems = append(drift.Problems, fmt.Sprintf(format, args...))
+	}
 
 	link, err := h.linkByName(s.name)
 	if err != nil {
@@ -355,15 +359,15 @@ func VerifyBridge(n *netxml.Network) error {
 	if s.mtu != 0 && a.MTU != s.mtu {
 		problem("mtu is %d, want %d", a.MTU, s.mtu)
 	}
-	if cur, err := bridgeSTP(a.Index); err != nil {
+	cur, err := bridgeSTP(a.Index)
+	if err != nil {
 		return fmt.Errorf("bridge %q: read stp: %w", s.name, err)
-	} else {
-		if cur.On != s.stp.On {
-			problem("stp is %s, want %s", onOff(cur.On), onOff(s.stp.On))
-		}
-		if cur.Delay != s.stp.Delay {
-			problem("forward delay is %s, want %s", centis(cur.Delay), centis(s.stp.Delay))
-		}
+	}
+	if cur.On != s.stp.On {
+		problem("stp is %s, want %s", onOff(cur.On), onOff(s.stp.On))
+	}
+	if cur.Delay != s.stp.Delay {
+		problem("forward delay is %s, want %s", centis(cur.Delay), centis(s.stp.Delay))
 	}
 	have, err := h.addrs(link)
 	if err != nil {

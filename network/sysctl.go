@@ -33,8 +33,7 @@ func (s sysctl) read() (string, error) {
 }
 
 // ensure writes value unless the sysctl already has it, and reports whether it
-// wrote. Reading first keeps repeated calls free of side effects (writing
-// ip_forward, even the same value, resets every per-interface forwarding flag).
+// wrote, so that callers can log exactly the host settings vnet changed.
 func (s sysctl) ensure(value string) (bool, error) {
 	cur, err := s.read()
 	if err != nil {

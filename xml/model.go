@@ -18,6 +18,14 @@ type Network struct {
 	// which libvirtxml does not model.
 	Title       string
 	Description string
+
+	// Connections is the live number of guest interfaces attached to the
+	// network, written as connections='N' on <network> unless Format gets
+	// Inactive. Never read from XML (libvirt treats it as read-only).
+	Connections uint
+	// InterfaceConnections is the live number of guests using each forward
+	// <interface dev> (keyed by dev), written like Connections.
+	InterfaceConnections map[string]uint
 }
 
 // ForwardMode returns the effective forward mode: "" for an isolated network

@@ -1,0 +1,31 @@
+// Command vnetctl is vnetd's command-line client. It speaks virsh: the
+// net-* verbs, their options, messages, tables and exit codes are those of
+// `virsh net-*` (libvirt 9.0), byte for byte.
+//
+// Commands:
+//
+//	net-define FILE [--validate]       net-create FILE [--validate]
+//	net-undefine NETWORK               net-start NETWORK
+//	net-destroy NETWORK                net-autostart NETWORK [--disable]
+//	net-info NETWORK                   net-dumpxml [--inactive] NETWORK
+//	net-uuid NETWORK-NAME              net-name NETWORK-UUID
+//	net-edit NETWORK
+//	net-list [--inactive | --all] [--table | --name | --uuid]
+//	         [--persistent] [--transient] [--autostart] [--no-autostart]
+//
+// Global options: --socket PATH (default $VNET_SOCKET, else
+// /run/vnet/vnetd.sock) and -q/--quiet. As in virsh, the data argument may
+// also be given as --network NAME or --file FILE.
+//
+// Differences from virsh: net-edit does not offer to re-edit after a
+// rejected definition (there may be no terminal): it prints the error, keeps
+// the edited file, names it and exits 1. Global options are accepted after
+// the command name too, and a single-dash argument ("-x") is an option
+// error rather than a positional value (use "--" before such a name).
+package main
+
+import "os"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}

@@ -1,0 +1,79 @@
+package firewall
+
+import (
+	"log/slog"
+	"strings"
+
+	netxml "vnet/xml"
+)
+
+// Backend installs, removes and checks the firewall of one network at a time.
+// Implementations are safe for concurrent use.
+type Backend interface {
+	// Name returns the backend name ("nftables").
+	Name() string
+	// Apply makes the live firewall of the plan's network equal to the plan,
+	// replacing whatever vnet installed for it before, in one atomic batch.
+	// It is idempotent. Applying an empty plan removes the network's rules.
+	Apply(p *Plan) error
+	// Remove deletes exactly this network's rules and tables, nothing else.
+	// It is not an error when they are absent.
+	Remove(p *Plan) error
+	// Verify returns nil when the live state matches the plan, else a
+	// *DriftError listing what is missing or unexpected (other errors mean
+	// the state could not be read).
+	Verify(p *Plan) error
+}
+
+// Options configure a backend.
+type Options struct {
+	// Logger receives debug logs of each operation; nil discards them.
+	Logger *slog.Logger
+	// NetNS is an open network namespace file descriptor to work in; 0 means
+	// the namespace of the calling process. The caller keeps it open while
+	// the backend is in use.
+	NetNS int
+}
+
+// New returns the backend called kind: "nftables", or "auto" (which picks
+// nftables). "iptables" is recognised but not supported yet.
+func New(kind string, o Options) (Backend, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch kind {
+	case "nftables", "auto", "":
+		return newNftBackend(o), nil
+	case "iptables":
+		return nil, netxml.Errorf(netxml.KindUnsupported, "firewall backend 'iptables' is not supported yet")
+	default:
+		return nil, netxml.Errorf(netxml.KindUnsupported, "unknown firewall backend '%s'", kind)
+	}
+}
+
+// DriftError reports how the live firewall of a network differs from its plan.
+type DriftError struct {
+	// Network is the network name.
+	Network string
+	// Missing lists what the plan has and the host lacks (tables, chains,
+	// rules, the tc checksum fix), one readable item each.
+	Missing []string
+	// Unexpected lists what the host has in the network's own tables (or on
+	// its bridge) that the plan does not.
+	Unexpected []string
+}
+
+// Error summarises the drift on one line.
+func (e *DriftError) Error() string {
+	var b strings.Builder
+	b.WriteString("firewall of network '" + e.Network + "' drifted")
+	if len(e.Missing) > 0 {
+		b.WriteString(": missing " + strings.Join(e.Missing, "; "))
+	}
+	if len(e.Unexpected) > 0 {
+		b.WriteString(": unexpected " + strings.Join(e.Unexpected, "; "))
+	}
+	return b.String()
+}
+
+func (e *DriftError) empty() bool { return len(e.Missing) == 0 && len(e.Unexpected) == 0 }

@@ -1,0 +1,582 @@
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// nftBackend is the nftables backend on google/nftables. Each network owns the
+// tables "vnet-<bridge>" (family ip, and ip6 when it has IPv6 rules) with one
+// base chain per hook it needs.
+//
+// The tables are not created with the owner flag (NFT_TABLE_F_OWNER): an owned
+// table is bound to the netlink socket that created it and vanishes when that
+// socket closes, which needs one lasting connection for the daemon's lifetime.
+type nftBackend struct {
+	log   *slog.Logger
+	netns int
+	// mu serialises operations: they are short, and one at a time keeps the
+	// netlink traffic of concurrent callers from interleaving.
+	mu sync.Mutex
+	// noCsum is set once the kernel refused the tc csum action; the checksum
+	// fix is then skipped (and not verified) instead of failing every start.
+	noCsum bool
+}
+
+func newNftBackend(o Options) *nftBackend {
+	return &nftBackend{log: o.Logger, netns: o.NetNS}
+}
+
+// Name implements Backend.
+func (b *nftBackend) Name() string { return "nftables" }
+
+func (b *nftBackend) conn() (*nftables.Conn, error) {
+	var opts []nftables.ConnOption
+	if b.netns != 0 {
+		opts = append(opts, nftables.WithNetNSFd(b.netns))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("open nftables connection: %w", err)
+	}
+	return c, nil
+}
+
+func (b *nftBackend) netlinkHandle() (*netlink.Handle, error) {
+	var h *netlink.Handle
+	var err error
+	if b.netns != 0 {
+		h, err = netlink.NewHandleAt(netns.NsHandle(b.netns), unix.NETLINK_ROUTE)
+	} else {
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open rtnetlink handle: %w", err)
+	}
+	return h, nil
+}
+
+var nftFamily = map[Family]nftables.TableFamily{IPv4: nftables.TableFamilyIPv4, IPv6: nftables.TableFamilyIPv6}
+
+// Apply implements Backend: one batch per call that, for both families,
+// deletes the network's table if it exists (add-then-delete, so a missing
+// table is no error) and re-creates it with the plan's chains and rules. The
+// kernel applies the batch atomically: there is no moment without rules.
+func (b *nftBackend) Apply(p *Plan) error {
+	if p.Bridge == "" {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	start := time.Now()
+
+	var ifindex uint32
+	var link netlink.Link
+	var h *netlink.Handle
+	if len(p.Rules) > 0 || p.ChecksumFix {
+		var err error
+		if h, err = b.netlinkHandle(); err != nil {
+			return fmt.Errorf("network '%s': %w", p.Network, err)
+		}
+		defer h.Close()
+		if link, err = h.LinkByName(p.Bridge); err != nil {
+			return fmt.Errorf("network '%s': bridge %q: %w", p.Network, p.Bridge, err)
+		}
+		ifindex = uint32(link.Attrs().Index)
+	}
+
+	c, err := b.conn()
+	if err != nil {
+		return fmt.Errorf("network '%s': %w", p.Network, err)
+	}
+	n := 0
+	for _, f := range []Family{IPv4, IPv6} {
+		t := &nftables.Table{Name: p.TableName(), Family: nftFamily[f]}
+		c.AddTable(t)
+		c.DelTable(t)
+		if !familyHasRules(p, f) {
+			continue
+		}
+		c.AddTable(t)
+		for _, spec := range nftChains {
+			rules := p.chainRules(f, spec)
+			if len(rules) == 0 {
+				continue
+			}
+			ch := c.AddChain(nftChain(t, spec))
+			for _, r := range rules {
+				c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: ruleExprs(r, ifindex)})
+				n++
+			}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("network '%s': apply nftables table %s: %w", p.Network, p.TableName(), err)
+	}
+	if p.ChecksumFix && !b.noCsum {
+		err := ensureChecksumFix(h, link)
+		if errors.Is(err, errNoCsumAction) {
+			// Only guests that drop DHCP replies with partial checksums
+			// (vhost-net + e.g. FreeBSD) need the fix; failing every
+			// network start for it would be worse, so warn once.
+			b.noCsum = true
+			b.log.Warn("DHCP checksum fix unavailable, skipping it", "bridge", p.Bridge, "err", err)
+		} else if err != nil {
+			return fmt.Errorf("network '%s': bridge %q: %w", p.Network, p.Bridge, err)
+		}
+	}
+	b.log.Debug("firewall applied", "network", p.Network, "table", p.TableName(), "rules", n, "took", time.Since(start))
+	return nil
+}
+
+// Remove implements Backend: one batch deleting the network's tables of both
+// families (add-then-delete, so absent tables are no error). The tc checksum
+// fix stays: the kernel removes it with the bridge.
+func (b *nftBackend) Remove(p *Plan) error {
+	if p.Bridge == "" {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	start := time.Now()
+	c, err := b.conn()
+	if err != nil {
+		return fmt.Errorf("network '%s': %w", p.Network, err)
+	}
+	for _, f := range []Family{IPv4, IPv6} {
+		t := &nftables.Table{Name: p.TableName(), Family: nftFamily[f]}
+		c.AddTable(t)
+		c.DelTable(t)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("network '%s': delete nftables table %s: %w", p.Network, p.TableName(), err)
+	}
+	b.log.Debug("firewall removed", "network", p.Network, "table", p.TableName(), "took", time.Since(start))
+	return nil
+}
+
+// Verify implements Backend. It compares tables, base chains and every rule's
+// expressions (ignoring counter values) with what Apply would install, and
+// checks the tc checksum fix on the bridge.
+func (b *nftBackend) Verify(p *Plan) error {
+	if p.Bridge == "" {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	drift := &DriftError{Network: p.Network}
+
+	var ifindex uint32
+	var link netlink.Link
+	var h *netlink.Handle
+	if len(p.Rules) > 0 || p.ChecksumFix {
+		var err error
+		if h, err = b.netlinkHandle(); err != nil {
+			return fmt.Errorf("network '%s': %w", p.Network, err)
+		}
+		defer h.Close()
+		link, err = h.LinkByName(p.Bridge)
+		if err != nil {
+			var nf netlink.LinkNotFoundError
+			if !errors.As(err, &nf) {
+				return fmt.Errorf("network '%s': bridge %q: %w", p.Network, p.Bridge, err)
+			}
+			drift.Missing = append(drift.Missing, "bridge "+p.Bridge)
+			return drift
+		}
+		ifindex = uint32(link.Attrs().Index)
+	}
+
+	c, err := b.conn()
+	if err != nil {
+		return fmt.Errorf("network '%s': %w", p.Network, err)
+	}
+	for _, f := range []Family{IPv4, IPv6} {
+		if err := b.verifyFamily(c, p, f, ifindex, drift); err != nil {
+			return fmt.Errorf("network '%s': %w", p.Network, err)
+		}
+	}
+	if p.ChecksumFix && !b.noCsum {
+		missing, err := checksumFixMissing(h, link)
+		if err != nil {
+			return fmt.Errorf("network '%s': bridge %q: %w", p.Network, p.Bridge, err)
+		}
+		drift.Missing = append(drift.Missing, missing...)
+	}
+	if drift.empty() {
+		return nil
+	}
+	return drift
+}
+
+func (b *nftBackend) verifyFamily(c *nftables.Conn, p *Plan, f Family, ifindex uint32, drift *DriftError) error {
+	name := p.TableName()
+	tableID := "table " + f.String() + " " + name
+	tables, err := c.ListTablesOfFamily(nftFamily[f])
+	if err != nil {
+		return fmt.Errorf("list %s tables: %w", f, err)
+	}
+	var table *nftables.Table
+	for _, t := range tables {
+		if t.Name == name {
+			table = t
+		}
+	}
+	want := familyHasRules(p, f)
+	switch {
+	case table == nil && want:
+		drift.Missing = append(drift.Missing, tableID)
+		return nil
+	case table != nil && !want:
+		drift.Unexpected = append(drift.Unexpected, tableID)
+		return nil
+	case table == nil:
+		return nil
+	}
+
+	chains, err := c.ListChainsOfTableFamily(nftFamily[f])
+	if err != nil {
+		return fmt.Errorf("list %s chains: %w", f, err)
+	}
+	live := map[string]*nftables.Chain{}
+	for _, ch := range chains {
+		if ch.Table.Name == name {
+			live[ch.Name] = ch
+		}
+	}
+	for _, spec := range nftChains {
+		rules := p.chainRules(f, spec)
+		chainID := tableID + " chain " + spec.name
+		ch, ok := live[spec.name]
+		delete(live, spec.name)
+		switch {
+		case len(rules) == 0 && ok:
+			drift.Unexpected = append(drift.Unexpected, chainID)
+			continue
+		case len(rules) == 0:
+			continue
+		case !ok:
+			drift.Missing = append(drift.Missing, chainID)
+			continue
+		}
+		if !sameChain(ch, nftChain(table, spec)) {
+			drift.Missing = append(drift.Missing, chainID+" (hook, type, priority or policy differ)")
+			continue
+		}
+		got, err := c.GetRules(table, ch)
+		if err != nil {
+			return fmt.Errorf("list rules of %s: %w", chainID, err)
+		}
+		compareRules(chainID, rules, got, ifindex, drift)
+	}
+	for n := range live {
+		drift.Unexpected = append(drift.Unexpected, tableID+" chain "+n)
+	}
+	return nil
+}
+
+// compareRules matches the live rules of a chain against the plan's, in order.
+func compareRules(chainID string, want []Rule, got []*nftables.Rule, ifindex uint32, drift *DriftError) {
+	gotExprs := make([][]expr.Any, len(got))
+	for i, r := range got {
+		gotExprs[i] = normaliseExprs(r.Exprs)
+	}
+	used := make([]bool, len(got))
+	inOrder := len(want) == len(got)
+	for i, r := range want {
+		w := ruleExprs(r, ifindex)
+		found := -1
+		for j := range got {
+			if !used[j] && reflect.DeepEqual(w, gotExprs[j]) {
+				found = j
+				break
+			}
+		}
+		if found < 0 {
+			drift.Missing = append(drift.Missing, chainID+" rule: "+strings.Join(nftRuleArgs(r), " "))
+			inOrder = false
+			continue
+		}
+		used[found] = true
+		if found != i {
+			inOrder = false
+		}
+	}
+	extra := false
+	for j, u := range used {
+		if !u {
+			extra = true
+			drift.Unexpected = append(drift.Unexpected, fmt.Sprintf("%s rule handle %d", chainID, got[j].Handle))
+		}
+	}
+	if !inOrder && !extra && len(want) == len(got) {
+		drift.Unexpected = append(drift.Unexpected, chainID+": rules out of order")
+	}
+}
+
+// normaliseExprs drops what the kernel adds or counts on its own (counter
+// values), so live expressions compare equal to freshly built ones.
+func normaliseExprs(in []expr.Any) []expr.Any {
+	out := make([]expr.Any, len(in))
+	for i, e := range in {
+		if _, ok := e.(*expr.Counter); ok {
+			e = &expr.Counter{}
+		}
+		out[i] = e
+	}
+	return out
+}
+
+func sameChain(got, want *nftables.Chain) bool {
+	if got.Type != want.Type || got.Hooknum == nil || *got.Hooknum != *want.Hooknum ||
+		got.Priority == nil || *got.Priority != *want.Priority {
+		return false
+	}
+	return got.Policy != nil && *got.Policy == *want.Policy
+}
+
+func familyHasRules(p *Plan, f Family) bool {
+	for _, r := range p.Rules {
+		if r.Family == f {
+			return true
+		}
+	}
+	return false
+}
+
+// nftChain returns the base chain object of a spec in table t.
+func nftChain(t *nftables.Table, spec nftChainSpec) *nftables.Chain {
+	accept := nftables.ChainPolicyAccept
+	ch := &nftables.Chain{
+		Name:     spec.name,
+		Table:    t,
+		Type:     nftables.ChainTypeFilter,
+		Priority: nftables.ChainPriorityRef(nftables.ChainPriority(spec.priority)),
+		Policy:   &accept,
+	}
+	if spec.typ == "nat" {
+		ch.Type = nftables.ChainTypeNAT
+	}
+	switch spec.hook {
+	case "input":
+		ch.Hooknum = nftables.ChainHookInput
+	case "output":
+		ch.Hooknum = nftables.ChainHookOutput
+	case "forward":
+		ch.Hooknum = nftables.ChainHookForward
+	case "postrouting":
+		ch.Hooknum = nftables.ChainHookPostrouting
+	}
+	return ch
+}
+
+// ruleExprs builds the nftables expressions of a rule; they are what the nft
+// tool generates for the rule text of nftRuleArgs. The bridge is matched by
+// interface index (iif/oif), the forward device by name (iifname/oifname).
+func ruleExprs(r Rule, bridge uint32) []expr.Any {
+	var e []expr.Any
+	iif := func() { e = append(e, ifIndex(expr.MetaKeyIIF, bridge)...) }
+	oif := func() { e = append(e, ifIndex(expr.MetaKeyOIF, bridge)...) }
+	devIn := func() {
+		if r.Dev != "" {
+			e = append(e, ifName(expr.MetaKeyIIFNAME, r.Dev)...)
+		}
+	}
+	devOut := func() {
+		if r.Dev != "" {
+			e = append(e, ifName(expr.MetaKeyOIFNAME, r.Dev)...)
+		}
+	}
+	switch r.Type {
+	case HostIn:
+		iif()
+		e = append(e, dport(r.Proto, r.Port)...)
+		e = append(e, &expr.Counter{}, accept())
+	case HostOut:
+		oif()
+		e = append(e, dport(r.Proto, r.Port)...)
+		e = append(e, &expr.Counter{}, accept())
+	case RejectOut:
+		iif()
+		e = append(e, &expr.Counter{}, reject(r.Family))
+	case RejectIn:
+		oif()
+		e = append(e, &expr.Counter{}, reject(r.Family))
+	case AllowCross:
+		iif()
+		oif()
+		e = append(e, &expr.Counter{}, accept())
+	case AllowOut:
+		e = append(e, addrMatch(r.Family, true, r.Subnet, expr.CmpOpEq)...)
+		iif()
+		devOut()
+		e = append(e, &expr.Counter{}, accept())
+	case AllowRelatedIn:
+		devIn()
+		oif()
+		e = append(e, addrMatch(r.Family, false, r.Subnet, expr.CmpOpEq)...)
+		e = append(e, ctRelatedEstablished()...)
+		e = append(e, &expr.Counter{}, accept())
+	case AllowIn:
+		e = append(e, addrMatch(r.Family, false, r.Subnet, expr.CmpOpEq)...)
+		devIn()
+		oif()
+		e = append(e, &expr.Counter{}, accept())
+	case Masquerade:
+		if r.Proto != "" {
+			e = append(e, l4proto(r.Proto)...)
+		}
+		e = append(e, addrMatch(r.Family, true, r.Subnet, expr.CmpOpEq)...)
+		e = append(e, addrMatch(r.Family, false, r.Subnet, expr.CmpOpNeq)...)
+		devOut()
+		e = append(e, &expr.Counter{})
+		e = append(e, natExprs(r.Family, r.NAT)...)
+	case NoMasquerade:
+		devOut()
+		e = append(e, addrMatch(r.Family, true, r.Subnet, expr.CmpOpEq)...)
+		e = append(e, addrMatch(r.Family, false, r.Dest, expr.CmpOpEq)...)
+		e = append(e, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictReturn})
+	}
+	return e
+}
+
+func accept() expr.Any { return &expr.Verdict{Kind: expr.VerdictAccept} }
+
+// reject is nft's plain "reject": ICMP port unreachable (ICMPv6 in ip6).
+func reject(f Family) expr.Any {
+	if f == IPv6 {
+		return &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 4} // ICMPV6_PORT_UNREACH
+	}
+	return &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3} // ICMP_PORT_UNREACH
+}
+
+func ifIndex(key expr.MetaKey, index uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(index)},
+	}
+}
+
+// ifName matches an interface name exactly, as nft does: the name padded
+// with NULs to IFNAMSIZ.
+func ifName(key expr.MetaKey, name string) []expr.Any {
+	data := make([]byte, unix.IFNAMSIZ)
+	copy(data, name)
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data},
+	}
+}
+
+func protoNum(proto string) byte {
+	if proto == "tcp" {
+		return unix.IPPROTO_TCP
+	}
+	return unix.IPPROTO_UDP
+}
+
+func l4proto(proto string) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{protoNum(proto)}},
+	}
+}
+
+func dport(proto string, port uint16) []expr.Any {
+	return append(l4proto(proto),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+	)
+}
+
+// addrMatch compares the source (src) or destination address with a prefix.
+// Like nft, a byte-aligned prefix loads only its bytes; otherwise the address
+// is masked.
+func addrMatch(f Family, src bool, pfx netip.Prefix, op expr.CmpOp) []expr.Any {
+	off, size := uint32(16), uint32(4)
+	if src {
+		off = 12
+	}
+	if f == IPv6 {
+		off, size = 24, 16
+		if src {
+			off = 8
+		}
+	}
+	addr := pfx.Masked().Addr().AsSlice()
+	bits := pfx.Bits()
+	if bits > 0 && bits%8 == 0 {
+		n := uint32(bits / 8)
+		return []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+			&expr.Cmp{Op: op, Register: 1, Data: addr[:n]},
+		}
+	}
+	m := make([]byte, size)
+	for i := 0; i < bits; i++ {
+		m[i/8] |= 0x80 >> (i % 8)
+	}
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: size},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: size, Mask: m, Xor: make([]byte, size)},
+		&expr.Cmp{Op: op, Register: 1, Data: addr},
+	}
+}
+
+func ctRelatedEstablished() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
+}
+
+// natExprs is "masquerade [to :ports]" or "snat to addr[-addr][:ports]".
+func natExprs(f Family, n NAT) []expr.Any {
+	ported := n.PortStart != 0 || n.PortEnd != 0
+	if !n.AddrStart.IsValid() {
+		if !ported {
+			return []expr.Any{&expr.Masq{}}
+		}
+		return []expr.Any{
+			&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(n.PortStart)},
+			&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(n.PortEnd)},
+			&expr.Masq{ToPorts: true, RegProtoMin: 1, RegProtoMax: 2},
+		}
+	}
+	fam := uint32(unix.NFPROTO_IPV4)
+	if f == IPv6 {
+		fam = unix.NFPROTO_IPV6
+	}
+	nat := &expr.NAT{Type: expr.NATTypeSourceNAT, Family: fam, RegAddrMin: 1}
+	e := []expr.Any{&expr.Immediate{Register: 1, Data: n.AddrStart.AsSlice()}}
+	reg := uint32(2)
+	if n.AddrEnd.IsValid() {
+		e = append(e, &expr.Immediate{Register: reg, Data: n.AddrEnd.AsSlice()})
+		nat.RegAddrMax = reg
+		reg++
+	}
+	if ported {
+		e = append(e,
+			&expr.Immediate{Register: reg, Data: binaryutil.BigEndian.PutUint16(n.PortStart)},
+			&expr.Immediate{Register: reg + 1, Data: binaryutil.BigEndian.PutUint16(n.PortEnd)})
+		nat.RegProtoMin, nat.RegProtoMax = reg, reg+1
+		nat.Specified = true
+	}
+	return append(e, nat)
+}

@@ -1,0 +1,132 @@
+package firewall
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// The DHCP checksum fix, libvirt's nftables flavour. Replies from the host's
+// dnsmasq to guests using vhost-net can leave with a partial UDP checksum that
+// some guests (e.g. FreeBSD) drop. nftables has no CHECKSUM target, so a tc
+// u32 filter on the bridge's egress recomputes the IP and UDP checksums of
+// packets to port 68. The kernel deletes qdisc and filter with the bridge.
+
+// checksumQdisc is the handle of the root qdisc the filter hangs on ("1:").
+var checksumQdisc = netlink.MakeHandle(1, 0)
+
+const (
+	checksumPrio  = 2
+	checksumFlags = netlink.TCA_CSUM_UPDATE_FLAG_IPV4HDR | netlink.TCA_CSUM_UPDATE_FLAG_UDP
+)
+
+// ensureChecksumFix installs, unless present, the htb root qdisc 1: (default
+// class 2) and the u32 filter "match ip dport 68 ffff action csum ip and udp".
+// An existing root qdisc 1: is kept whatever its kind, as libvirt does (it may
+// carry <bandwidth> classes).
+func ensureChecksumFix(h *netlink.Handle, link netlink.Link) error {
+	q, err := rootQdisc1(h, link)
+	if err != nil {
+		return err
+	}
+	if q == nil {
+		htb := netlink.NewHtb(netlink.QdiscAttrs{LinkIndex: link.Attrs().Index, Handle: checksumQdisc, Parent: netlink.HANDLE_ROOT})
+		htb.Defcls = 2
+		if err := h.QdiscAdd(htb); err != nil {
+			return fmt.Errorf("add htb root qdisc 1:: %w", err)
+		}
+	}
+	ok, err := hasChecksumFilter(h, link)
+	if err != nil || ok {
+		return err
+	}
+	if err := h.FilterAdd(checksumFilter(link)); err != nil {
+		// The kernel answers ENOENT when it has no csum action (built
+		// without CONFIG_NET_ACT_CSUM and no module to load).
+		if errors.Is(err, unix.ENOENT) {
+			return errNoCsumAction
+		}
+		return fmt.Errorf("add u32 checksum filter: %w", err)
+	}
+	return nil
+}
+
+// errNoCsumAction reports a kernel without the tc csum action.
+var errNoCsumAction = errors.New("kernel has no tc csum action (CONFIG_NET_ACT_CSUM)")
+
+// checksumFixMissing describes the parts of the fix that are not installed.
+func checksumFixMissing(h *netlink.Handle, link netlink.Link) ([]string, error) {
+	q, err := rootQdisc1(h, link)
+	if err != nil {
+		return nil, err
+	}
+	if q == nil {
+		return []string{"tc root qdisc 1: on " + link.Attrs().Name, "tc u32 checksum filter on " + link.Attrs().Name}, nil
+	}
+	ok, err := hasChecksumFilter(h, link)
+	if err != nil || ok {
+		return nil, err
+	}
+	return []string{"tc u32 checksum filter on " + link.Attrs().Name}, nil
+}
+
+func rootQdisc1(h *netlink.Handle, link netlink.Link) (netlink.Qdisc, error) {
+	qs, err := h.QdiscList(link)
+	if err != nil {
+		return nil, fmt.Errorf("list qdiscs: %w", err)
+	}
+	for _, q := range qs {
+		if a := q.Attrs(); a.Parent == netlink.HANDLE_ROOT && a.Handle == checksumQdisc {
+			return q, nil
+		}
+	}
+	return nil, nil
+}
+
+func hasChecksumFilter(h *netlink.Handle, link netlink.Link) (bool, error) {
+	fs, err := h.FilterList(link, checksumQdisc)
+	if err != nil {
+		return false, fmt.Errorf("list filters: %w", err)
+	}
+	for _, f := range fs {
+		u, ok := f.(*netlink.U32)
+		if !ok || u.Priority != checksumPrio || u.Protocol != unix.ETH_P_IP || u.Sel == nil || len(u.Sel.Keys) != 1 {
+			continue
+		}
+		k := u.Sel.Keys[0]
+		if k.Off != 20 || k.Mask != 0xffff || k.Val != 68 {
+			continue
+		}
+		for _, a := range u.Actions {
+			if c, ok := a.(*netlink.CsumAction); ok && c.UpdateFlags == checksumFlags {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// checksumFilter is what `tc filter add dev BR prio 2 protocol ip parent 1:
+// u32 match ip dport 68 ffff action csum ip and udp` installs: one 32-bit key
+// at IP header offset 20 whose low half (bytes 22-23, the UDP destination
+// port with a 20-byte IP header) must be 68.
+func checksumFilter(link netlink.Link) *netlink.U32 {
+	csum := netlink.NewCsumAction()
+	csum.Action = netlink.TC_ACT_OK
+	csum.UpdateFlags = checksumFlags
+	return &netlink.U32{
+		FilterAttrs: netlink.FilterAttrs{
+			LinkIndex: link.Attrs().Index,
+			Parent:    checksumQdisc,
+			Priority:  checksumPrio,
+			Protocol:  unix.ETH_P_IP,
+		},
+		Sel: &netlink.TcU32Sel{
+			Flags: netlink.TC_U32_TERMINAL,
+			Keys:  []netlink.TcU32Key{{Mask: 0x0000ffff, Val: 68, Off: 20}},
+		},
+		Actions: []netlink.Action{csum},
+	}
+}
