@@ -16,7 +16,7 @@ import (
 const benchXML = `<network>
   <name>bench</name>
   <forward mode='nat'/>
-  <bridge name='vbr-bench'/>
+  <bridge name='vbr-bench' stp='off'/>
   <ip address='10.123.0.1' prefix='24'>
     <dhcp>
       <range start='10.123.0.2' end='10.123.0.254'/>

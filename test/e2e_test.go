@@ -115,7 +115,7 @@ func assertNoFiles(t *testing.T, dir string) {
 
 const isolatedXML = `<network>
   <name>iso</name>
-  <bridge name='vbr-iso'/>
+  <bridge name='vbr-iso' stp='off'/>
   <ip address='10.77.0.1' prefix='24'/>
 </network>
 `
@@ -123,7 +123,7 @@ const isolatedXML = `<network>
 const routedXML = `<network>
   <name>routed</name>
   <forward mode='route'/>
-  <bridge name='vbr-rt'/>
+  <bridge name='vbr-rt' stp='off'/>
   <ip address='10.88.0.1' prefix='24'/>
 </network>
 `

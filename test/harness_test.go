@@ -63,6 +63,13 @@ func (d *daemon) socket() string { return filepath.Join(d.runDir, "vnetd.sock") 
 func newDaemon(t testing.TB, ns *netnstest.NS) *daemon {
 	t.Helper()
 	root := t.TempDir()
+	// dnsmasq drops to nobody and re-reads its hosts files: like /var/lib,
+	// the directories above them must be searchable by others.
+	for dir := root; dir != os.TempDir() && dir != "/"; dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	d := &daemon{t: t, ns: ns, configDir: filepath.Join(root, "etc"), stateDir: filepath.Join(root, "lib"), runDir: filepath.Join(root, "run")}
 	t.Cleanup(func() {
 		d.stop()

@@ -50,6 +50,12 @@ func (t *tag) attr(name, value string) *tag {
 	return t
 }
 
+// rattr adds a required attribute, written even when empty.
+func (t *tag) rattr(name, value string) *tag {
+	t.b.WriteString(" " + name + "='" + escape(value) + "'")
+	return t
+}
+
 func (t *tag) uattr(name string, v uint) *tag { return t.attr(name, strconv.FormatUint(uint64(v), 10)) }
 
 // empty ends the tag as a self-closing element.
@@ -198,7 +204,7 @@ func Format(n *Network, flags Flags) (string, error) {
 	if n.DnsmasqOptions != nil && len(n.DnsmasqOptions.Option) > 0 {
 		w.start("dnsmasq:options").open()
 		for _, o := range n.DnsmasqOptions.Option {
-			w.start("dnsmasq:option").attr("value", o.Value).empty()
+			w.start("dnsmasq:option").rattr("value", o.Value).empty()
 		}
 		w.end("dnsmasq:options")
 	}

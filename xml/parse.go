@@ -406,7 +406,7 @@ func detail(format string, args ...any) error { return Errorf(KindPlain, format,
 func (p *parser) dnsSRV(s *elem) (libvirtxml.NetworkDNSSRV, error) {
 	srv := libvirtxml.NetworkDNSSRV{}
 	var ok bool
-	if srv.Service, ok = s.attr("service"); !ok {
+	if srv.Service, ok = xpathAttr(s, "service"); !ok {
 		return srv, detail("missing required service attribute in DNS SRV record of network '%s'", p.name)
 	}
 	if len(srv.Service) > 15 {
@@ -415,7 +415,7 @@ func (p *parser) dnsSRV(s *elem) (libvirtxml.NetworkDNSSRV, error) {
 	if !onlyChars(srv.Service, srvServiceChars) {
 		return srv, detail("invalid character in service attribute '%s' in DNS SRV record of network '%s'", srv.Service, p.name)
 	}
-	if srv.Protocol, ok = s.attr("protocol"); !ok {
+	if srv.Protocol, ok = xpathAttr(s, "protocol"); !ok {
 		return srv, detail("missing required protocol attribute in DNS SRV record '%s' of network '%s'", srv.Service, p.name)
 	}
 	if !onlyChars(srv.Protocol, srvProtocolChars) {
