@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"time"
 
 	"vnet/dnsmasq"
 	"vnet/firewall"
@@ -60,6 +62,8 @@ func (h *realHost) Ensure(n *netxml.Network, undo bool) (err error) {
 	}
 	bridge := n.BridgeName()
 	var createdBridge, appliedFW bool
+	t := newStepTimer()
+	defer func() { h.log.Debug("ensure network", "network", n.Name, "steps", t.String(), "err", err) }()
 	defer func() {
 		if err == nil || !undo {
 			return
@@ -80,10 +84,12 @@ func (h *realHost) Ensure(n *netxml.Network, undo bool) (err error) {
 	if err != nil {
 		return err
 	}
+	t.step("bridge")
 	changed, err := network.EnsureForwarding(n)
 	if err != nil {
 		return err
 	}
+	t.step("sysctl")
 	for _, c := range changed {
 		h.log.Info("changed host sysctl", "network", n.Name, "sysctl", c)
 	}
@@ -91,28 +97,35 @@ func (h *realHost) Ensure(n *netxml.Network, undo bool) (err error) {
 		return fmt.Errorf("network '%s': apply firewall rules: %w", n.Name, err)
 	}
 	appliedFW = true
+	t.step("firewall")
 	if dnsmasq.Needed(n) {
 		if err = h.dns.Start(n); err != nil {
 			return err
 		}
+		t.step("dnsmasq")
 	}
 	return nil
 }
 
 func (h *realHost) Remove(n *netxml.Network) error {
 	var errs []error
+	t := newStepTimer()
+	defer func() { h.log.Debug("remove network", "network", n.Name, "steps", t.String()) }()
 	if err := h.dns.Stop(n.Name); err != nil {
 		errs = append(errs, err)
 	}
+	t.step("dnsmasq")
 	if n.OwnsBridge() {
 		if plan, err := firewall.PlanFor(n); err != nil {
 			errs = append(errs, err)
 		} else if err := h.fw.Remove(plan); err != nil {
 			errs = append(errs, err)
 		}
+		t.step("firewall")
 		if err := network.DeleteBridge(n.BridgeName()); err != nil {
 			errs = append(errs, err)
 		}
+		t.step("bridge")
 	}
 	return errors.Join(errs...)
 }
@@ -120,3 +133,20 @@ func (h *realHost) Remove(n *netxml.Network) error {
 func (h *realHost) Forget(name string) error    { return h.dns.Forget(name) }
 func (h *realHost) LinkExists(name string) bool { return network.LinkExists(name) }
 func (h *realHost) Detach()                     { h.dns.Detach() }
+
+// stepTimer records how long each step of an operation took, for debug logs
+// and for finding where a slow start spends its time.
+type stepTimer struct {
+	last  time.Time
+	steps []string
+}
+
+func newStepTimer() *stepTimer { return &stepTimer{last: time.Now()} }
+
+func (t *stepTimer) step(name string) {
+	now := time.Now()
+	t.steps = append(t.steps, fmt.Sprintf("%s=%.2fms", name, float64(now.Sub(t.last).Microseconds())/1000))
+	t.last = now
+}
+
+func (t *stepTimer) String() string { return strings.Join(t.steps, " ") }

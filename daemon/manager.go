@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"vnet/daemon/api"
 	netxml "vnet/xml"
@@ -48,7 +49,7 @@ type Manager struct {
 	store    *store
 	host     Host
 	log      *slog.Logger
-	onChange func(name, event string)
+	events   broker
 }
 
 // NewManager returns a manager over the given directories and host.
@@ -212,7 +213,9 @@ func (m *Manager) prepareLocked(xml string) (*netxml.Network, *netObj, error) {
 	}
 	existing := m.byName[n.Name]
 	if n.UUID == "" && existing != nil {
-		n.UUID = existing.uuid
+		// libvirt's parser invents a uuid, which then clashes with the
+		// existing network's: redefining needs the uuid (net-edit keeps it).
+		return nil, nil, netxml.Errorf(netxml.KindOperationFailed, "network '%s' already exists with uuid %s", existing.name, existing.uuid)
 	}
 	// A UUID given in the XML must not belong to a network of another name.
 	if n.UUID != "" {
@@ -306,7 +309,7 @@ func (m *Manager) Define(xml string) (api.Network, error) {
 	o.def = n
 	info := m.info(o)
 	m.mu.Unlock()
-	m.emit(n.Name, "Defined")
+	m.emit(o, EventDefined)
 	return info, nil
 }
 
@@ -409,7 +412,7 @@ func (m *Manager) startLocked(o *netObj, def *netxml.Network) error {
 		return err
 	}
 	m.log.Info("network started", "network", o.name, "bridge", live.BridgeName())
-	m.emit(o.name, "Started")
+	m.emit(o, EventStarted)
 	return nil
 }
 
@@ -436,12 +439,12 @@ func (m *Manager) Destroy(ref string) (api.Network, error) {
 	}
 	info := m.info(o)
 	m.mu.Unlock()
+	m.emit(o, EventStopped)
 	if err != nil {
 		m.log.Warn("network stopped with errors", "network", o.name, "err", err)
 		return info, fmt.Errorf("network '%s' stopped, but cleaning up failed: %w", o.name, err)
 	}
 	m.log.Info("network stopped", "network", o.name)
-	m.emit(o.name, "Stopped")
 	return info, nil
 }
 
@@ -473,7 +476,7 @@ func (m *Manager) Undefine(ref string) (api.Network, error) {
 	}
 	info := m.info(o)
 	m.mu.Unlock()
-	m.emit(o.name, "Undefined")
+	m.emit(o, EventUndefined)
 	return info, nil
 }
 
@@ -497,10 +500,8 @@ func (m *Manager) SetAutostart(ref string, on bool) (api.Network, error) {
 	return info, nil
 }
 
-func (m *Manager) emit(name, event string) {
-	if m.onChange != nil {
-		m.onChange(name, event)
-	}
+func (m *Manager) emit(o *netObj, t EventType) {
+	m.events.publish(Event{Name: o.name, UUID: o.uuid, Type: t, Time: time.Now()})
 }
 
 // Load reads the stored definitions and the status of active networks and

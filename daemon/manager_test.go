@@ -148,8 +148,11 @@ func TestDefineErrors(t *testing.T) {
 	if netxml.Message(err) != want {
 		t.Fatalf("got %v, want %s", err, want)
 	}
-	// Redefinition without uuid keeps the network and its bridge.
-	again, err := m.Define(netXML("a", "", "10.9.0"))
+	// Redefinition without uuid fails as in libvirt; with it, it keeps the bridge.
+	if _, err := m.Define(netXML("a", "", "10.9.0")); netxml.Message(err) != want {
+		t.Fatalf("redefine without uuid: %v", err)
+	}
+	again, err := m.Define(netXML("a", first.UUID, "10.9.0"))
 	if err != nil || again.UUID != first.UUID || again.Bridge != first.Bridge {
 		t.Fatalf("redefine: %+v %v", again, err)
 	}
@@ -169,7 +172,8 @@ func TestRedefineActiveKeepsLive(t *testing.T) {
 	if _, err := m.Start("a"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Define(netXML("a", "", "10.7.0")); err != nil {
+	info, _ := m.Get("a", "name")
+	if _, err := m.Define(netXML("a", info.UUID, "10.7.0")); err != nil {
 		t.Fatal(err)
 	}
 	live, _ := m.XML("a", false)

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +37,7 @@ func (s samples) stats() (median, p95 time.Duration) {
 func report(b *testing.B, what string, s samples) {
 	med, p95 := s.stats()
 	fmt.Printf("%-28s n=%-3d median %7.2f ms   p95 %7.2f ms\n", what, len(s), ms(med), ms(p95))
-	b.ReportMetric(ms(med), what+"-median-ms")
+	b.ReportMetric(ms(med), strings.ReplaceAll(what, " ", "-")+"-median-ms")
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -70,7 +70,16 @@ func newDaemon(t testing.TB, ns *netnstest.NS) *daemon {
 			t.Fatal(err)
 		}
 	}
-	d := &daemon{t: t, ns: ns, configDir: filepath.Join(root, "etc"), stateDir: filepath.Join(root, "lib"), runDir: filepath.Join(root, "run")}
+	// The run dir is on tmpfs, as /run is in production.
+	runDir, err := os.MkdirTemp("/run", "vnet-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(runDir) })
+	if err := os.Chmod(runDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{t: t, ns: ns, configDir: filepath.Join(root, "etc"), stateDir: filepath.Join(root, "lib"), runDir: runDir}
 	t.Cleanup(func() {
 		d.stop()
 		if t.Failed() && d.log != nil {
@@ -84,7 +93,7 @@ func newDaemon(t testing.TB, ns *netnstest.NS) *daemon {
 func (d *daemon) start(extra ...string) {
 	d.t.Helper()
 	args := append([]string{"netns", "exec", d.ns.Name(), filepath.Join(binDir, "vnetd"),
-		"--config-dir", d.configDir, "--state-dir", d.stateDir, "--run-dir", d.runDir}, extra...)
+		"--config-dir", d.configDir, "--state-dir", d.stateDir, "--run-dir", d.runDir, "--verbose"}, extra...)
 	d.cmd = exec.Command("ip", args...)
 	if d.log == nil {
 		d.log = &bytes.Buffer{}

@@ -865,7 +865,7 @@ func (p *parser) dhcp(d *elem, ipNet netip.Prefix) (*libvirtxml.NetworkDHCP, err
 	return dhcp, nil
 }
 
-// parseDHCPHost is shared with net-update, which parses a lone <host>.
+// dhcpHost parses one static DHCP <host> of the <ip> whose address is ipAddr.
 func (p *parser) dhcpHost(h *elem, ipAddr netip.Addr) (libvirtxml.NetworkDHCPHost, error) {
 	host := libvirtxml.NetworkDHCPHost{}
 	v6 := ipAddr.Is6()

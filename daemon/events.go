@@ -1,0 +1,76 @@
+package daemon
+
+import (
+	"sync"
+	"time"
+)
+
+// EventType is a libvirt network lifecycle event; the values are libvirt's
+// (VIR_NETWORK_EVENT_DEFINED … STOPPED), which D-Bus clients receive as is.
+type EventType int
+
+// Lifecycle events, in libvirt's numbering.
+const (
+	EventDefined EventType = iota
+	EventUndefined
+	EventStarted
+	EventStopped
+)
+
+var eventNames = [...]string{"Defined", "Undefined", "Started", "Stopped"}
+
+// String returns virsh's name of the event ("Defined" …).
+func (e EventType) String() string {
+	if int(e) < len(eventNames) {
+		return eventNames[e]
+	}
+	return "Unknown"
+}
+
+// Event is one lifecycle change of a network.
+type Event struct {
+	Name string
+	UUID string
+	Type EventType
+	Time time.Time
+}
+
+// broker fans events out to subscribers. A slow subscriber loses events
+// rather than blocking network operations.
+type broker struct {
+	mu   sync.Mutex
+	subs map[chan Event]struct{}
+}
+
+// Subscribe returns a channel of every event from now on, and a function that
+// ends the subscription (and closes the channel).
+func (m *Manager) Subscribe() (<-chan Event, func()) {
+	b := &m.events
+	ch := make(chan Event, 256)
+	b.mu.Lock()
+	if b.subs == nil {
+		b.subs = map[chan Event]struct{}{}
+	}
+	b.subs[ch] = struct{}{}
+	b.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			b.mu.Lock()
+			delete(b.subs, ch)
+			b.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+func (b *broker) publish(e Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for ch := range b.subs {
+		select {
+		case ch <- e:
+		default:
+		}
+	}
+}
