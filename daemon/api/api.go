@@ -13,6 +13,12 @@
 //	POST /v1/networks/REF/destroy             → Network
 //	POST /v1/networks/REF/undefine            → Network
 //	POST /v1/networks/REF/autostart AutostartRequest → Network
+//	POST /v1/networks/REF/update    UpdateRequest → Network (net-update)
+//	GET  /v1/networks/REF/leases?mac=MAC      → []Lease (net-dhcp-leases)
+//	POST /v1/networks/REF/start?dry-run=1     → Plan (nothing is changed)
+//	POST /v1/networks/create?dry-run=1  DefineRequest → Plan
+//	GET  /v1/events?network=REF               → a stream of Event, one JSON object per line,
+//	                                            until the client disconnects
 //
 // A failure answers a non-2xx status with an Error body.
 package api
@@ -70,3 +76,53 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// UpdateRequest is net-update. Command and Section are libvirt's enum values
+// (virNetworkUpdateCommand: 1 modify, 2 delete, 3 add-last, 4 add-first;
+// virNetworkUpdateSection: 1 bridge, 2 domain, 3 ip, 4 ip-dhcp-host,
+// 5 ip-dhcp-range, 6 forward, 7 forward-interface, 8 forward-pf, 9 portgroup,
+// 10 dns-host, 11 dns-txt, 12 dns-srv).
+type UpdateRequest struct {
+	Command int `json:"command"`
+	Section int `json:"section"`
+	// ParentIndex selects the <ip> for the ip-dhcp-* sections; -1 = the
+	// first suitable one (virsh's default when --parent-index is absent).
+	ParentIndex int    `json:"parentIndex"`
+	XML         string `json:"xml"`
+	// Live and Config are virsh's --live / --config; both false = --current
+	// (the live network if active, else the persistent config).
+	Live   bool `json:"live,omitempty"`
+	Config bool `json:"config,omitempty"`
+}
+
+// Lease is one DHCP lease, as net-dhcp-leases lists it.
+type Lease struct {
+	// ExpiryTime is the lease's end in seconds since the epoch (0 = infinite).
+	ExpiryTime int64  `json:"expiryTime"`
+	MAC        string `json:"mac,omitempty"`
+	// Protocol is "ipv4" or "ipv6".
+	Protocol string `json:"protocol"`
+	IPAddr   string `json:"ipaddr"`
+	Prefix   int    `json:"prefix"`
+	Hostname string `json:"hostname,omitempty"`
+	ClientID string `json:"clientid,omitempty"`
+	IAID     string `json:"iaid,omitempty"`
+}
+
+// Plan is what a start would do, for --dry-run.
+type Plan struct {
+	Network string `json:"network"`
+	// Text lists every host change, one per line, as commands (ip, sysctl,
+	// nft or iptables, tc) and the dnsmasq argv and files.
+	Text string `json:"text"`
+}
+
+// Event is a lifecycle event of a network.
+type Event struct {
+	Network string `json:"network"`
+	UUID    string `json:"uuid"`
+	// Event is "Defined", "Undefined", "Started" or "Stopped".
+	Event string `json:"event"`
+	// Time is when it happened, in RFC 3339 with milliseconds, UTC.
+	Time string `json:"time"`
+}
