@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"sort"
 	"strings"
 	"time"
 
+	"vnet/daemon/api"
 	"vnet/dnsmasq"
 	"vnet/firewall"
 	"vnet/network"
@@ -34,6 +37,11 @@ type Host interface {
 	// Detach stops supervising the host parts but leaves them running
 	// (daemon shutdown leaves networks up).
 	Detach()
+	// Leases returns the DHCP leases dnsmasq handed out on the network.
+	Leases(n *netxml.Network) ([]api.Lease, error)
+	// Plan describes, as commands and files, what Ensure would do on a host
+	// without the network. It changes nothing.
+	Plan(n *netxml.Network) (string, error)
 }
 
 // realHost is the Host of a real machine (or of the network namespace the
@@ -150,3 +158,119 @@ func (t *stepTimer) step(name string) {
 }
 
 func (t *stepTimer) String() string { return strings.Join(t.steps, " ") }
+
+func (h *realHost) Leases(n *netxml.Network) ([]api.Lease, error) {
+	raw, err := h.dns.Leases(n.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Lease, 0, len(raw))
+	for _, l := range raw {
+		a := api.Lease{MAC: l.MAC, IPAddr: l.IP.String(), Hostname: l.Hostname, ClientID: l.ClientID, IAID: l.IAID, Protocol: "ipv4"}
+		if l.IP.Is6() && !l.IP.Is4In6() {
+			a.Protocol = "ipv6"
+		}
+		if !l.Expiry.IsZero() {
+			a.ExpiryTime = l.Expiry.Unix()
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func (h *realHost) Plan(n *netxml.Network) (string, error) {
+	if !n.OwnsBridge() {
+		return "", netxml.Errorf(netxml.KindUnsupported, "forward mode '%s' is not supported yet", n.ForwardMode())
+	}
+	var b strings.Builder
+	br := n.BridgeName()
+	fmt.Fprintf(&b, "# bridge %s\n", br)
+	if network.LinkExists(br) {
+		fmt.Fprintf(&b, "# %s exists: adopted, only differences are changed\n", br)
+	} else {
+		stp, delay := 1, 0
+		if n.Bridge != nil {
+			if n.Bridge.STP == "off" {
+				stp = 0
+			}
+			fmt.Sscan(n.Bridge.Delay, &delay)
+		}
+		fmt.Fprintf(&b, "ip link add %s type bridge stp_state %d forward_delay %d\n", br, stp, delay*100)
+	}
+	if n.MAC != nil && n.MAC.Address != "" {
+		fmt.Fprintf(&b, "ip link set %s address %s\n", br, n.MAC.Address)
+	}
+	if n.MTU != nil && n.MTU.Size != 0 {
+		fmt.Fprintf(&b, "ip link set %s mtu %d\n", br, n.MTU.Size)
+	}
+	v6 := len(n.IPsOf("ipv6")) > 0
+	fmt.Fprintf(&b, "sysctl -w net.ipv6.conf.%s.accept_ra=0 net.ipv6.conf.%s.autoconf=0 net.ipv6.conf.%s.disable_ipv6=%d\n", br, br, br, map[bool]int{true: 0, false: 1}[v6])
+	for _, ip := range n.IPs {
+		p, err := netxml.IPNet(ip)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "ip addr add %s dev %s\n", p, br)
+	}
+	fmt.Fprintf(&b, "ip link set %s up\n", br)
+	for _, r := range n.Routes {
+		fmt.Fprintf(&b, "ip route add %s/%s via %s dev %s", r.Address, routePrefix(r.Prefix, r.Netmask), r.Gateway, br)
+		if r.Metric != "" {
+			fmt.Fprintf(&b, " metric %s", r.Metric)
+		}
+		b.WriteString("\n")
+	}
+	switch n.ForwardMode() {
+	case "nat", "route", "open":
+		b.WriteString("sysctl -w net.ipv4.ip_forward=1\n")
+		if v6 {
+			b.WriteString("sysctl -w net.ipv6.conf.all.forwarding=1\n")
+		}
+	}
+	plan, err := firewall.PlanFor(n)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(&b, "# firewall (%s)\n", h.fw.Name())
+	b.WriteString(renderFirewall(h.fw.Name(), plan))
+	if dnsmasq.Needed(n) {
+		b.WriteString("# dnsmasq\n")
+		b.WriteString(strings.Join(h.dns.Argv(n.Name), " ") + "\n")
+		files, err := h.dns.PlannedFiles(n)
+		if err != nil {
+			return "", err
+		}
+		paths := make([]string, 0, len(files))
+		for p := range files {
+			paths = append(paths, p)
+		}
+		sort.Strings(paths)
+		for _, p := range paths {
+			fmt.Fprintf(&b, "# file %s\n%s", p, files[p])
+			if files[p] != "" && !strings.HasSuffix(files[p], "\n") {
+				b.WriteString("\n")
+			}
+		}
+	}
+	return b.String(), nil
+}
+
+func routePrefix(prefix uint, netmask string) string {
+	if netmask != "" {
+		if m := net.ParseIP(netmask).To4(); m != nil {
+			ones, _ := net.IPv4Mask(m[0], m[1], m[2], m[3]).Size()
+			return fmt.Sprint(ones)
+		}
+	}
+	return fmt.Sprint(prefix)
+}
+
+// renderFirewall prints the plan as the commands of the active backend.
+func renderFirewall(backend string, p *firewall.Plan) string {
+	switch backend {
+	case "nftables":
+		return firewall.RenderNft(p)
+	default:
+		return fmt.Sprintf("# no text rendering for the %s backend\n", backend)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"vnet/daemon/api"
 	netxml "vnet/xml"
 )
 
@@ -50,7 +51,9 @@ func (h *fakeHost) LinkExists(name string) bool {
 	defer h.mu.Unlock()
 	return h.links[name]
 }
-func (h *fakeHost) Detach() {}
+func (h *fakeHost) Detach()                                     {}
+func (h *fakeHost) Leases(*netxml.Network) ([]api.Lease, error) { return nil, nil }
+func (h *fakeHost) Plan(n *netxml.Network) (string, error)      { return "plan " + n.Name + "\n", nil }
 
 func (h *fakeHost) state() string {
 	h.mu.Lock()

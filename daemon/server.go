@@ -45,11 +45,37 @@ func (m *Manager) Handler() http.Handler {
 		if !readJSON(w, r, &req) {
 			return
 		}
+		if r.URL.Query().Get("dry-run") != "" {
+			p, err := m.DryRunCreate(req.XML)
+			reply(w, p, err)
+			return
+		}
 		n, err := m.Create(req.XML)
 		reply(w, n, err)
 	})
+	mux.HandleFunc("POST /v1/networks/{ref}/start", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("dry-run") != "" {
+			p, err := m.DryRunStart(r.PathValue("ref"))
+			reply(w, p, err)
+			return
+		}
+		n, err := m.Start(r.PathValue("ref"))
+		reply(w, n, err)
+	})
+	mux.HandleFunc("POST /v1/networks/{ref}/update", func(w http.ResponseWriter, r *http.Request) {
+		var req api.UpdateRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		n, err := m.Update(r.PathValue("ref"), req.Command, req.Section, req.ParentIndex, req.XML, req.Live, req.Config)
+		reply(w, n, err)
+	})
+	mux.HandleFunc("GET /v1/networks/{ref}/leases", func(w http.ResponseWriter, r *http.Request) {
+		l, err := m.Leases(r.PathValue("ref"), r.URL.Query().Get("mac"))
+		reply(w, l, err)
+	})
+	mux.HandleFunc("GET /v1/events", m.serveEvents)
 	for verb, op := range map[string]func(string) (api.Network, error){
-		"start":    m.Start,
 		"destroy":  m.Destroy,
 		"undefine": m.Undefine,
 	} {
@@ -113,4 +139,45 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// serveEvents streams lifecycle events as JSON lines until the client goes.
+func (m *Manager) serveEvents(w http.ResponseWriter, r *http.Request) {
+	var filter string
+	if ref := r.URL.Query().Get("network"); ref != "" {
+		n, err := m.Get(ref, "any")
+		if err != nil {
+			reply(w, nil, err)
+			return
+		}
+		filter = n.UUID
+	}
+	events, cancel := m.Subscribe()
+	defer cancel()
+	flusher, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	enc := json.NewEncoder(w)
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case e, ok := <-events:
+			if !ok {
+				return
+			}
+			if filter != "" && e.UUID != filter {
+				continue
+			}
+			if err := enc.Encode(api.Event{Network: e.Name, UUID: e.UUID, Event: e.Type.String(), Time: e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00")}); err != nil {
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+	}
 }

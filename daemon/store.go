@@ -7,7 +7,22 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 )
+
+// Store persists definitions, autostart marks and the live status of active
+// networks. fileStore is the real one; memStore backs the test driver.
+type Store interface {
+	SaveConfig(name, xml string) error
+	DeleteConfig(name string) error
+	SaveStatus(name, xml string) error
+	DeleteStatus(name string) error
+	SetAutostart(name string, on bool) error
+	Autostart(name string) bool
+	// Configs and Statuses return every stored document by network name.
+	Configs() (map[string][]byte, error)
+	Statuses() (map[string][]byte, error)
+}
 
 // store keeps definitions and live status on disk, in libvirt's layout
 // relocated under vnet's directories:
@@ -60,14 +75,14 @@ or other application using the vnet API.
 
 `
 
-func (s *store) saveConfig(name, xml string) error {
+func (s *store) SaveConfig(name, xml string) error {
 	if err := safeName(name); err != nil {
 		return err
 	}
 	return writeAtomic(s.configPath(name), []byte(fmt.Sprintf(configHeader, name)+xml), 0o600)
 }
 
-func (s *store) deleteConfig(name string) error {
+func (s *store) DeleteConfig(name string) error {
 	if err := safeName(name); err != nil {
 		return err
 	}
@@ -77,21 +92,21 @@ func (s *store) deleteConfig(name string) error {
 	return removeIfExists(s.configPath(name))
 }
 
-func (s *store) saveStatus(name, xml string) error {
+func (s *store) SaveStatus(name, xml string) error {
 	if err := safeName(name); err != nil {
 		return err
 	}
 	return writeAtomic(s.statusPath(name), []byte(xml), 0o600)
 }
 
-func (s *store) deleteStatus(name string) error {
+func (s *store) DeleteStatus(name string) error {
 	if err := safeName(name); err != nil {
 		return err
 	}
 	return removeIfExists(s.statusPath(name))
 }
 
-func (s *store) setAutostart(name string, on bool) error {
+func (s *store) SetAutostart(name string, on bool) error {
 	if err := safeName(name); err != nil {
 		return err
 	}
@@ -111,9 +126,109 @@ func (s *store) setAutostart(name string, on bool) error {
 	return syncDir(filepath.Dir(link))
 }
 
-func (s *store) autostart(name string) bool {
+func (s *store) Autostart(name string) bool {
 	_, err := os.Lstat(s.autostartPath(name))
 	return err == nil
+}
+
+// Configs implements Store.
+func (s *store) Configs() (map[string][]byte, error) { return readAll(s.configDir) }
+
+// Statuses implements Store.
+func (s *store) Statuses() (map[string][]byte, error) { return readAll(s.runDir) }
+
+func readAll(dir string) (map[string][]byte, error) {
+	names, err := listXML(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(names))
+	for _, name := range names {
+		data, err := os.ReadFile(filepath.Join(dir, name+".xml"))
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, name+".xml"), err)
+		}
+		out[name] = data
+	}
+	return out, nil
+}
+
+// memStore is a Store in memory: the test driver keeps everything there.
+type memStore struct {
+	mu        sync.Mutex
+	configs   map[string][]byte
+	statuses  map[string][]byte
+	autostart map[string]bool
+}
+
+func newMemStore() *memStore {
+	return &memStore{configs: map[string][]byte{}, statuses: map[string][]byte{}, autostart: map[string]bool{}}
+}
+
+func (s *memStore) SaveConfig(name, xml string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.configs[name] = []byte(xml)
+	return nil
+}
+
+func (s *memStore) DeleteConfig(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.configs, name)
+	delete(s.autostart, name)
+	return nil
+}
+
+func (s *memStore) SaveStatus(name, xml string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.statuses[name] = []byte(xml)
+	return nil
+}
+
+func (s *memStore) DeleteStatus(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.statuses, name)
+	return nil
+}
+
+func (s *memStore) SetAutostart(name string, on bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if on {
+		s.autostart[name] = true
+	} else {
+		delete(s.autostart, name)
+	}
+	return nil
+}
+
+func (s *memStore) Autostart(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.autostart[name]
+}
+
+func copyMap(m map[string][]byte) map[string][]byte {
+	out := make(map[string][]byte, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func (s *memStore) Configs() (map[string][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return copyMap(s.configs), nil
+}
+
+func (s *memStore) Statuses() (map[string][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return copyMap(s.statuses), nil
 }
 
 // list returns the names of the *.xml files in dir, sorted.

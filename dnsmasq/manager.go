@@ -743,3 +743,21 @@ func warnUnreachable(log *slog.Logger, dir string) {
 		}
 	}
 }
+
+// PlannedFiles returns the files Start would write for the network, by path,
+// for --dry-run. It writes nothing.
+func (m *Manager) PlannedFiles(n *netxml.Network) (map[string]string, error) {
+	base, err := FileBase(n.Name)
+	if err != nil {
+		return nil, err
+	}
+	files, err := Generate(n, Options{StateDir: m.c.StateDir, PidFile: m.pidPath(base)})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{
+		m.path(base, ".conf"):      files.Conf,
+		m.path(base, ".hostsfile"): files.Hostsfile,
+		m.path(base, ".addnhosts"): files.Addnhosts,
+	}, nil
+}

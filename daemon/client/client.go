@@ -163,6 +163,48 @@ func (c *Client) SetAutostart(ctx context.Context, ref string, enable bool) (api
 	return c.post(ctx, ref, "autostart", api.AutostartRequest{Enable: enable})
 }
 
+// Update changes one section of a network's live state and/or persistent
+// configuration (net-update). The answer is the network after the change;
+// its Active field tells which of the two --current affected.
+func (c *Client) Update(ctx context.Context, ref string, req api.UpdateRequest) (api.Network, error) {
+	return c.post(ctx, ref, "update", req)
+}
+
+// Leases returns the DHCP leases of an active network, all of them or only
+// those of mac when it is not empty (net-dhcp-leases), in the daemon's order.
+func (c *Client) Leases(ctx context.Context, ref, mac string) ([]api.Lease, error) {
+	u := refURL(ref, "leases")
+	if mac != "" {
+		u += "?mac=" + url.QueryEscape(mac)
+	}
+	out := []api.Lease{}
+	if err := c.do(ctx, http.MethodGet, u, nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DryRunStart returns what starting the network would change on the host,
+// changing nothing (net-start --dry-run).
+func (c *Client) DryRunStart(ctx context.Context, ref string) (api.Plan, error) {
+	var out api.Plan
+	err := c.do(ctx, http.MethodPost, refURL(ref, "start")+"?dry-run=1", nil, &out)
+	return out, err
+}
+
+// DryRunCreate returns what creating a transient network from xml would
+// change on the host, changing nothing (net-create --dry-run).
+func (c *Client) DryRunCreate(ctx context.Context, xml string) (api.Plan, error) {
+	return c.DryRunCreateWith(ctx, api.DefineRequest{XML: xml})
+}
+
+// DryRunCreateWith is DryRunCreate with the full request, e.g. Validate.
+func (c *Client) DryRunCreateWith(ctx context.Context, req api.DefineRequest) (api.Plan, error) {
+	var out api.Plan
+	err := c.do(ctx, http.MethodPost, baseURL+"/create?dry-run=1", req, &out)
+	return out, err
+}
+
 func (c *Client) post(ctx context.Context, ref, verb string, body any) (api.Network, error) {
 	var out api.Network
 	err := c.do(ctx, http.MethodPost, refURL(ref, verb), body, &out)
