@@ -19,6 +19,7 @@ import (
 
 	"vnet/dnsmasq"
 	"vnet/firewall"
+	"vnet/network"
 	netxml "vnet/xml"
 )
 
@@ -37,7 +38,10 @@ type Config struct {
 	DHCPPing bool
 	// DnsmasqBinary overrides the dnsmasq path.
 	DnsmasqBinary string
-	Logger        *slog.Logger
+	// VerifyInterval is how often every active network is checked for drift
+	// even without a kernel event (default 30 s).
+	VerifyInterval time.Duration
+	Logger         *slog.Logger
 }
 
 // SocketPath is the local API socket under a run dir.
@@ -106,7 +110,12 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", sock, err)
 	}
-	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// Cancelled before Shutdown so that long-lived requests (event streams)
+	// end instead of holding the shutdown for its whole timeout.
+	reqCtx, cancelReqs := context.WithCancel(context.Background())
+	defer cancelReqs()
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return reqCtx }}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("vnetd listening", "socket", sock, "firewall", fw.Name())
@@ -118,6 +127,10 @@ func Run(ctx context.Context, c Config) error {
 			log.Warn("cannot write autostart marker", "err", err)
 		}
 	}
+	repairCtx, stopRepair := context.WithCancel(ctx)
+	defer stopRepair()
+	m.startRepair(repairCtx, c.VerifyInterval, fw.Name() == "iptables")
+	go watchdog(repairCtx, log)
 	_, _ = daemon.SdNotify(false, "READY=1\nSTATUS=serving")
 
 	select {
@@ -129,6 +142,8 @@ func Run(ctx context.Context, c Config) error {
 	}
 	_, _ = daemon.SdNotify(false, "STOPPING=1")
 	log.Info("vnetd stopping; networks keep running")
+	stopRepair()
+	cancelReqs()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
@@ -173,4 +188,45 @@ func lockRunDir(runDir string) (*os.File, error) {
 		return nil, fmt.Errorf("another vnetd is running (lock %s held): %w", path, err)
 	}
 	return f, nil
+}
+
+// startRepair starts drift repair: kernel event watchers feeding hints, and
+// the periodic check.
+func (m *Manager) startRepair(ctx context.Context, interval time.Duration, iptables bool) {
+	if interval <= 0 {
+		interval = 30 * time.Second
+	}
+	r := newRepairer(m)
+	go r.run(ctx, interval)
+	go func() {
+		if err := network.Watch(ctx, r.linkChanged); err != nil {
+			m.log.Warn("no netlink events; drift is found by the periodic check only", "err", err)
+		}
+	}()
+	go func() {
+		err := firewall.Watch(ctx, firewall.Options{}, func(table string) { r.tableChanged(table, iptables) })
+		if err != nil {
+			m.log.Warn("no nftables events; firewall drift is found by the periodic check only", "err", err)
+		}
+	}()
+}
+
+// watchdog pings systemd's watchdog at half its interval when one is set.
+func watchdog(ctx context.Context, log *slog.Logger) {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || interval == 0 {
+		return
+	}
+	t := time.NewTicker(interval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := daemon.SdNotify(false, daemon.SdNotifyWatchdog); err != nil {
+				log.Warn("watchdog notification failed", "err", err)
+			}
+		}
+	}
 }

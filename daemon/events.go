@@ -15,9 +15,15 @@ const (
 	EventUndefined
 	EventStarted
 	EventStopped
+	// EventRepaired is vnet's own, not a libvirt lifecycle event: drift on an
+	// active network was found and repaired.
+	EventRepaired
 )
 
-var eventNames = [...]string{"Defined", "Undefined", "Started", "Stopped"}
+// IsLifecycle reports whether e is one of libvirt's lifecycle events.
+func (e EventType) IsLifecycle() bool { return e >= EventDefined && e <= EventStopped }
+
+var eventNames = [...]string{"Defined", "Undefined", "Started", "Stopped", "Repaired"}
 
 // String returns virsh's name of the event ("Defined" …).
 func (e EventType) String() string {

@@ -249,3 +249,5 @@ func (nullHost) Leases(*netxml.Network) ([]api.Lease, error) { return nil, nil }
 func (nullHost) Plan(n *netxml.Network) (string, error) {
 	return "# test driver: nothing would change on the host\n", nil
 }
+func (nullHost) Verify(*netxml.Network) ([]string, error) { return nil, nil }
+func (nullHost) Repair(*netxml.Network) ([]string, error) { return nil, nil }

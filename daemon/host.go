@@ -28,6 +28,12 @@ type Host interface {
 	// up it changes nothing (daemon restart, repair). When it fails and undo is
 	// true, it removes what this call created, leaving the host as it was.
 	Ensure(n *netxml.Network, undo bool) error
+	// Verify checks every part of an active network and describes what
+	// differs from its definition (nothing = healthy). It changes nothing.
+	Verify(n *netxml.Network) ([]string, error)
+	// Repair checks every part of an active network and re-creates what is
+	// missing or differs, leaving the rest untouched. It returns what it fixed.
+	Repair(n *netxml.Network) ([]string, error)
 	// Remove tears down exactly what Ensure creates for the network.
 	Remove(n *netxml.Network) error
 	// Forget drops per-network state that outlives a run (leases) on undefine.
@@ -59,14 +65,48 @@ func (h *realHost) Check(n *netxml.Network) error {
 	return network.CheckHostConflicts(n)
 }
 
-func (h *realHost) Ensure(n *netxml.Network, undo bool) (err error) {
+func (h *realHost) Ensure(n *netxml.Network, undo bool) error {
+	_, err := h.ensure(n, undo)
+	return err
+}
+
+func (h *realHost) Repair(n *netxml.Network) ([]string, error) { return h.ensure(n, false) }
+
+func (h *realHost) Verify(n *netxml.Network) ([]string, error) {
 	if !n.OwnsBridge() {
-		// forward mode bridge/macvtap/hostdev: issue "Fidelity" implements them.
-		return netxml.Errorf(netxml.KindUnsupported, "forward mode '%s' is not supported yet", n.ForwardMode())
+		return nil, nil
+	}
+	var drift []string
+	if err := network.VerifyBridge(n); err != nil {
+		drift = append(drift, err.Error())
 	}
 	plan, err := firewall.PlanFor(n)
 	if err != nil {
-		return err
+		return drift, err
+	}
+	if err := h.fw.Verify(plan); err != nil {
+		drift = append(drift, err.Error())
+	}
+	if dnsmasq.Needed(n) && h.dns.Pid(n.Name) == 0 {
+		drift = append(drift, fmt.Sprintf("dnsmasq of network '%s' not running", n.Name))
+	}
+	return drift, nil
+}
+
+// ensure brings every part of the network to its desired state. With undo it
+// is a start: it applies everything and, on failure, removes what it created.
+// Without undo it is an adoption or a repair: it checks each part first and
+// changes only what differs, so a healthy network is left exactly as it is
+// (no flapped bridge, no replaced rules, no restarted dnsmasq). It returns
+// what it found broken and fixed.
+func (h *realHost) ensure(n *netxml.Network, undo bool) (repaired []string, err error) {
+	if !n.OwnsBridge() {
+		// forward mode bridge/macvtap/hostdev: issue "Fidelity" implements them.
+		return nil, netxml.Errorf(netxml.KindUnsupported, "forward mode '%s' is not supported yet", n.ForwardMode())
+	}
+	plan, err := firewall.PlanFor(n)
+	if err != nil {
+		return nil, err
 	}
 	bridge := n.BridgeName()
 	var createdBridge, appliedFW bool
@@ -88,31 +128,50 @@ func (h *realHost) Ensure(n *netxml.Network, undo bool) (err error) {
 			}
 		}
 	}()
+	if !undo {
+		if verr := network.VerifyBridge(n); verr != nil {
+			repaired = append(repaired, verr.Error())
+		}
+	}
 	createdBridge, err = network.EnsureBridge(n)
 	if err != nil {
-		return err
+		return repaired, err
 	}
 	t.step("bridge")
 	changed, err := network.EnsureForwarding(n)
 	if err != nil {
-		return err
+		return repaired, err
 	}
 	t.step("sysctl")
 	for _, c := range changed {
 		h.log.Info("changed host sysctl", "network", n.Name, "sysctl", c)
 	}
-	if err = h.fw.Apply(plan); err != nil {
-		return fmt.Errorf("network '%s': apply firewall rules: %w", n.Name, err)
+	apply := undo || createdBridge
+	if !apply {
+		// Rules match interfaces by index: a re-created bridge needs them
+		// re-applied even if they are all still there.
+		if verr := h.fw.Verify(plan); verr != nil {
+			repaired = append(repaired, verr.Error())
+			apply = true
+		}
 	}
-	appliedFW = true
+	if apply {
+		if err = h.fw.Apply(plan); err != nil {
+			return repaired, fmt.Errorf("network '%s': apply firewall rules: %w", n.Name, err)
+		}
+		appliedFW = true
+	}
 	t.step("firewall")
 	if dnsmasq.Needed(n) {
+		if !undo && h.dns.Pid(n.Name) == 0 {
+			repaired = append(repaired, fmt.Sprintf("dnsmasq of network '%s' not running", n.Name))
+		}
 		if err = h.dns.Start(n); err != nil {
-			return err
+			return repaired, err
 		}
 		t.step("dnsmasq")
 	}
-	return nil
+	return repaired, nil
 }
 
 func (h *realHost) Remove(n *netxml.Network) error {

@@ -554,12 +554,27 @@ func (m *Manager) Load(ctx context.Context) error {
 			o = &netObj{name: name, uuid: live.UUID}
 			m.byName[name] = o
 		}
-		o.live = live
-		if err := m.host.Ensure(live, false); err != nil {
-			m.log.Error("network could not be fully restored; it stays active so it can be repaired or destroyed", "network", name, "err", err)
+		repaired, err := m.host.Repair(live)
+		if err != nil {
+			// Half a network helps nobody: remove what there is, so the
+			// network is either fully up or fully down (e.g. after a crash
+			// in the middle of a start that was going to fail).
+			m.log.Error("active network could not be restored; stopping it", "network", name, "err", netxml.Message(err))
+			if rerr := m.host.Remove(live); rerr != nil {
+				m.log.Error("removing the rest of the network", "network", name, "err", rerr)
+			}
+			_ = m.store.DeleteStatus(name)
+			if o.def == nil {
+				delete(m.byName, name)
+			}
 			continue
 		}
-		m.log.Info("adopted active network", "network", name, "bridge", live.BridgeName())
+		o.live = live
+		if len(repaired) > 0 {
+			m.log.Warn("adopted active network and restored what was missing", "network", name, "repaired", strings.Join(repaired, "; "))
+		} else {
+			m.log.Info("adopted active network", "network", name, "bridge", live.BridgeName())
+		}
 	}
 	return nil
 }

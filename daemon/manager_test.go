@@ -302,3 +302,5 @@ func TestConcurrentOperations(t *testing.T) {
 		t.Fatalf("host %q, daemon %q", h.state(), want)
 	}
 }
+func (h *fakeHost) Verify(*netxml.Network) ([]string, error)   { return nil, nil }
+func (h *fakeHost) Repair(n *netxml.Network) ([]string, error) { return nil, h.Ensure(n, false) }

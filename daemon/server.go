@@ -152,6 +152,7 @@ func (m *Manager) serveEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		filter = n.UUID
 	}
+	all := r.URL.Query().Get("types") == "all"
 	events, cancel := m.Subscribe()
 	defer cancel()
 	flusher, _ := w.(http.Flusher)
@@ -169,7 +170,7 @@ func (m *Manager) serveEvents(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
-			if filter != "" && e.UUID != filter {
+			if (filter != "" && e.UUID != filter) || (!all && !e.Type.IsLifecycle()) {
 				continue
 			}
 			if err := enc.Encode(api.Event{Network: e.Name, UUID: e.UUID, Event: e.Type.String(), Time: e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00")}); err != nil {

@@ -10,7 +10,7 @@ import (
 // Backend installs, removes and checks the firewall of one network at a time.
 // Implementations are safe for concurrent use.
 type Backend interface {
-	// Name returns the backend name ("nftables").
+	// Name returns the backend name ("nftables" or "iptables").
 	Name() string
 	// Apply makes the live firewall of the plan's network equal to the plan,
 	// replacing whatever vnet installed for it before, in one atomic batch.
@@ -35,17 +35,27 @@ type Options struct {
 	NetNS int
 }
 
-// New returns the backend called kind: "nftables", or "auto" (which picks
-// nftables). "iptables" is recognised but not supported yet.
+// New returns the backend called kind: "nftables", "iptables", or "auto"
+// (also ""), which picks nftables when the kernel answers nftables requests
+// and iptables otherwise, and logs its choice. New changes nothing on the
+// host; see CleanupOthers for what the daemon runs at startup.
 func New(kind string, o Options) (Backend, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	switch kind {
-	case "nftables", "auto", "":
+	case "nftables":
 		return newNftBackend(o), nil
 	case "iptables":
-		return nil, netxml.Errorf(netxml.KindUnsupported, "firewall backend 'iptables' is not supported yet")
+		return newIptBackend(o)
+	case "auto", "":
+		err := nftUsable(o)
+		if err == nil {
+			o.Logger.Info("firewall backend chosen", "backend", "nftables", "reason", "nftables is usable")
+			return newNftBackend(o), nil
+		}
+		o.Logger.Info("firewall backend chosen", "backend", "iptables", "reason", "nftables is not usable", "err", err)
+		return newIptBackend(o)
 	default:
 		return nil, netxml.Errorf(netxml.KindUnsupported, "unknown firewall backend '%s'", kind)
 	}

@@ -30,18 +30,22 @@ const (
 	KindPlain
 	// KindNotSupported is VIR_ERR_NO_SUPPORT: "this function is not supported by the connection driver: ".
 	KindNotSupported
+	// KindOperationUnsupported is VIR_ERR_OPERATION_UNSUPPORTED: "Operation not supported: "
+	// (net-update of a section or command libvirt cannot apply).
+	KindOperationUnsupported
 )
 
 var kindPrefix = map[Kind]string{
-	KindInternal:         "internal error: ",
-	KindXML:              "XML error: ",
-	KindUnsupported:      "unsupported configuration: ",
-	KindOperationFailed:  "operation failed: ",
-	KindInvalidOperation: "Requested operation is not valid: ",
-	KindNoNetwork:        "Network not found: ",
-	KindInvalidArg:       "invalid argument: ",
-	KindPlain:            "",
-	KindNotSupported:     "this function is not supported by the connection driver: ",
+	KindInternal:             "internal error: ",
+	KindXML:                  "XML error: ",
+	KindUnsupported:          "unsupported configuration: ",
+	KindOperationFailed:      "operation failed: ",
+	KindInvalidOperation:     "Requested operation is not valid: ",
+	KindNoNetwork:            "Network not found: ",
+	KindInvalidArg:           "invalid argument: ",
+	KindPlain:                "",
+	KindNotSupported:         "this function is not supported by the connection driver: ",
+	KindOperationUnsupported: "Operation not supported: ",
 }
 
 // Prefix returns the text libvirt puts before a message of this kind.

@@ -100,6 +100,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.netStartCmd(), a.netDestroyCmd(),
 		a.netListCmd(), a.netInfoCmd(), a.netDumpXMLCmd(),
 		a.netAutostartCmd(), a.netUUIDCmd(), a.netNameCmd(), a.netEditCmd(),
+		a.netUpdateCmd(), a.netDHCPLeasesCmd(), a.netEventCmd(),
 	)
 	return root
 }

@@ -55,6 +55,39 @@ func dataArg(cmd *cobra.Command, args []string, opt string) (string, error) {
 	return v, nil
 }
 
+// optArgs returns the values of cmd's string options names, each from
+// --name VALUE or else from the next positional argument, in order, the way
+// virsh fills its data options. The first nreq names are required. given
+// tells which options were present at all (an empty value is present).
+func optArgs(cmd *cobra.Command, args []string, names []string, nreq int) (vals []string, given []bool, err error) {
+	vals = make([]string, len(names))
+	given = make([]bool, len(names))
+	rest := args
+	for i, name := range names {
+		if cmd.Flags().Changed(name) {
+			vals[i], _ = cmd.Flags().GetString(name)
+			given[i] = true
+			continue
+		}
+		if len(rest) > 0 {
+			vals[i], rest, given[i] = rest[0], rest[1:], true
+			continue
+		}
+		if i < nreq {
+			return nil, nil, usagef("command '%s' requires <%s> option", cmd.Name(), name)
+		}
+	}
+	if len(rest) > 0 {
+		return nil, nil, usagef("unexpected data '%s'", rest[0])
+	}
+	return vals, given, nil
+}
+
+// emptyOption is virsh's failure for an option given an empty value.
+func emptyOption(name string) error {
+	return &failure{lines: []string{fmt.Sprintf("Failed to get option '%s': Option argument is empty", name)}}
+}
+
 // readFile reads FILE for net-define/net-create with libvirt's messages.
 func readFile(path string) (string, error) {
 	f, err := os.Open(path)
@@ -100,8 +133,8 @@ func (a *app) netDefineCmd() *cobra.Command {
 }
 
 func (a *app) netCreateCmd() *cobra.Command {
-	var validate bool
-	cmd := a.dataCmd("net-create FILE [--validate]",
+	var validate, dryRun bool
+	cmd := a.dataCmd("net-create FILE [--validate] [--dry-run]",
 		"create and start a transient network from an XML file",
 		"file", "file containing an XML network description",
 		func(ctx context.Context, _ *cobra.Command, file string) error {
@@ -109,7 +142,16 @@ func (a *app) netCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n, err := a.client().CreateWith(ctx, api.DefineRequest{XML: xml, Validate: validate})
+			req := api.DefineRequest{XML: xml, Validate: validate}
+			if dryRun {
+				plan, err := a.client().DryRunCreateWith(ctx, req)
+				if err != nil {
+					return fail("Failed to create network from "+file, err)
+				}
+				fmt.Fprint(a.stdout, plan.Text)
+				return nil
+			}
+			n, err := a.client().CreateWith(ctx, req)
 			if err != nil {
 				return fail("Failed to create network from "+file, err)
 			}
@@ -117,10 +159,11 @@ func (a *app) netCreateCmd() *cobra.Command {
 			return nil
 		})
 	cmd.Flags().BoolVar(&validate, "validate", false, "validate the XML against the schema")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the host changes it would make, and make none")
 	return cmd
 }
 
-// netVerb builds net-start, net-destroy and net-undefine: one call, one
+// netVerb builds net-destroy and net-undefine: one call, one
 // message. virsh names the network as typed in both the message and the error.
 func (a *app) netVerb(name, short string, call func(ctx context.Context, ref string) (api.Network, error), failed, done string) *cobra.Command {
 	return a.dataCmd(name+" NETWORK", short, "network", "network name or uuid",
@@ -134,9 +177,26 @@ func (a *app) netVerb(name, short string, call func(ctx context.Context, ref str
 }
 
 func (a *app) netStartCmd() *cobra.Command {
-	return a.netVerb("net-start", "start a (previously defined) inactive network",
-		func(ctx context.Context, ref string) (api.Network, error) { return a.client().Start(ctx, ref) },
-		"Failed to start network %s", "Network %s started\n")
+	var dryRun bool
+	cmd := a.dataCmd("net-start NETWORK [--dry-run]", "start a (previously defined) inactive network",
+		"network", "network name or uuid",
+		func(ctx context.Context, _ *cobra.Command, ref string) error {
+			if dryRun {
+				plan, err := a.client().DryRunStart(ctx, ref)
+				if err != nil {
+					return failNet(ref, "Failed to start network "+ref, err)
+				}
+				fmt.Fprint(a.stdout, plan.Text)
+				return nil
+			}
+			if _, err := a.client().Start(ctx, ref); err != nil {
+				return failNet(ref, "Failed to start network "+ref, err)
+			}
+			a.say("Network %s started\n", ref)
+			return nil
+		})
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the host changes it would make, and make none")
+	return cmd
 }
 
 func (a *app) netDestroyCmd() *cobra.Command {

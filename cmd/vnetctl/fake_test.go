@@ -37,10 +37,22 @@ type fakeDaemon struct {
 	requests []api.DefineRequest
 	// hook, when set, runs before each request is served, under the lock.
 	hook func(r *http.Request)
+	// updates records every net-update request, in order.
+	updates []api.UpdateRequest
+	// leases are the DHCP leases by network name, in the daemon's order.
+	leases map[string][]api.Lease
+	// events are streamed to every subscriber (those of its network only
+	// when it names one), after which the stream stays open.
+	events []api.Event
+	// subscribed receives the query of each event subscription once its
+	// events are sent.
+	subscribed chan string
+	// dryRuns records the plans handed out, by network name.
+	dryRuns []string
 }
 
 func newFake() *fakeDaemon {
-	return &fakeDaemon{uuids: map[string]string{}, fail: map[string]*api.Error{}}
+	return &fakeDaemon{uuids: map[string]string{}, fail: map[string]*api.Error{}, leases: map[string][]api.Lease{}, subscribed: make(chan string, 16)}
 }
 
 // add seeds a network.
@@ -64,7 +76,13 @@ func (f *fakeDaemon) start(t *testing.T) string {
 	mux.HandleFunc("POST /v1/networks", f.define)
 	mux.HandleFunc("POST /v1/networks/create", f.define)
 	mux.HandleFunc("POST /v1/networks/{ref}/{verb}", f.verb)
+	mux.HandleFunc("GET /v1/networks/{ref}/leases", f.leaseList)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/events" {
+			// A stream outlives the request's turn at the lock.
+			f.stream(w, r)
+			return
+		}
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if f.hook != nil {
@@ -172,6 +190,11 @@ func (f *fakeDaemon) define(w http.ResponseWriter, r *http.Request) {
 		uuid = u[1]
 	}
 	create := strings.HasSuffix(r.URL.Path, "/create")
+	if create && r.URL.Query().Get("dry-run") != "" {
+		f.dryRuns = append(f.dryRuns, name)
+		reply(w, http.StatusOK, planFor(name))
+		return
+	}
 	old, _ := f.find(name, "name")
 	if old != nil && (uuid == "" || uuid != old.UUID) {
 		reply(w, http.StatusConflict, &api.Error{Code: api.CodeFailed, Message: fmt.Sprintf("operation failed: network '%s' already exists with uuid %s", name, old.UUID)})
@@ -220,7 +243,23 @@ func (f *fakeDaemon) verb(w http.ResponseWriter, r *http.Request) {
 			invalid("network is already active")
 			return
 		}
+		if r.URL.Query().Get("dry-run") != "" {
+			f.dryRuns = append(f.dryRuns, n.Name)
+			reply(w, http.StatusOK, planFor(n.Name))
+			return
+		}
 		n.Active, n.live = true, n.config
+	case "update":
+		var req api.UpdateRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			reply(w, http.StatusBadRequest, &api.Error{Code: api.CodeBadRequest, Message: err.Error()})
+			return
+		}
+		if req.Live && !n.Active {
+			invalid("network is not running")
+			return
+		}
+		f.updates = append(f.updates, req)
 	case "destroy":
 		if !n.Active {
 			invalid(fmt.Sprintf("network '%s' is not active", n.Name))
@@ -255,4 +294,62 @@ func (f *fakeDaemon) verb(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply(w, http.StatusOK, n.Network)
+}
+
+// planFor is the fake's dry-run plan for a network.
+func planFor(name string) api.Plan {
+	return api.Plan{Network: name, Text: "ip link add name virbr-" + name + " type bridge\nip link set dev virbr-" + name + " up\n"}
+}
+
+func (f *fakeDaemon) leaseList(w http.ResponseWriter, r *http.Request) {
+	n, e := f.find(r.PathValue("ref"), "any")
+	if e != nil {
+		reply(w, http.StatusNotFound, e)
+		return
+	}
+	if !n.Active {
+		reply(w, http.StatusConflict, &api.Error{Code: api.CodeInvalidOperation, Message: fmt.Sprintf("Requested operation is not valid: network '%s' is not active", n.Name), Network: n.Name})
+		return
+	}
+	out := []api.Lease{}
+	mac := r.URL.Query().Get("mac")
+	for _, l := range f.leases[n.Name] {
+		if mac == "" || strings.EqualFold(l.MAC, mac) {
+			out = append(out, l)
+		}
+	}
+	reply(w, http.StatusOK, out)
+}
+
+// stream serves GET /v1/events: the seeded events as JSON lines, then
+// nothing until the client goes away.
+func (f *fakeDaemon) stream(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	ref := r.URL.Query().Get("network")
+	var evs []api.Event
+	name := ""
+	if ref != "" {
+		n, e := f.find(ref, "any")
+		if e != nil {
+			f.mu.Unlock()
+			reply(w, http.StatusNotFound, e)
+			return
+		}
+		name = n.Name
+	}
+	for _, ev := range f.events {
+		if name == "" || ev.Network == name {
+			evs = append(evs, ev)
+		}
+	}
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	w.(http.Flusher).Flush()
+	for _, ev := range evs {
+		json.NewEncoder(w).Encode(ev)
+		w.(http.Flusher).Flush()
+	}
+	f.subscribed <- r.URL.RawQuery
+	<-r.Context().Done()
 }

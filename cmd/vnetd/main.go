@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"vnet/daemon"
 )
@@ -24,6 +25,7 @@ func main() {
 	flag.BoolVar(&c.NoDefaultNetwork, "no-default-network", false, "do not define the embedded 'default' network on first start")
 	flag.BoolVar(&c.DHCPPing, "dhcp-ping", false, "let dnsmasq ping an address before leasing it (libvirt's default; adds ~3 s per new guest)")
 	flag.StringVar(&c.DnsmasqBinary, "dnsmasq", "", "path of the dnsmasq binary (default: found in PATH)")
+	flag.DurationVar(&c.VerifyInterval, "verify-interval", 30*time.Second, "how often to check every active network for drift without a kernel event")
 	flag.BoolVar(&verbose, "verbose", false, "log debug messages")
 	flag.Parse()
 	if flag.NArg() > 0 {

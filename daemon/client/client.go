@@ -245,11 +245,7 @@ func (c *Client) do(ctx context.Context, method, u string, body, out any) error 
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		var ce *ConnectError
-		if errors.As(err, &ce) {
-			return ce
-		}
-		return fmt.Errorf("vnetd %s %s: %w", method, req.URL.Path, err)
+		return transportError(method, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
@@ -266,6 +262,17 @@ func (c *Client) do(ctx context.Context, method, u string, body, out any) error 
 		return fmt.Errorf("vnetd %s %s: decode response: %w", method, req.URL.Path, err)
 	}
 	return nil
+}
+
+// transportError is the error of a request that got no answer: the
+// *ConnectError itself when the socket could not be dialled, else err
+// naming the request.
+func transportError(method, path string, err error) error {
+	var ce *ConnectError
+	if errors.As(err, &ce) {
+		return ce
+	}
+	return fmt.Errorf("vnetd %s %s: %w", method, path, err)
 }
 
 // decodeError turns a failed response into *api.Error. A body that is not an

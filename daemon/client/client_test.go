@@ -69,6 +69,12 @@ func TestEndpoints(t *testing.T) {
 		{"destroy", func(c *Client) (any, error) { return c.Destroy(ctx, "ref-open") }, seen{"POST", "/v1/networks/ref-open/destroy", "", ""}},
 		{"undefine", func(c *Client) (any, error) { return c.Undefine(ctx, "ref-open") }, seen{"POST", "/v1/networks/ref-open/undefine", "", ""}},
 		{"autostart-on", func(c *Client) (any, error) { return c.SetAutostart(ctx, "ref-open", true) }, seen{"POST", "/v1/networks/ref-open/autostart", "", `{"enable":true}`}},
+		{"update", func(c *Client) (any, error) {
+			return c.Update(ctx, "ref-open", api.UpdateRequest{Command: 4, Section: 4, ParentIndex: -1, XML: "<host mac='52:54:00:00:00:01'/>", Config: true})
+		}, seen{"POST", "/v1/networks/ref-open/update", "", `{"command":4,"section":4,"parentIndex":-1,"xml":"<host mac='52:54:00:00:00:01'/>","config":true}`}},
+		{"update-current", func(c *Client) (any, error) {
+			return c.Update(ctx, "ref-open", api.UpdateRequest{Command: 2, Section: 10, ParentIndex: 0, XML: "<host/>"})
+		}, seen{"POST", "/v1/networks/ref-open/update", "", `{"command":2,"section":10,"parentIndex":0,"xml":"<host/>"}`}},
 		{"autostart-off", func(c *Client) (any, error) { return c.SetAutostart(ctx, "ref-open", false) }, seen{"POST", "/v1/networks/ref-open/autostart", "", `{"enable":false}`}},
 	}
 	for _, tc := range cases {
@@ -177,4 +183,153 @@ func TestDefaultSocket(t *testing.T) {
 	if got := DefaultSocket(); got != "/tmp/x.sock" {
 		t.Errorf("DefaultSocket() = %q", got)
 	}
+}
+
+func TestLeases(t *testing.T) {
+	ctx := context.Background()
+	leases := []api.Lease{
+		{ExpiryTime: 1795000000, MAC: "52:54:00:12:34:01", Protocol: "ipv4", IPAddr: "192.168.122.244", Prefix: 24, Hostname: "vm", ClientID: "01:52:54:00:12:34:01"},
+		{ExpiryTime: 1795000100, MAC: "52:54:00:12:34:02", Protocol: "ipv6", IPAddr: "fd00::10", Prefix: 64, ClientID: "00:04:aa", IAID: "5"},
+	}
+	sock, got := recorder(t, http.StatusOK, leases)
+	c := New(sock)
+	l, err := c.Leases(ctx, "default", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(l, leases) {
+		t.Errorf("Leases = %+v, want %+v", l, leases)
+	}
+	if _, err := c.Leases(ctx, "default", "52:54:00:12:34:01"); err != nil {
+		t.Fatal(err)
+	}
+	want := []seen{{"GET", "/v1/networks/default/leases", "", ""}, {"GET", "/v1/networks/default/leases", "mac=52%3A54%3A00%3A12%3A34%3A01", ""}}
+	if !reflect.DeepEqual(*got, want) {
+		t.Errorf("requests %+v, want %+v", *got, want)
+	}
+
+	sock, _ = recorder(t, http.StatusOK, []api.Lease{})
+	if l, err := New(sock).Leases(ctx, "default", ""); err != nil || l == nil || len(l) != 0 {
+		t.Errorf("no leases: %#v %v, want an empty slice", l, err)
+	}
+}
+
+func TestDryRun(t *testing.T) {
+	ctx := context.Background()
+	plan := api.Plan{Network: "ref-open", Text: "ip link add virbr-open type bridge\n"}
+	sock, got := recorder(t, http.StatusOK, plan)
+	c := New(sock)
+	p, err := c.DryRunStart(ctx, "ref open")
+	if err != nil || p != plan {
+		t.Errorf("DryRunStart = %+v %v", p, err)
+	}
+	p, err = c.DryRunCreate(ctx, "<network/>")
+	if err != nil || p != plan {
+		t.Errorf("DryRunCreate = %+v %v", p, err)
+	}
+	if _, err := c.DryRunCreateWith(ctx, api.DefineRequest{XML: "<network/>", Validate: true}); err != nil {
+		t.Fatal(err)
+	}
+	want := []seen{
+		{"POST", "/v1/networks/ref%20open/start", "dry-run=1", ""},
+		{"POST", "/v1/networks/create", "dry-run=1", `{"xml":"<network/>"}` + "\n"},
+		{"POST", "/v1/networks/create", "dry-run=1", `{"xml":"<network/>","validate":true}` + "\n"},
+	}
+	if !reflect.DeepEqual(*got, want) {
+		t.Errorf("requests %+v, want %+v", *got, want)
+	}
+}
+
+// eventServer streams evs as newline-delimited JSON, then ends the stream
+// when hangUp is set, else waits for the client to go away. It records the
+// query of every subscription.
+func eventServer(t *testing.T, evs []api.Event, hangUp bool) (string, chan string) {
+	queries := make(chan string, 4)
+	sock := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		queries <- r.URL.RawQuery
+		if r.URL.Path != "/v1/events" {
+			http.NotFound(w, r)
+			return
+		}
+		if r.URL.Query().Get("network") == "nosuchnet" {
+			w.WriteHeader(http.StatusNotFound)
+			json.NewEncoder(w).Encode(api.Error{Code: api.CodeNoNetwork, Message: "Network not found: no network with matching name 'nosuchnet'"})
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		for _, ev := range evs {
+			json.NewEncoder(w).Encode(ev)
+			w.(http.Flusher).Flush()
+		}
+		if !hangUp {
+			<-r.Context().Done()
+		}
+	}))
+	return sock, queries
+}
+
+var testEvents = []api.Event{
+	{Network: "ref-open", UUID: "1f50f7e6-fcf8-4c1a-a58f-48a1bdde3abc", Event: "Started", Time: "2026-05-01T10:00:00.123Z"},
+	{Network: "ref-open", UUID: "1f50f7e6-fcf8-4c1a-a58f-48a1bdde3abc", Event: "Stopped", Time: "2026-05-01T10:00:01.456Z"},
+}
+
+func TestEvents(t *testing.T) {
+	t.Run("cancel", func(t *testing.T) {
+		sock, queries := eventServer(t, testEvents, false)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		events, errc := New(sock).Events(ctx, "ref-open")
+		var got []api.Event
+		for ev := range events {
+			got = append(got, ev)
+			if len(got) == len(testEvents) {
+				// The stream stays open: only the cancellation ends it.
+				cancel()
+			}
+		}
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Errorf("error %v, want context.Canceled", err)
+		}
+		if !reflect.DeepEqual(got, testEvents) {
+			t.Errorf("events %+v, want %+v", got, testEvents)
+		}
+		if q := <-queries; q != "network=ref-open" {
+			t.Errorf("query %q", q)
+		}
+	})
+	t.Run("all-networks-hang-up", func(t *testing.T) {
+		sock, queries := eventServer(t, testEvents[:1], true)
+		events, errc := New(sock).Events(context.Background(), "")
+		var n int
+		for range events {
+			n++
+		}
+		if err := <-errc; !errors.Is(err, ErrStreamEnded) || n != 1 {
+			t.Errorf("%d events, error %v; want 1, ErrStreamEnded", n, err)
+		}
+		if q := <-queries; q != "" {
+			t.Errorf("query %q, want none", q)
+		}
+	})
+	t.Run("no-network", func(t *testing.T) {
+		sock, _ := eventServer(t, testEvents, false)
+		events, errc := New(sock).Events(context.Background(), "nosuchnet")
+		if _, ok := <-events; ok {
+			t.Error("got an event")
+		}
+		var ae *api.Error
+		if err := <-errc; !errors.As(err, &ae) || ae.Code != api.CodeNoNetwork {
+			t.Errorf("error %v, want CodeNoNetwork", err)
+		}
+	})
+	t.Run("no-daemon", func(t *testing.T) {
+		events, errc := New(filepath.Join(t.TempDir(), "none.sock")).Events(context.Background(), "")
+		for range events {
+			t.Error("got an event")
+		}
+		var ce *ConnectError
+		if err := <-errc; !errors.As(err, &ce) {
+			t.Errorf("error %T %v, want *ConnectError", err, err)
+		}
+	})
 }

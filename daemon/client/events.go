@@ -1,0 +1,84 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+
+	"vnet/daemon/api"
+)
+
+// eventsURL is the event stream endpoint.
+const eventsURL = "http://vnetd/v1/events"
+
+// ErrStreamEnded reports that the daemon closed the event stream while the
+// client still wanted events (the daemon stopped or restarted).
+var ErrStreamEnded = errors.New("vnetd closed the event stream")
+
+// Events subscribes to the lifecycle events of the network ref, or of every
+// network when ref is empty (net-event). Events arrive on the first channel
+// in the daemon's order until the stream ends; the first channel is then
+// closed and the second yields exactly one error before it is closed too:
+// ctx.Err() after a cancellation, ErrStreamEnded when the daemon hung up,
+// *api.Error when the daemon refused the subscription (CodeNoNetwork for an
+// unknown ref), *ConnectError when it could not be reached.
+func (c *Client) Events(ctx context.Context, ref string) (<-chan api.Event, <-chan error) {
+	events := make(chan api.Event)
+	errc := make(chan error, 1)
+	go func() {
+		err := c.stream(ctx, ref, events)
+		close(events)
+		errc <- err
+		close(errc)
+	}()
+	return events, errc
+}
+
+// stream reads the newline-delimited JSON of GET /v1/events into out until
+// the stream fails or ctx is cancelled, and says why it stopped.
+func (c *Client) stream(ctx context.Context, ref string, out chan<- api.Event) error {
+	u := eventsURL
+	if ref != "" {
+		u += "?network=" + url.QueryEscape(ref)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("vnetd GET %s: %w", u, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return transportError(http.MethodGet, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		// An error body is small; the bound only guards against a broken peer.
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return decodeError(resp.StatusCode, data)
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev api.Event
+		if err := dec.Decode(&ev); err != nil {
+			switch {
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case errors.Is(err, io.EOF):
+				return ErrStreamEnded
+			}
+			return fmt.Errorf("vnetd GET %s: read event: %w", req.URL.Path, err)
+		}
+		select {
+		case out <- ev:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

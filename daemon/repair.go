@@ -1,0 +1,203 @@
+package daemon
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	netxml "vnet/xml"
+)
+
+// Drift repair: when someone else changes what we own (a flushed ruleset, a
+// deleted bridge or address, a killed dnsmasq), the network is restored. Kernel
+// events (netlink, the nftables monitor) give hints within milliseconds; a
+// slow periodic check catches anything without an event. Each hint is
+// debounced (a `nft flush ruleset` produces a burst of events) and repairs are
+// rate-limited per network, so a tool fighting us cannot make us spin.
+
+const (
+	repairDebounce = 30 * time.Millisecond
+	repairBurst    = 5               // repairs allowed back to back per network
+	repairRefill   = 2 * time.Second // one more repair allowed per interval
+)
+
+type repairer struct {
+	m    *Manager
+	wake chan struct{}
+
+	mu      sync.Mutex
+	pending map[string]bool // network names; allNetworks = every active one
+	tokens  map[string]float64
+	stamp   map[string]time.Time
+	limited map[string]bool // a rate-limit warning was logged
+}
+
+const allNetworks = "\x00all"
+
+func newRepairer(m *Manager) *repairer {
+	return &repairer{
+		m: m, wake: make(chan struct{}, 1),
+		pending: map[string]bool{}, tokens: map[string]float64{},
+		stamp: map[string]time.Time{}, limited: map[string]bool{},
+	}
+}
+
+// hint asks for a check of one network, or of all with allNetworks.
+func (r *repairer) hint(name string) {
+	r.mu.Lock()
+	r.pending[name] = true
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// linkChanged maps a netlink hint (a link name) to the network owning it.
+func (r *repairer) linkChanged(link string) {
+	if link == "" {
+		r.hint(allNetworks)
+		return
+	}
+	if name := r.m.networkByBridge(link); name != "" {
+		r.hint(name)
+	}
+}
+
+// tableChanged maps an nftables hint (a table name) to networks. Our tables are
+// named after the bridge; a change in a foreign table matters only to the
+// iptables backend, whose rules live in iptables-nft's tables.
+func (r *repairer) tableChanged(table string, foreignMatters bool) {
+	if br, ok := strings.CutPrefix(table, "vnet-"); ok {
+		if name := r.m.networkByBridge(br); name != "" {
+			r.hint(name)
+		}
+		return
+	}
+	if table == "" || foreignMatters {
+		r.hint(allNetworks)
+	}
+}
+
+// run repairs what the hints name until ctx is done; every interval it checks
+// all active networks.
+func (r *repairer) run(ctx context.Context, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			r.hint(allNetworks)
+		case <-r.wake:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(repairDebounce):
+		}
+		r.mu.Lock()
+		pending := r.pending
+		r.pending = map[string]bool{}
+		r.mu.Unlock()
+		names := map[string]bool{}
+		if pending[allNetworks] {
+			for _, n := range r.m.List() {
+				if n.Active {
+					names[n.Name] = true
+				}
+			}
+		}
+		for n := range pending {
+			if n != allNetworks {
+				names[n] = true
+			}
+		}
+		for name := range names {
+			r.repair(name)
+		}
+	}
+}
+
+// allow takes a token from the network's bucket.
+func (r *repairer) allow(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	tok, ok := r.tokens[name]
+	if !ok {
+		tok = repairBurst
+	} else {
+		tok += float64(now.Sub(r.stamp[name])) / float64(repairRefill)
+		if tok > repairBurst {
+			tok = repairBurst
+		}
+	}
+	r.stamp[name] = now
+	if tok < 1 {
+		r.tokens[name] = tok
+		return false
+	}
+	r.tokens[name] = tok - 1
+	return true
+}
+
+func (r *repairer) repair(name string) {
+	o, err := r.m.lookup(name, "name")
+	if err != nil {
+		return
+	}
+	if !o.mu.TryLock() {
+		// An operation on the network is running; it ensures the state
+		// itself. Look again shortly.
+		time.AfterFunc(100*time.Millisecond, func() { r.hint(name) })
+		return
+	}
+	defer o.mu.Unlock()
+	if o.removed || o.live == nil {
+		return
+	}
+	live := o.live
+	fixed, err := r.m.host.Verify(live)
+	if err == nil && len(fixed) == 0 {
+		r.mu.Lock()
+		delete(r.limited, name)
+		r.mu.Unlock()
+		return
+	}
+	if !r.allow(name) {
+		r.mu.Lock()
+		first := !r.limited[name]
+		r.limited[name] = true
+		r.mu.Unlock()
+		if first {
+			r.m.log.Warn("network keeps drifting; repairs are rate-limited (is another tool fighting over it?)", "network", name, "drift", strings.Join(fixed, "; "))
+		}
+		time.AfterFunc(repairRefill, func() { r.hint(name) })
+		return
+	}
+	repaired, err := r.m.host.Repair(live)
+	if err != nil {
+		r.m.log.Error("repairing network failed", "network", name, "err", netxml.Message(err))
+		time.AfterFunc(repairRefill, func() { r.hint(name) })
+		return
+	}
+	if len(repaired) > 0 {
+		r.m.log.Warn("repaired network drift", "network", name, "repaired", strings.Join(repaired, "; "))
+		r.m.emit(o, EventRepaired)
+	}
+}
+
+// networkByBridge returns the active network whose bridge is br.
+func (m *Manager) networkByBridge(br string) string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for name, o := range m.byName {
+		if o.live != nil && o.live.BridgeName() == br {
+			return name
+		}
+	}
+	return ""
+}

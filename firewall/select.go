@@ -1,0 +1,139 @@
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netns"
+)
+
+// inNetNS runs f with the calling goroutine's OS thread in the network
+// namespace fd (0: the current one). Processes f starts inherit the thread's
+// namespace, which is how the iptables tools run in the namespace.
+func inNetNS(fd int, f func() error) error {
+	if fd == 0 {
+		return f()
+	}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("get current netns: %w", err)
+	}
+	defer orig.Close()
+	if err := netns.Set(netns.NsHandle(fd)); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter netns: %w", err)
+	}
+	defer func() {
+		// When the thread cannot switch back it stays locked, so Go ends
+		// it with the goroutine instead of reusing it in the wrong netns.
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
+	return f()
+}
+
+// nftUsable reports whether nftables works: a netfilter netlink socket opens
+// and the kernel lists its tables.
+func nftUsable(o Options) error {
+	var opts []nftables.ConnOption
+	if o.NetNS != 0 {
+		opts = append(opts, nftables.WithNetNSFd(o.NetNS))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return fmt.Errorf("open nftables connection: %w", err)
+	}
+	if _, err := c.ListTables(); err != nil {
+		return fmt.Errorf("list nftables tables: %w", err)
+	}
+	return nil
+}
+
+// CleanupOthers removes what every backend other than active (a Backend's
+// Name: "nftables" or "iptables") may have left on the host from an earlier
+// run: with active "iptables", the nftables tables named "vnet-*" (families
+// ip and ip6); with active "nftables", every chain named "VNET_*" of the
+// iptables and ip6tables tables filter, nat and mangle, with the rules
+// jumping to them. Nothing else is touched. The daemon calls it once at
+// startup, after New and before applying any network, so that switching the
+// backend never leaves the old backend's rules (whose rejects would still
+// apply) behind. Missing tools are not an error: then nothing can be left.
+func CleanupOthers(active string, o Options) error {
+	var errs []error
+	if active != "nftables" {
+		if err := cleanupNft(o); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if active != "iptables" {
+		if err := cleanupIptables(o); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// cleanupNft deletes the nftables tables "vnet-*" in one batch.
+func cleanupNft(o Options) error {
+	if nftUsable(o) != nil {
+		return nil
+	}
+	var opts []nftables.ConnOption
+	if o.NetNS != 0 {
+		opts = append(opts, nftables.WithNetNSFd(o.NetNS))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return fmt.Errorf("clean up nftables: %w", err)
+	}
+	tables, err := c.ListTables()
+	if err != nil {
+		return fmt.Errorf("clean up nftables: list tables: %w", err)
+	}
+	var gone []string
+	for _, t := range tables {
+		if strings.HasPrefix(t.Name, "vnet-") &&
+			(t.Family == nftables.TableFamilyIPv4 || t.Family == nftables.TableFamilyIPv6) {
+			c.DelTable(t)
+			gone = append(gone, t.Name)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("clean up nftables: delete tables %s: %w", strings.Join(gone, ", "), err)
+	}
+	if o.Logger != nil {
+		o.Logger.Info("removed nftables tables left by an earlier run", "tables", gone)
+	}
+	return nil
+}
+
+// cleanupIptables deletes the VNET_* chains of both families, one batch each.
+func cleanupIptables(o Options) error {
+	b := &iptBackend{log: o.Logger, netns: o.NetNS}
+	var errs []error
+	for _, f := range []Family{IPv4, IPv6} {
+		t := findIptTool(f)
+		if t.err != nil {
+			continue
+		}
+		b.tools[f] = t
+		n, err := b.sync(f, func(st *iptState) *iptDiff {
+			return removeStructure(st, func(c string) bool { return strings.HasPrefix(c, iptChainPrefix) })
+		}, false)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("clean up %s: %w", t.name, err))
+		} else if n > 0 && o.Logger != nil {
+			o.Logger.Info("removed iptables chains left by an earlier run", "tool", t.name)
+		}
+	}
+	return errors.Join(errs...)
+}
