@@ -26,7 +26,7 @@ import (
 const (
 	minBackoff   = 100 * time.Millisecond
 	maxBackoff   = 10 * time.Second
-	stableAfter  = 30 * time.Second
+	stableAfter  = 2 * time.Second
 	termTimeout  = 2 * time.Second
 	stderrKeep   = 4096
 	readyPollGap = 500 * time.Microsecond

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -774,11 +775,18 @@ func removeStructure(st *iptState, owned func(chain string) bool) *iptDiff {
 		if len(chains) == 0 {
 			continue
 		}
-		for _, c := range st.order[table] {
+		var from []string
+		for tc := range st.rules {
+			if tc.table == table && !owned(tc.chain) {
+				from = append(from, tc.chain)
+			}
+		}
+		sort.Strings(from)
+		for _, c := range from {
 			for _, spec := range st.rules[tableChain{table, c}] {
-				if jumpTarget(spec) != "" && owned(jumpTarget(spec)) && !owned(c) {
+				if to := jumpTarget(spec); to != "" && owned(to) {
 					d.op(table, "-D "+c+" "+spec)
-					d.missing = append(d.missing, table+" "+c+" jump to "+jumpTarget(spec))
+					d.missing = append(d.missing, table+" "+c+" jump to "+to)
 				}
 			}
 		}

@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -127,13 +128,22 @@ func TestPlanForModes(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
-	b, err := New("auto", Options{})
-	if err != nil || b.Name() != "nftables" {
-		t.Errorf("auto: %v, %v", b, err)
+	want := "nftables"
+	if nftUsable(Options{}) != nil {
+		want = "iptables"
 	}
-	_, err = New("iptables", Options{})
-	if netxml.KindOf(err) != netxml.KindUnsupported || err.Error() != "unsupported configuration: firewall backend 'iptables' is not supported yet" {
-		t.Errorf("iptables: %v", err)
+	b, err := New("auto", Options{})
+	if err != nil || b.Name() != want {
+		t.Errorf("auto: %v, %v; want %s", b, err, want)
+	}
+	if _, err := exec.LookPath("iptables"); err == nil {
+		if b, err := New("iptables", Options{}); err != nil || b.Name() != "iptables" {
+			t.Errorf("iptables: %v, %v", b, err)
+		}
+	}
+	_, err = New("pf", Options{})
+	if netxml.KindOf(err) != netxml.KindUnsupported || err.Error() != "unsupported configuration: unknown firewall backend 'pf'" {
+		t.Errorf("pf: %v", err)
 	}
 }
 

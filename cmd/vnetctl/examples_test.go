@@ -268,3 +268,16 @@ error: internal error: Network is already in use by interface virbr0
 
 `
 )
+
+// exDHCPLeases is virsh-formats.md §5.2.
+const exDHCPLeases = `$ virsh net-dhcp-leases default
+ Expiry Time           MAC address         Protocol   IP address           Hostname   Client ID or DUID
+---------------------------------------------------------------------------------------------------------
+ 2026-11-22 13:22:16   52:54:00:12:34:01   ipv4       192.168.122.244/24   vm         -
+
+$ virsh net-dhcp-leases default --mac 52:54:00:12:34:01
+ Expiry Time           MAC address         Protocol   IP address           Hostname   Client ID or DUID
+---------------------------------------------------------------------------------------------------------
+ 2026-11-22 13:22:16   52:54:00:12:34:01   ipv4       192.168.122.244/24   vm         -
+
+`

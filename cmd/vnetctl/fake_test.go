@@ -44,6 +44,8 @@ type fakeDaemon struct {
 	// events are streamed to every subscriber (those of its network only
 	// when it names one), after which the stream stays open.
 	events []api.Event
+	// hangUp ends each event stream after its events instead of keeping it open.
+	hangUp bool
 	// subscribed receives the query of each event subscription once its
 	// events are sent.
 	subscribed chan string
@@ -342,6 +344,7 @@ func (f *fakeDaemon) stream(w http.ResponseWriter, r *http.Request) {
 			evs = append(evs, ev)
 		}
 	}
+	hangUp := f.hangUp
 	f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
@@ -350,6 +353,11 @@ func (f *fakeDaemon) stream(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(ev)
 		w.(http.Flusher).Flush()
 	}
-	f.subscribed <- r.URL.RawQuery
-	<-r.Context().Done()
+	select {
+	case f.subscribed <- r.URL.RawQuery:
+	default:
+	}
+	if !hangUp {
+		<-r.Context().Done()
+	}
 }

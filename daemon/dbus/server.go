@@ -1,0 +1,302 @@
+// Package dbusapi is vnetd's D-Bus front door: the network part of
+// libvirt-dbus (bus name org.libvirt, interfaces org.libvirt.Connect and
+// org.libvirt.Network), so that libvirt-dbus clients such as cockpit-machines
+// work against vnetd unchanged, plus vnet's own extras on org.vnet.Connect1 and
+// org.vnet.Network1. The wire contract is /work/shared/docs/dbus-api.md.
+//
+// The server is a godbus dbus.Handler: a connection made with
+// dbus.WithHandler(server) (see Connect and Run) dispatches every incoming
+// call to it, which gives libvirt-dbus's subtree dispatch (any …/network/_UUID
+// path answers), its exact introspection data and its GetAll wire format.
+package dbusapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/godbus/dbus/v5"
+
+	"vnet/daemon"
+)
+
+// BusName is the well-known name the server owns.
+const BusName = "org.libvirt"
+
+// Connect paths: libvirt-dbus serves qemu:///system at QEMUPath and
+// test:///default at TestPath.
+const (
+	QEMUPath dbus.ObjectPath = "/org/libvirt/QEMU"
+	TestPath dbus.ObjectPath = "/org/libvirt/Test"
+)
+
+// DefaultLibVersion is the LibVersion property when Options leave it 0:
+// libvirt 9.0.0 (Debian 12's), which cockpit-machines accepts.
+const DefaultLibVersion = 9000000
+
+// Options configure a Server.
+type Options struct {
+	// ConnectPath is the org.libvirt.Connect object; default QEMUPath, or
+	// TestPath when the manager is the test driver.
+	ConnectPath dbus.ObjectPath
+	// LibVersion is the LibVersion property (major·10⁶ + minor·10³ + micro);
+	// default DefaultLibVersion.
+	LibVersion uint64
+	// CallerUID returns the Unix uid of the connection that sent a call; by
+	// default it asks the bus (GetConnectionUnixUser). Tests inject it.
+	CallerUID func(conn *dbus.Conn, sender string) (uint32, error)
+	// Logger receives debug logs of failed calls and errors emitting events.
+	Logger *slog.Logger
+}
+
+// Server serves one Manager on D-Bus at one Connect path.
+type Server struct {
+	m       *daemon.Manager
+	log     *slog.Logger
+	connect dbus.ObjectPath
+	libVer  uint64
+	test    bool
+	uid     func(conn *dbus.Conn, sender string) (uint32, error)
+	euid    uint32
+
+	connectIfaces []*iface
+	networkIfaces []*iface
+
+	mu      sync.Mutex
+	serving bool
+}
+
+// New returns a server for m. It does nothing until Serve.
+func New(m *daemon.Manager, o Options) *Server {
+	s := &Server{m: m, log: o.Logger, connect: o.ConnectPath, libVer: o.LibVersion, test: m.IsTestDriver(), uid: o.CallerUID, euid: uint32(os.Geteuid())}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.connect == "" {
+		s.connect = QEMUPath
+		if s.test {
+			s.connect = TestPath
+		}
+	}
+	if s.libVer == 0 {
+		s.libVer = DefaultLibVersion
+	}
+	if s.uid == nil {
+		s.uid = busCallerUID
+	}
+	s.connectIfaces = []*iface{s.connectIface(), s.vnetConnectIface()}
+	s.networkIfaces = []*iface{s.networkIface(), s.vnetNetworkIface()}
+	return s
+}
+
+// ConnectPath returns the path of the server's org.libvirt.Connect object.
+func (s *Server) ConnectPath() dbus.ObjectPath { return s.connect }
+
+// Connect opens a connection to a message bus: address is "system", "session"
+// or a D-Bus address such as "unix:path=/run/dbus/system_bus_socket". The
+// connection is authenticated and has said Hello. Pass dbus.WithHandler(s)
+// to make it serve s.
+func Connect(address string, opts ...dbus.ConnOption) (*dbus.Conn, error) {
+	var (
+		conn *dbus.Conn
+		err  error
+	)
+	switch address {
+	case "system":
+		conn, err = dbus.SystemBusPrivate(opts...)
+	case "session":
+		conn, err = dbus.SessionBusPrivate(opts...)
+	case "":
+		return nil, errors.New("D-Bus: empty bus address")
+	default:
+		conn, err = dbus.Connect(address, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("D-Bus: connect to %s: %w", address, err)
+		}
+		return conn, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("D-Bus: connect to the %s bus: %w", address, err)
+	}
+	if err := conn.Auth(nil); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("D-Bus: authenticate on the %s bus: %w", address, err)
+	}
+	if err := conn.Hello(); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("D-Bus: hello on the %s bus: %w", address, err)
+	}
+	return conn, nil
+}
+
+// Run connects to the bus at address (as Connect), serves until ctx is done
+// or the name is lost, and closes the connection.
+func (s *Server) Run(ctx context.Context, address string) error {
+	conn, err := Connect(address, dbus.WithHandler(s))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return s.Serve(ctx, conn)
+}
+
+// Serve serves on conn, which must have been made with dbus.WithHandler(s).
+// Every object answers from the moment conn exists; Serve checks that, then
+// requests org.libvirt (no flags: if another process owns it, Serve fails),
+// emits NetworkEvent signals for every manager event, and returns when ctx
+// is done (nil), or with an error when the name is lost or the bus
+// connection closes.
+func (s *Server) Serve(ctx context.Context, conn *dbus.Conn) error {
+	s.mu.Lock()
+	if s.serving {
+		s.mu.Unlock()
+		return errors.New("D-Bus: server is already serving")
+	}
+	s.serving = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.serving = false
+		s.mu.Unlock()
+	}()
+
+	// Objects are exported before we own the name (clients waiting for the
+	// name call at once): make sure this connection really dispatches to us.
+	if err := s.selfCheck(ctx, conn); err != nil {
+		return err
+	}
+	events, unsubscribe := s.m.Subscribe()
+	defer unsubscribe()
+	sigs := make(chan *dbus.Signal, 16)
+	conn.Signal(sigs)
+	defer conn.RemoveSignal(sigs)
+
+	reply, err := conn.RequestName(BusName, 0)
+	if err != nil {
+		return fmt.Errorf("D-Bus: request name %s: %w", BusName, err)
+	}
+	if reply != dbus.RequestNameReplyPrimaryOwner && reply != dbus.RequestNameReplyAlreadyOwner {
+		_, _ = conn.ReleaseName(BusName)
+		return fmt.Errorf("D-Bus: name %s is owned by another connection (%s); is libvirt-dbus or another vnetd running?", BusName, reply)
+	}
+	s.log.Info("serving D-Bus", "name", BusName, "path", s.connect, "unique", conn.Names()[0])
+	for {
+		select {
+		case <-ctx.Done():
+			_, _ = conn.ReleaseName(BusName)
+			return nil
+		case <-conn.Context().Done():
+			return errors.New("D-Bus: connection to the bus closed")
+		case sig := <-sigs:
+			if sig != nil && sig.Name == "org.freedesktop.DBus.NameLost" && len(sig.Body) == 1 && sig.Body[0] == BusName {
+				return fmt.Errorf("D-Bus: lost the name %s", BusName)
+			}
+		case ev, ok := <-events:
+			if !ok {
+				return errors.New("D-Bus: manager event stream ended")
+			}
+			if err := conn.Emit(s.connect, ifaceConnect+".NetworkEvent", s.networkPath(ev.UUID), int32(ev.Type)); err != nil {
+				s.log.Warn("D-Bus: emit NetworkEvent", "network", ev.Name, "event", ev.Type, "err", err)
+			}
+		}
+	}
+}
+
+// selfCheck introspects our own Connect object through the bus.
+func (s *Server) selfCheck(ctx context.Context, conn *dbus.Conn) error {
+	names := conn.Names()
+	if len(names) == 0 {
+		return errors.New("D-Bus: connection has no unique name (Hello not done)")
+	}
+	var xml string
+	err := conn.Object(names[0], s.connect).CallWithContext(ctx, ifaceIntrospectable+".Introspect", 0).Store(&xml)
+	if err != nil {
+		return fmt.Errorf("D-Bus: introspect own object %s: %w", s.connect, err)
+	}
+	if !strings.Contains(xml, ifaceConnect) {
+		return errors.New("D-Bus: connection does not dispatch to this server; make it with Connect(address, dbus.WithHandler(server))")
+	}
+	return nil
+}
+
+// LookupObject implements dbus.Handler: it maps a path to the object that
+// answers it.
+func (s *Server) LookupObject(path dbus.ObjectPath) (dbus.ServerObject, bool) {
+	p, c := string(path), string(s.connect)
+	netRoot := c + "/network"
+	switch {
+	case p == c:
+		return &object{s: s, path: path, own: s.connectIfaces, std: true, children: func() []string { return []string{"network"} }}, true
+	case p == netRoot:
+		return &object{s: s, path: path, children: s.networkNodes}, true
+	case strings.HasPrefix(p, netRoot+"/"):
+		elem := p[len(netRoot)+1:]
+		if strings.Contains(elem, "/") {
+			return nil, false
+		}
+		return &object{s: s, path: path, own: s.networkIfaces, std: true, uuid: decodeUUID(elem)}, true
+	case p == "/" || strings.HasPrefix(c, p+"/"):
+		// An ancestor of the Connect path: introspects to its child.
+		rest := strings.TrimPrefix(c, p)
+		rest = strings.TrimPrefix(rest, "/")
+		child, _, _ := strings.Cut(rest, "/")
+		return &object{s: s, path: path, children: func() []string { return []string{child} }}, true
+	}
+	return nil, false
+}
+
+// networkNodes lists the child nodes of …/network: one per network.
+func (s *Server) networkNodes() []string {
+	list := s.m.List()
+	out := make([]string, 0, len(list))
+	for _, n := range list {
+		out = append(out, encodeUUID(n.UUID))
+	}
+	return out
+}
+
+// networkPath is the object path of the network with that uuid.
+func (s *Server) networkPath(uuid string) dbus.ObjectPath {
+	return s.connect + "/network/" + dbus.ObjectPath(encodeUUID(uuid))
+}
+
+// encodeUUID gives the path element of a uuid: "_" then the uuid with every
+// "-" turned into "_" (a path element may not start with a digit).
+func encodeUUID(uuid string) string {
+	return "_" + strings.ReplaceAll(strings.ToLower(uuid), "-", "_")
+}
+
+// decodeUUID reverses encodeUUID.
+func decodeUUID(elem string) string {
+	return strings.ReplaceAll(strings.TrimPrefix(elem, "_"), "_", "-")
+}
+
+// busCallerUID asks the bus for the Unix uid of a connection.
+func busCallerUID(conn *dbus.Conn, sender string) (uint32, error) {
+	var uid uint32
+	err := conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, sender).Store(&uid)
+	return uid, err
+}
+
+// authorize lets a state-changing call through only from root or from the
+// user the daemon runs as (a session-bus daemon serves its own user). The
+// bus policy decides who may talk to us at all; reads are open to them.
+func (s *Server) authorize(c *call) error {
+	what := c.iface + "." + c.member
+	if c.iface == ifaceProperties && len(c.body) >= 2 {
+		what = fmt.Sprintf("setting %v.%v", c.body[0], c.body[1])
+	}
+	uid, err := s.uid(c.conn, c.sender)
+	if err != nil {
+		return libvirtError(fmt.Sprintf("access denied: cannot identify the caller %s: %v", c.sender, err))
+	}
+	if uid == 0 || uid == s.euid {
+		return nil
+	}
+	s.log.Info("D-Bus: refused call from unprivileged user", "method", what, "sender", c.sender, "uid", uid)
+	return libvirtError(fmt.Sprintf("access denied: %s changes networks and needs root; caller %s has uid %d", what, c.sender, uid))
+}
