@@ -44,8 +44,11 @@ type Config struct {
 	Logger         *slog.Logger
 }
 
-// SocketPath is the local API socket under a run dir.
+// SocketPath is the read-write API socket under a run dir (root only).
 func SocketPath(runDir string) string { return filepath.Join(runDir, "vnetd.sock") }
+
+// ReadOnlySocketPath is the read-only API socket under a run dir (anyone).
+func ReadOnlySocketPath(runDir string) string { return filepath.Join(runDir, "vnetd-ro.sock") }
 
 const (
 	defaultMarker   = "default-network-installed" // in StateDir: defined once, never again
@@ -100,25 +103,34 @@ func Run(ctx context.Context, c Config) error {
 		m.installDefault(c.StateDir)
 	}
 
-	sock := SocketPath(c.RunDir)
-	_ = os.Remove(sock)
-	// Why umask: the socket must never exist with wider permissions, not even
-	// between listen and chmod.
-	old := syscall.Umask(0o177)
-	ln, err := net.Listen("unix", sock)
-	syscall.Umask(old)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", sock, err)
-	}
 	// Cancelled before Shutdown so that long-lived requests (event streams)
 	// end instead of holding the shutdown for its whole timeout.
 	reqCtx, cancelReqs := context.WithCancel(context.Background())
 	defer cancelReqs()
-	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return reqCtx }}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("vnetd listening", "socket", sock, "firewall", fw.Name())
+	sock, roSock := SocketPath(c.RunDir), ReadOnlySocketPath(c.RunDir)
+	// The read-write socket is root's only (0600, and the peer's uid is
+	// checked); the read-only one (0666) serves queries to anyone, like
+	// libvirt's libvirt-sock-ro.
+	ln, err := listenUnix(sock, 0o600)
+	if err != nil {
+		return err
+	}
+	roLn, err := listenUnix(roSock, 0o666)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	handler := m.Handler()
+	servers := []*http.Server{
+		{Handler: rootOnly(handler), ConnContext: withPeerCred, ReadHeaderTimeout: 10 * time.Second,
+			BaseContext: func(net.Listener) context.Context { return reqCtx }},
+		{Handler: readOnly(handler), ReadHeaderTimeout: 10 * time.Second,
+			BaseContext: func(net.Listener) context.Context { return reqCtx }},
+	}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- servers[0].Serve(ln) }()
+	go func() { serveErr <- servers[1].Serve(roLn) }()
+	log.Info("vnetd listening", "socket", sock, "read_only_socket", roSock, "firewall", fw.Name())
 
 	marker := filepath.Join(c.RunDir, autostartMarker)
 	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
@@ -146,8 +158,11 @@ func Run(ctx context.Context, c Config) error {
 	cancelReqs()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(sctx)
+	for _, srv := range servers {
+		_ = srv.Shutdown(sctx)
+	}
 	_ = os.Remove(sock)
+	_ = os.Remove(roSock)
 	m.Shutdown()
 	return nil
 }

@@ -127,7 +127,7 @@ func reply(w http.ResponseWriter, v any, err error) {
 		e.Code, status = api.CodeNoNetwork, http.StatusNotFound
 	case netxml.KindInvalidOperation:
 		e.Code, status = api.CodeInvalidOperation, http.StatusConflict
-	case netxml.KindXML, netxml.KindPlain, netxml.KindUnsupported, netxml.KindInvalidArg:
+	case netxml.KindXML, netxml.KindPlain, netxml.KindUnsupported, netxml.KindInvalidArg, netxml.KindOperationUnsupported:
 		e.Code, status = api.CodeInvalidXML, http.StatusBadRequest
 	default:
 		e.Code = api.CodeFailed

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
@@ -106,11 +107,17 @@ type iptBackend struct {
 	netns int
 	tools [2]iptTool
 	// mu serialises operations: each one reads the state and then writes the
-	// difference, which must not interleave with another.
+	// difference, which must not interleave with another. Within an
+	// operation the two families run in parallel.
 	mu sync.Mutex
 	// noCsum is set once the kernel refused the CHECKSUM target; the rule is
 	// then left out (and not verified) instead of failing every start.
-	noCsum bool
+	noCsum atomic.Bool
+	// clean[f] is set when the last read or write of family f left no
+	// VNET_ chain in it. Only vnet creates those, so an operation that
+	// wants no rules in f skips reading it: a network without IPv6 costs
+	// no ip6tables process.
+	clean [2]atomic.Bool
 }
 
 // newIptBackend finds the iptables and ip6tables tools. A family whose tools
@@ -161,11 +168,12 @@ func findIptTool(f Family) iptTool {
 // Name implements Backend.
 func (b *iptBackend) Name() string { return "iptables" }
 
-// Apply implements Backend: per family, one iptables-save and, when the live
-// rules differ from the plan, one iptables-restore --noflush that creates the
-// missing chains and jump rules and replaces the network's rules in the
-// chains where they differ. A family without rules in the plan loses the
-// network's rules (and the whole structure when no other network uses it).
+// Apply implements Backend: per family (both in parallel), one
+// iptables-save and, when the live rules differ from the plan, one
+// iptables-restore --noflush that creates the missing chains and jump rules
+// and replaces the network's rules in the chains where they differ. A family
+// without rules in the plan loses the network's rules (and the whole
+// structure when no other network uses it).
 func (b *iptBackend) Apply(p *Plan) error {
 	if p.Bridge == "" {
 		return nil
@@ -177,21 +185,23 @@ func (b *iptBackend) Apply(p *Plan) error {
 	if err != nil {
 		return err
 	}
-	changes := 0
-	for _, f := range []Family{IPv4, IPv6} {
-		n, err := b.sync(f, func(st *iptState) *iptDiff {
+	var changes [2]int
+	err = b.eachFamily(p, func(f Family) error {
+		var err error
+		changes[f], err = b.sync(f, func(st *iptState) *iptDiff {
 			want := b.wantRules(p, f, comment)
 			if len(want) == 0 {
 				return diffRemove(st, comment)
 			}
 			return diffApply(st, comment, want)
 		}, familyHasRules(p, f))
-		if err != nil {
-			return fmt.Errorf("network '%s': %w", p.Network, err)
-		}
-		changes += n
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("network '%s': %w", p.Network, err)
 	}
-	b.log.Debug("firewall applied", "network", p.Network, "backend", "iptables", "changes", changes, "took", time.Since(start))
+	b.log.Debug("firewall applied", "network", p.Network, "backend", "iptables",
+		"changes", changes[IPv4]+changes[IPv6], "took", time.Since(start))
 	return nil
 }
 
@@ -209,10 +219,12 @@ func (b *iptBackend) Remove(p *Plan) error {
 	if err != nil {
 		return err
 	}
-	for _, f := range []Family{IPv4, IPv6} {
-		if _, err := b.sync(f, func(st *iptState) *iptDiff { return diffRemove(st, comment) }, false); err != nil {
-			return fmt.Errorf("network '%s': %w", p.Network, err)
-		}
+	err = b.eachFamily(nil, func(f Family) error {
+		_, err := b.sync(f, func(st *iptState) *iptDiff { return diffRemove(st, comment) }, false)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("network '%s': %w", p.Network, err)
 	}
 	b.log.Debug("firewall removed", "network", p.Network, "backend", "iptables", "took", time.Since(start))
 	return nil
@@ -232,40 +244,65 @@ func (b *iptBackend) Verify(p *Plan) error {
 	if err != nil {
 		return err
 	}
-	drift := &DriftError{Network: p.Network}
-	for _, f := range []Family{IPv4, IPv6} {
+	var diffs [2]*iptDiff
+	err = b.eachFamily(p, func(f Family) error {
 		t := &b.tools[f]
 		want := b.wantRules(p, f, comment)
 		if t.err != nil {
 			if len(want) > 0 {
-				return fmt.Errorf("network '%s': %w", p.Network, t.err)
+				return t.err
 			}
-			continue
+			return nil
 		}
 		st, err := b.read(t)
 		if err != nil {
-			return fmt.Errorf("network '%s': %w", p.Network, err)
+			return err
 		}
-		var d *iptDiff
 		if len(want) == 0 {
-			d = diffRemove(st, comment)
+			diffs[f] = diffRemove(st, comment)
 			// Removing the structure of a family nobody uses is tidying,
 			// not drift of this network.
-			d.missing = nil
+			diffs[f].missing = nil
 		} else {
-			d = diffApply(st, comment, want)
+			diffs[f] = diffApply(st, comment, want)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("network '%s': %w", p.Network, err)
+	}
+	drift := &DriftError{Network: p.Network}
+	for f, d := range diffs {
+		if d == nil {
+			continue
 		}
 		for _, m := range d.missing {
-			drift.Missing = append(drift.Missing, t.name+" "+m)
+			drift.Missing = append(drift.Missing, b.tools[f].name+" "+m)
 		}
 		for _, u := range d.unexpected {
-			drift.Unexpected = append(drift.Unexpected, t.name+" "+u)
+			drift.Unexpected = append(drift.Unexpected, b.tools[f].name+" "+u)
 		}
 	}
 	if drift.empty() {
 		return nil
 	}
 	return drift
+}
+
+// eachFamily runs fn for IPv4 and IPv6 in parallel (each tool run is a
+// process of some milliseconds), skipping a family where p (nil: any plan)
+// has no rules and that is known to hold no vnet chain.
+func (b *iptBackend) eachFamily(p *Plan, fn func(Family) error) error {
+	var errs [2]error
+	var wg sync.WaitGroup
+	for _, f := range []Family{IPv4, IPv6} {
+		if (p == nil || !familyHasRules(p, f)) && b.clean[f].Load() {
+			continue
+		}
+		wg.Go(func() { errs[f] = fn(f) })
+	}
+	wg.Wait()
+	return errors.Join(errs[:]...)
 }
 
 // wantRules returns the rules of the network in one family, per chain in
@@ -277,7 +314,7 @@ func (b *iptBackend) wantRules(p *Plan, f Family, comment string) map[tableChain
 			want[tc] = append(want[tc], iptSaveSpec(r, comment))
 		}
 	}
-	if f == IPv4 && p.DHCPv4 && len(want) > 0 && !b.noCsum {
+	if f == IPv4 && p.DHCPv4 && len(want) > 0 && !b.noCsum.Load() {
 		tc := tableChain{"mangle", iptChainPostrtg}
 		want[tc] = append(want[tc], iptChecksumSpec(p.Bridge, comment))
 	}
@@ -287,9 +324,9 @@ func (b *iptBackend) wantRules(p *Plan, f Family, comment string) map[tableChain
 // sync reads family f, computes the changes with diff and writes them in one
 // batch. When the batch fails on the CHECKSUM target, the target is marked
 // unavailable and the batch recomputed without it; any other failure (most
-// likely a concurrent change by another tool) is retried once from a fresh
-// read. need says the family's tools are required. It returns the number of
-// batch lines written.
+// likely a concurrent change by another tool) is retried from a fresh read.
+// need says the family's tools are required. It returns the number of batch
+// lines written.
 func (b *iptBackend) sync(f Family, diff func(*iptState) *iptDiff, need bool) (int, error) {
 	t := &b.tools[f]
 	if t.err != nil {
@@ -306,19 +343,20 @@ func (b *iptBackend) sync(f Family, diff func(*iptState) *iptDiff, need bool) (i
 		}
 		d := diff(st)
 		if len(d.ops) == 0 {
+			b.clean[f].Store(!st.hasVnetChain())
 			return 0, nil
 		}
 		input, lines := d.restoreInput()
-		err = b.write(t, input)
-		if err == nil {
+		b.clean[f].Store(false)
+		if err = b.write(t, input); err == nil {
+			b.clean[f].Store(d.teardown || (!st.hasVnetChain() && !strings.Contains(input, "-N ")))
 			return lines, nil
 		}
 		lastErr = err
-		if !b.noCsum && strings.Contains(err.Error(), "CHECKSUM") {
+		if strings.Contains(err.Error(), "CHECKSUM") && !b.noCsum.Swap(true) {
 			// Only guests that drop DHCP replies with partial checksums
 			// (vhost-net + e.g. FreeBSD) need the rule; failing every
 			// network start for it would be worse, so warn once.
-			b.noCsum = true
 			b.log.Warn("iptables CHECKSUM target unavailable, skipping the DHCP checksum fix", "err", err)
 		}
 	}
@@ -529,6 +567,18 @@ type iptState struct {
 
 func (st *iptState) hasChain(tc tableChain) bool { return st.chains[tc.table][tc.chain] }
 
+// hasVnetChain reports whether any table has a VNET_ chain.
+func (st *iptState) hasVnetChain() bool {
+	for _, chains := range st.chains {
+		for c := range chains {
+			if strings.HasPrefix(c, iptChainPrefix) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // parseIptSave parses iptables-save output (without counters).
 func parseIptSave(out string) (*iptState, error) {
 	st := &iptState{chains: map[string]map[string]bool{}, rules: map[tableChain][]string{}, order: map[string][]string{}}
@@ -584,6 +634,8 @@ func ruleComment(spec string) (string, bool) {
 type iptDiff struct {
 	ops                 map[string][]string
 	missing, unexpected []string
+	// teardown says the batch removes the whole structure.
+	teardown bool
 }
 
 func (d *iptDiff) op(table string, line ...string) {
@@ -764,7 +816,7 @@ func diffRemove(st *iptState, comment string) *iptDiff {
 // removeStructure deletes, in every table, each rule jumping to a chain
 // that owned selects, then flushes and deletes those chains.
 func removeStructure(st *iptState, owned func(chain string) bool) *iptDiff {
-	d := &iptDiff{}
+	d := &iptDiff{teardown: true}
 	for _, table := range iptTables {
 		var chains []string
 		for _, c := range st.order[table] {

@@ -282,6 +282,13 @@ func orUnknown(s string) string {
 	return s
 }
 
+// sameMAC compares two MAC addresses by value.
+func sameMAC(a, b string) bool {
+	x, _, ok1 := parseMAC(a)
+	y, _, ok2 := parseMAC(b)
+	return ok1 && ok2 && x == y
+}
+
 // sameAddr compares two addresses by value ("" never matches).
 func sameAddr(a, b string) bool {
 	if a == "" || b == "" {
@@ -391,7 +398,7 @@ func (u *updater) dhcpHost(parentIndex int) error {
 		i := 0
 		for ; i < len(hosts); i++ {
 			h := hosts[i]
-			if (host.MAC != "" && h.MAC == host.MAC) || sameAddr(host.IP, h.IP) || (host.Name != "" && host.Name == h.Name) {
+			if (host.MAC != "" && sameMAC(h.MAC, host.MAC)) || sameAddr(host.IP, h.IP) || (host.Name != "" && host.Name == h.Name) {
 				break
 			}
 		}
@@ -405,7 +412,7 @@ func (u *updater) dhcpHost(parentIndex int) error {
 			return err
 		}
 		for _, h := range hosts {
-			if (host.MAC != "" && h.MAC == host.MAC) || (host.Name != "" && host.Name == h.Name) || sameAddr(host.IP, h.IP) {
+			if (host.MAC != "" && sameMAC(h.MAC, host.MAC)) || (host.Name != "" && host.Name == h.Name) || sameAddr(host.IP, h.IP) {
 				return Errorf(KindInvalidOperation, "there is an existing dhcp host entry in network '%s' that matches \"<host mac='%s' name='%s' ip='%s'/>\"",
 					u.n.Name, orUnknown(host.MAC), nullStr(host.Name), orUnknown(host.IP))
 			}
@@ -415,7 +422,7 @@ func (u *updater) dhcpHost(parentIndex int) error {
 		i := 0
 		for ; i < len(hosts); i++ {
 			h := hosts[i]
-			if (host.MAC == "" || h.MAC == "" || h.MAC == host.MAC) &&
+			if (host.MAC == "" || h.MAC == "" || sameMAC(h.MAC, host.MAC)) &&
 				(host.Name == "" || host.Name == h.Name) &&
 				(host.IP == "" || sameAddr(host.IP, h.IP)) {
 				break
@@ -522,6 +529,11 @@ func (u *updater) forwardInterface() error {
 			// libvirt would store the device in an isolated network's
 			// invisible forward pool; vnet refuses instead of losing it.
 			return Errorf(KindInvalidOperation, "network '%s' has no <forward> element to add interface '%s' to", n.Name, dev)
+		}
+		if len(n.Forward.PFs) > 0 {
+			// The pool of a <pf> network is derived from the PF's virtual
+			// functions at start and not saved, so the device would be lost.
+			return Errorf(KindInvalidOperation, "the forward devices of network '%s' come from <pf dev='%s'>, interface '%s' can't be added", n.Name, n.Forward.PFs[0].Dev, dev)
 		}
 		n.Forward.Interfaces = insert(ifaces, u.insertAt(len(ifaces)), libvirtxml.NetworkForwardInterface{Dev: dev})
 	case u.cmd == UpdateDelete:
@@ -888,7 +900,7 @@ func UpdateLiveAction(section UpdateSection, before, after *Network) LiveAction 
 			return LiveRestartDnsmasq
 		}
 	case SectionDNSHost:
-		if dnsHostCount(before) == 0 != (dnsHostCount(after) == 0) {
+		if (dnsHostCount(before) == 0) != (dnsHostCount(after) == 0) {
 			return LiveRestartDnsmasq
 		}
 	}

@@ -241,6 +241,12 @@ func TestUpdateReparseCheck(t *testing.T) {
 	if err := Update(n, UpdateAddLast, SectionForwardInterface, -1, `<interface dev='eth0'/>`); err == nil {
 		t.Fatalf("interface added to an open network")
 	}
+	// A <pf> network's pool is derived, not saved.
+	n = mustParse(t, doc(`<forward mode='passthrough'><pf dev='eth2'/></forward>`))
+	err = Update(n, UpdateAddLast, SectionForwardInterface, -1, `<interface dev='eth0'/>`)
+	if err == nil || err.Error() != "Requested operation is not valid: the forward devices of network 't' come from <pf dev='eth2'>, interface 'eth0' can't be added" {
+		t.Fatalf("got %v", err)
+	}
 	// No <forward>: nowhere to add an interface.
 	n = mustParse(t, doc(`<ip address='10.201.0.1' prefix='24'/>`))
 	err = Update(n, UpdateAddLast, SectionForwardInterface, -1, `<interface dev='eth0'/>`)

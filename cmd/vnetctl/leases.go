@@ -14,6 +14,10 @@ import (
 	"vnet/daemon/api"
 )
 
+// leaseZone is the zone lease expiry times are shown in: the local one, as
+// in virsh. A variable so that tests get the same text on any host.
+var leaseZone = time.Local
+
 func (a *app) netDHCPLeasesCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -75,7 +79,7 @@ func writeLeaseTable(w io.Writer, leases []api.Lease, quiet bool) {
 	rows := make([][]string, 0, len(leases))
 	for _, l := range leases {
 		rows = append(rows, []string{
-			time.Unix(l.ExpiryTime, 0).Local().Format("2006-01-02 15:04:05"),
+			time.Unix(l.ExpiryTime, 0).In(leaseZone).Format("2006-01-02 15:04:05"),
 			orDash(l.MAC),
 			orDash(l.Protocol),
 			l.IPAddr + "/" + strconv.Itoa(l.Prefix),

@@ -9,12 +9,11 @@ import (
 	"vnet/daemon/api"
 )
 
-// setLocal makes loc the local time zone for the test: leases print their
-// expiry in local time.
+// setLocal makes loc the zone leases print their expiry in, for the test.
 func setLocal(t *testing.T, loc *time.Location) {
-	old := time.Local
-	time.Local = loc
-	t.Cleanup(func() { time.Local = old })
+	old := leaseZone
+	leaseZone = loc
+	t.Cleanup(func() { leaseZone = old })
 }
 
 func TestNetDHCPLeasesDoc(t *testing.T) {

@@ -2,6 +2,9 @@
 // unix socket <run-dir>/vnetd.sock. vnetctl and tests use it through Client;
 // the daemon serves it. It depends on nothing else in vnet.
 //
+// Two sockets serve it: vnetd.sock (mode 0600, root only, checked with
+// SO_PEERCRED) for everything, vnetd-ro.sock (0666) for the GET endpoints only.
+//
 // Endpoints (REF is a network name or UUID, path-escaped):
 //
 //	GET  /v1/networks                       → []Network (every network; clients filter)
@@ -63,6 +66,8 @@ const (
 	CodeFailed = "failed"
 	// CodeBadRequest: the request itself was malformed.
 	CodeBadRequest = "bad-request"
+	// CodeForbidden: the caller may not do this (not root, or the read-only socket).
+	CodeForbidden = "forbidden"
 )
 
 // Error is the body of every failed request.

@@ -177,9 +177,13 @@ func (c *Client) Leases(ctx context.Context, ref, mac string) ([]api.Lease, erro
 	if mac != "" {
 		u += "?mac=" + url.QueryEscape(mac)
 	}
-	out := []api.Lease{}
+	var out []api.Lease
 	if err := c.do(ctx, http.MethodGet, u, nil, &out); err != nil {
 		return nil, err
+	}
+	if out == nil {
+		// A daemon may encode "no lease" as null.
+		out = []api.Lease{}
 	}
 	return out, nil
 }

@@ -208,9 +208,11 @@ func TestLeases(t *testing.T) {
 		t.Errorf("requests %+v, want %+v", *got, want)
 	}
 
-	sock, _ = recorder(t, http.StatusOK, []api.Lease{})
-	if l, err := New(sock).Leases(ctx, "default", ""); err != nil || l == nil || len(l) != 0 {
-		t.Errorf("no leases: %#v %v, want an empty slice", l, err)
+	for _, none := range []any{[]api.Lease{}, nil} {
+		sock, _ = recorder(t, http.StatusOK, none)
+		if l, err := New(sock).Leases(ctx, "default", ""); err != nil || l == nil || len(l) != 0 {
+			t.Errorf("no leases (%#v): %#v %v, want an empty slice", none, l, err)
+		}
 	}
 }
 

@@ -25,7 +25,8 @@ var ErrStreamEnded = errors.New("vnetd closed the event stream")
 // closed and the second yields exactly one error before it is closed too:
 // ctx.Err() after a cancellation, ErrStreamEnded when the daemon hung up,
 // *api.Error when the daemon refused the subscription (CodeNoNetwork for an
-// unknown ref), *ConnectError when it could not be reached.
+// unknown ref), *ConnectError when it could not be reached. The stream holds
+// a connection until it ends: cancel ctx once no more events are wanted.
 func (c *Client) Events(ctx context.Context, ref string) (<-chan api.Event, <-chan error) {
 	events := make(chan api.Event)
 	errc := make(chan error, 1)
