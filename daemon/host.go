@@ -101,8 +101,7 @@ func (h *realHost) Verify(n *netxml.Network) ([]string, error) {
 // what it found broken and fixed.
 func (h *realHost) ensure(n *netxml.Network, undo bool) (repaired []string, err error) {
 	if !n.OwnsBridge() {
-		// forward mode bridge/macvtap/hostdev: issue "Fidelity" implements them.
-		return nil, netxml.Errorf(netxml.KindUnsupported, "forward mode '%s' is not supported yet", n.ForwardMode())
+		return nil, checkForeignModes(n)
 	}
 	plan, err := firewall.PlanFor(n)
 	if err != nil {
@@ -239,7 +238,10 @@ func (h *realHost) Leases(n *netxml.Network) ([]api.Lease, error) {
 
 func (h *realHost) Plan(n *netxml.Network) (string, error) {
 	if !n.OwnsBridge() {
-		return "", netxml.Errorf(netxml.KindUnsupported, "forward mode '%s' is not supported yet", n.ForwardMode())
+		if err := checkForeignModes(n); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("# forward mode '%s': guests use host devices directly; nothing changes on the host at start\n", n.ForwardMode()), nil
 	}
 	var b strings.Builder
 	br := n.BridgeName()
@@ -331,5 +333,23 @@ func renderFirewall(backend string, p *firewall.Plan) string {
 		return firewall.RenderNft(p)
 	default:
 		return fmt.Sprintf("# no text rendering for the %s backend\n", backend)
+	}
+}
+
+// checkForeignModes handles the forward modes whose devices vnet does not
+// own: an existing host bridge (mode='bridge' with <bridge name>) or a
+// macvtap device pool (bridge/private/vepa/passthrough with <interface>s).
+// Starting such a network creates nothing (no bridge, firewall or dnsmasq, as
+// in libvirt): it checks that the devices exist. Guests attach at their own
+// start. hostdev (PCI passthrough) needs a hypervisor and is refused.
+func checkForeignModes(n *netxml.Network) error {
+	switch n.ForwardMode() {
+	case "bridge", "private", "vepa", "passthrough":
+		if n.VirtualPort != nil && n.VirtualPort.Params != nil && n.VirtualPort.Params.OpenVSwitch != nil {
+			return netxml.Errorf(netxml.KindUnsupported, "network '%s': Open vSwitch bridges are not supported", n.Name)
+		}
+		return network.CheckHostLinks(n)
+	default:
+		return netxml.Errorf(netxml.KindUnsupported, "forward mode '%s' of network '%s' is not supported: vnet manages no PCI device assignment", n.ForwardMode(), n.Name)
 	}
 }

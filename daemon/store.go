@@ -47,6 +47,7 @@ func newStore(configDir, runDir string) (*store, error) {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("create directory %s: %w", d, err)
 		}
+		removeStaleTemps(d)
 	}
 	return s, nil
 }
@@ -247,6 +248,21 @@ func listXML(dir string) ([]string, error) {
 	}
 	sort.Strings(names)
 	return names, nil
+}
+
+// removeStaleTemps deletes the temp files an interrupted writeAtomic or
+// setAutostart left behind (a crash between create and rename).
+func removeStaleTemps(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if (strings.HasPrefix(n, ".") && strings.Contains(n, ".tmp")) || strings.HasSuffix(n, ".xml.tmp") {
+			_ = os.Remove(filepath.Join(dir, n))
+		}
+	}
 }
 
 func writeAtomic(path string, data []byte, mode os.FileMode) error {

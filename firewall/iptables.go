@@ -554,6 +554,34 @@ func iptChecksumSpec(bridge, comment string) string {
 	return "-o " + bridge + " -p udp -m udp --dport 68 -m comment --comment \"" + comment + "\" -j CHECKSUM --checksum-fill"
 }
 
+// RenderIptables renders the plan as what Apply writes on a host without
+// vnet's chains, for a dry run: per family with rules, a comment line naming
+// the command ("# iptables-restore -w --noflush") followed by its input,
+// which creates the chains, inserts the network's rules and the jump rules.
+// An empty plan renders as "".
+func RenderIptables(p *Plan) string {
+	comment, err := iptComment(p.Network)
+	if err != nil {
+		return ""
+	}
+	empty, _ := parseIptSave("")
+	b := &iptBackend{}
+	var out strings.Builder
+	for _, f := range []Family{IPv4, IPv6} {
+		want := b.wantRules(p, f, comment)
+		if len(want) == 0 {
+			continue
+		}
+		input, _ := diffApply(empty, comment, want).restoreInput()
+		name := "iptables"
+		if f == IPv6 {
+			name = "ip6tables"
+		}
+		out.WriteString("# " + name + "-restore -w --noflush\n" + input)
+	}
+	return out.String()
+}
+
 // iptState is the parsed iptables-save output of one family.
 type iptState struct {
 	// chains lists the chains of each table (built-in and user).

@@ -382,8 +382,14 @@ func TestCleanupOthers(t *testing.T) {
 // BenchmarkIptablesApplyRemove measures Apply of the default NAT network on
 // a clean namespace, a second Apply that finds nothing to change, and Remove.
 func BenchmarkIptablesApplyRemove(b *testing.B) {
+	for _, src := range []string{"nat-default.xml", "nat-ipv6-masquerade.xml"} {
+		b.Run(strings.TrimSuffix(src, ".xml"), func(b *testing.B) { benchIptables(b, src) })
+	}
+}
+
+func benchIptables(b *testing.B, src string) {
 	_, be := iptNS(b, "iptbench")
-	p := planOf(b, "nat-default.xml")
+	p := planOf(b, src)
 	var apply, again, remove time.Duration
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
@@ -406,7 +412,19 @@ func BenchmarkIptablesApplyRemove(b *testing.B) {
 	b.ReportMetric(ms(apply), "ms/apply")
 	b.ReportMetric(ms(again), "ms/reapply")
 	b.ReportMetric(ms(remove), "ms/remove")
-	fmt.Printf("iptables: apply %.1f ms, unchanged re-apply %.1f ms, remove %.1f ms\n", ms(apply), ms(again), ms(remove))
+	fmt.Printf("iptables %s: apply %.1f ms, unchanged re-apply %.1f ms, remove %.1f ms\n", src, ms(apply), ms(again), ms(remove))
+}
+
+// TestRenderIptables pins the dry-run text of the default NAT network and
+// checks that a network with IPv6 renders both families.
+func TestRenderIptables(t *testing.T) {
+	golden(t, filepath.Join("testdata", "render-iptables-nat-default.txt"), RenderIptables(planOf(t, "nat-default.xml")))
+	if got := RenderIptables(planOf(t, "nat-ipv6-masquerade.xml")); !strings.Contains(got, "# ip6tables-restore -w --noflush\n*filter\n-N VNET_INP\n") {
+		t.Errorf("no IPv6 batch:\n%s", got)
+	}
+	if got := RenderIptables(planOf(t, `<network><name>o</name><bridge name='br9'/><forward mode='open'/><ip address='10.9.0.1' prefix='24'/></network>`)); got != "" {
+		t.Errorf("open network renders %q", got)
+	}
 }
 
 // TestIptComment checks the escaping of network names in rule comments.

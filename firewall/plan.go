@@ -8,6 +8,12 @@
 // tables ("vnet-<bridge>" in the ip and ip6 families), replaced and deleted in
 // one atomic netlink batch each, so networks never touch each other's rules or
 // tables that vnet does not own.
+//
+// The iptables backend, for hosts where nftables is not usable, keeps
+// libvirt's chain layout under vnet's own names (VNET_INP, VNET_OUT,
+// VNET_FWX, VNET_FWI, VNET_FWO, VNET_PRT), shared by all networks; every rule
+// carries the comment "vnet:<network>", and each change is one
+// iptables-restore batch per family holding only the difference.
 package firewall
 
 import (

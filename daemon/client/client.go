@@ -25,10 +25,18 @@ const DefaultSocketPath = "/run/vnet/vnetd.sock"
 // SocketEnv names the environment variable that overrides DefaultSocketPath.
 const SocketEnv = "VNET_SOCKET"
 
-// DefaultSocket returns $VNET_SOCKET when set and non-empty, else DefaultSocketPath.
+// ReadOnlySocketPath is the daemon's read-only socket, for callers that are
+// not root (queries only, like libvirt's libvirt-sock-ro).
+const ReadOnlySocketPath = "/run/vnet/vnetd-ro.sock"
+
+// DefaultSocket returns $VNET_SOCKET when set and non-empty, else
+// DefaultSocketPath for root and ReadOnlySocketPath for anyone else.
 func DefaultSocket() string {
 	if s := os.Getenv(SocketEnv); s != "" {
 		return s
+	}
+	if os.Geteuid() != 0 {
+		return ReadOnlySocketPath
 	}
 	return DefaultSocketPath
 }

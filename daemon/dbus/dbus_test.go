@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -570,9 +572,14 @@ func TestCockpitStartup(t *testing.T) {
 // TestAuthorization: a caller that is neither root nor the daemon's user
 // may read but not change anything.
 func TestAuthorization(t *testing.T) {
-	var asked []string
+	var (
+		mu    sync.Mutex
+		asked int
+	)
 	e := newTestEnv(t, Options{CallerUID: func(conn *dbus.Conn, sender string) (uint32, error) {
-		asked = append(asked, sender)
+		mu.Lock()
+		asked++
+		mu.Unlock()
 		return 4242, nil
 	}})
 	if os.Geteuid() == 4242 {
@@ -605,8 +612,10 @@ func TestAuthorization(t *testing.T) {
 		t.Errorf("ListNetworks = %v", got)
 	}
 	e.must(fixturePath, networkI+"GetXMLDesc", uint32(0))
-	if len(asked) != 7 {
-		t.Errorf("uid asked %d times, want 7 (only for changes)", len(asked))
+	mu.Lock()
+	defer mu.Unlock()
+	if asked != 7 {
+		t.Errorf("uid asked %d times, want 7 (only for changes)", asked)
 	}
 }
 
@@ -654,5 +663,42 @@ func TestNameKept(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run after cancel: %v", err)
+	}
+}
+
+// pythonWithDBus finds a python3 that can import dbus-python.
+func pythonWithDBus() string {
+	for _, p := range []string{"/usr/bin/python3", "python3"} {
+		if path, err := exec.LookPath(p); err == nil && exec.Command(path, "-c", "import dbus").Run() == nil {
+			return path
+		}
+	}
+	return ""
+}
+
+// TestPythonClient drives the server from dbus-python, which types every
+// call from the introspection data as libvirt-dbus frontends do.
+func TestPythonClient(t *testing.T) {
+	py := pythonWithDBus()
+	if py == "" {
+		t.Skip("python3-dbus is not installed (Debian package python3-dbus)")
+	}
+	for _, c := range []struct {
+		name string
+		env  func(*testing.T, Options) *env
+	}{{"test-driver", newTestEnv}, {"real", newRealEnv}} {
+		t.Run(c.name, func(t *testing.T) {
+			e := c.env(t, Options{})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, py, "testdata/client.py", e.addr, string(e.connectPath())).CombinedOutput()
+			t.Logf("client.py:\n%s", out)
+			if err != nil {
+				t.Fatalf("client.py: %v", err)
+			}
+			if !strings.HasSuffix(strings.TrimSpace(string(out)), "PASS") {
+				t.Fatal("client.py did not pass")
+			}
+		})
 	}
 }
