@@ -3,7 +3,7 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN := bin
 PREFIX ?= /usr/local
 
-.PHONY: all build deps run test test-unit bench fuzz clean
+.PHONY: all build deps run test test-unit bench fuzz clean install uninstall
 
 all: build
 
@@ -38,3 +38,23 @@ fuzz:
 
 clean:
 	rm -rf $(BIN)
+
+# Installs binaries, the systemd unit, tmpfiles, D-Bus policy and activation,
+# man pages and bash completion. DESTDIR is honoured for packaging.
+install: build
+	install -D -m 0755 $(BIN)/vnetd $(DESTDIR)$(PREFIX)/sbin/vnetd
+	install -D -m 0755 $(BIN)/vnetctl $(DESTDIR)$(PREFIX)/bin/vnetctl
+	install -D -m 0644 systemd/vnetd.service $(DESTDIR)/etc/systemd/system/vnetd.service
+	install -D -m 0644 systemd/vnetd.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/vnetd.conf
+	install -D -m 0644 systemd/org.libvirt.conf $(DESTDIR)/usr/share/dbus-1/system.d/org.libvirt.conf
+	install -D -m 0644 systemd/org.libvirt.service $(DESTDIR)/usr/share/dbus-1/system-services/org.libvirt.service
+	install -D -m 0644 doc/vnetd.8 $(DESTDIR)$(PREFIX)/share/man/man8/vnetd.8
+	install -D -m 0644 doc/vnetctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/vnetctl.1
+	install -D -m 0644 doc/vnetctl.bash $(DESTDIR)/usr/share/bash-completion/completions/vnetctl
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/sbin/vnetd $(DESTDIR)$(PREFIX)/bin/vnetctl
+	rm -f $(DESTDIR)/etc/systemd/system/vnetd.service $(DESTDIR)/usr/lib/tmpfiles.d/vnetd.conf
+	rm -f $(DESTDIR)/usr/share/dbus-1/system.d/org.libvirt.conf $(DESTDIR)/usr/share/dbus-1/system-services/org.libvirt.service
+	rm -f $(DESTDIR)$(PREFIX)/share/man/man8/vnetd.8 $(DESTDIR)$(PREFIX)/share/man/man1/vnetctl.1
+	rm -f $(DESTDIR)/usr/share/bash-completion/completions/vnetctl

@@ -811,16 +811,24 @@ func diffJumps(d *iptDiff, st *iptState, builtin tableChain, targets []string) {
 // instead: every rule jumping to a VNET_ chain, then the chains. The
 // structure's removal is listed in missing (Verify ignores it).
 func diffRemove(st *iptState, comment string) *iptDiff {
+	return diffRemoveWhere(st, func(c string) bool { return c == comment })
+}
+
+// diffRemoveWhere is diffRemove for the networks whose comment drop
+// selects.
+func diffRemoveWhere(st *iptState, drop func(comment string) bool) *iptDiff {
 	d := &iptDiff{}
 	others := false
 	for _, tc := range iptOwnChains {
 		for _, spec := range st.rules[tc] {
 			c, ok := ruleComment(spec)
-			switch {
-			case ok && c == comment:
+			if !ok || !strings.HasPrefix(c, iptCommentPrefix) {
+				continue
+			}
+			if drop(c) {
 				d.unexpected = append(d.unexpected, tc.table+" "+tc.chain+" rule: "+spec)
 				d.op(tc.table, "-D "+tc.chain+" "+spec)
-			case ok && strings.HasPrefix(c, iptCommentPrefix):
+			} else {
 				others = true
 			}
 		}
@@ -839,6 +847,35 @@ func diffRemove(st *iptState, comment string) *iptDiff {
 	})
 	d.unexpected = unexpected
 	return d
+}
+
+// prune deletes the rules of every network whose plan is not in keep.
+func (b *iptBackend) prune(keep []*Plan) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	kept := map[string]bool{}
+	for _, p := range keep {
+		c, err := iptComment(p.Network)
+		if err != nil {
+			return err
+		}
+		kept[c] = true
+	}
+	var dropped [2]int
+	err := b.eachFamily(nil, func(f Family) error {
+		var err error
+		dropped[f], err = b.sync(f, func(st *iptState) *iptDiff {
+			return diffRemoveWhere(st, func(c string) bool { return !kept[c] })
+		}, false)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("prune iptables rules: %w", err)
+	}
+	if dropped[IPv4]+dropped[IPv6] > 0 {
+		b.log.Info("removed iptables rules of networks that are not active", "changes", dropped[IPv4]+dropped[IPv6])
+	}
+	return nil
 }
 
 // removeStructure deletes, in every table, each rule jumping to a chain

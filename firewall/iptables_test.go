@@ -2,7 +2,9 @@ package firewall
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -505,5 +507,105 @@ func TestIptDiffNoRoot(t *testing.T) {
 	d = diffRemove(st, comment)
 	if in, _ := d.restoreInput(); !strings.Contains(in, "-X VNET_FWX") || !strings.Contains(in, "-D FORWARD -j VNET_FWX") {
 		t.Errorf("removing the last network keeps the structure:\n%s", in)
+	}
+}
+
+// TestIptablesNoChecksumTarget runs the backend on fake tools whose restore
+// refuses the CHECKSUM target, as on a kernel without xt_CHECKSUM: Apply must
+// succeed without the rule, once, and stop asking for it.
+func TestIptablesNoChecksumTarget(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "batches")
+	save := filepath.Join(dir, "save")
+	restore := filepath.Join(dir, "restore")
+	writeScript(t, save, "#!/bin/sh\nexit 0\n")
+	writeScript(t, restore, `#!/bin/sh
+in=$(cat)
+case "$in" in *CHECKSUM*)
+	cat >&2 <<'X'
+iptables-restore v1.8.9 (nf_tables): Couldn't load target `+"`CHECKSUM'"+`:No such file or directory
+Error occurred at line: 30
+X
+	exit 2;;
+esac
+printf '%s\n' "$in" >> `+log+`
+`)
+	b := &iptBackend{log: slogDiscard()}
+	b.tools[IPv4] = iptTool{name: "iptables", save: save, restore: restore}
+	b.tools[IPv6] = iptTool{name: "ip6tables", save: save, restore: restore}
+	p := planOf(t, "nat-default.xml")
+	if err := b.Apply(p); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	if !b.noCsum.Load() {
+		t.Error("CHECKSUM not marked unavailable")
+	}
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), "CHECKSUM") || !strings.Contains(string(data), "-j MASQUERADE") {
+		t.Errorf("batches written:\n%s", data)
+	}
+	if want := b.wantRules(p, IPv4, "vnet:default"); len(want[tableChain{"mangle", iptChainPostrtg}]) != 0 {
+		t.Error("the CHECKSUM rule is still wanted")
+	}
+}
+
+func writeScript(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestPrune checks that Prune drops the rules of networks not kept, with
+// both backends, and nothing else.
+func TestPrune(t *testing.T) {
+	ns, ipt := iptNS(t, "prune")
+	nat, iso := planOf(t, "nat-default.xml"), planOf(t, xmlIsolated)
+	for _, p := range []*Plan{nat, iso} {
+		if err := ipt.Apply(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := saved(ns, "iptables")
+	if err := Prune(ipt, []*Plan{iso}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := saved(ns, "iptables"), withoutLines(before, `"vnet:default"`); got != want {
+		t.Errorf("after pruning all but iso:\n%s\nwant\n%s", got, want)
+	}
+	if err := Prune(ipt, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := saved(ns, "iptables"); strings.Contains(got, "VNET_") {
+		t.Errorf("vnet chains left after pruning everything:\n%s", got)
+	}
+
+	h, err := ns.Handle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	nft, err := New("nftables", Options{NetNS: int(h)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.MustRun("nft", "add", "table", "ip", "vnetother")
+	if err := nft.Apply(nat); err != nil {
+		t.Fatal(err)
+	}
+	if err := nft.Apply(iso); err != nil {
+		t.Fatal(err)
+	}
+	if err := Prune(nft, []*Plan{nat}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ns.MustRun("nft", "list", "tables"); !strings.Contains(got, "table ip vnet-virbr0\n") ||
+		strings.Contains(got, "vnet-virbr2") || !strings.Contains(got, "table ip vnetother\n") {
+		t.Errorf("nft tables after pruning all but nat:\n%s", got)
 	}
 }

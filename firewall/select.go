@@ -137,3 +137,55 @@ func cleanupIptables(o Options) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Prune removes from the host the rules b installed for networks that are
+// not in keep: the tables "vnet-<bridge>" of other bridges (nftables), the
+// rules commented with other networks' names (iptables, with the chains when
+// no network is left). The daemon calls it once at startup, after applying
+// the plans of the active networks (keep), to drop the firewall of networks
+// that were stopped or undefined while it was not running. Backends other
+// than vnet's own (fakes) are left alone.
+func Prune(b Backend, keep []*Plan) error {
+	switch b := b.(type) {
+	case *iptBackend:
+		return b.prune(keep)
+	case *nftBackend:
+		return b.prune(keep)
+	}
+	return nil
+}
+
+// prune deletes the tables "vnet-*" whose name no kept plan has, in one
+// batch.
+func (b *nftBackend) prune(keep []*Plan) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	kept := map[string]bool{}
+	for _, p := range keep {
+		kept[p.TableName()] = true
+	}
+	c, err := b.conn()
+	if err != nil {
+		return fmt.Errorf("prune nftables tables: %w", err)
+	}
+	tables, err := c.ListTables()
+	if err != nil {
+		return fmt.Errorf("prune nftables tables: list tables: %w", err)
+	}
+	var gone []string
+	for _, t := range tables {
+		if strings.HasPrefix(t.Name, "vnet-") && !kept[t.Name] &&
+			(t.Family == nftables.TableFamilyIPv4 || t.Family == nftables.TableFamilyIPv6) {
+			c.DelTable(t)
+			gone = append(gone, t.Name)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("prune nftables tables %s: %w", strings.Join(gone, ", "), err)
+	}
+	b.log.Info("removed nftables tables of networks that are not active", "tables", gone)
+	return nil
+}

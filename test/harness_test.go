@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"vnet/daemon/client"
 	"vnet/internal/netnstest"
 )
 
@@ -32,11 +33,19 @@ func TestMain(m *testing.M) {
 		fmt.Println(err)
 		os.Exit(1)
 	}
-	for _, b := range []string{"vnetd", "vnetctl"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "vnet/cmd/"+b)
+	// vnetd-race is vnetd built with the race detector, for the stress test
+	// (daemon.binary = raceVnetd).
+	for _, b := range []struct{ out, pkg, flags string }{
+		{"vnetd", "vnetd", ""}, {"vnetctl", "vnetctl", ""}, {raceVnetd, "vnetd", "-race"},
+	} {
+		args := []string{"build", "-o", filepath.Join(dir, b.out)}
+		if b.flags != "" {
+			args = append(args, b.flags)
+		}
+		cmd := exec.Command("go", append(args, "vnet/cmd/"+b.pkg)...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Run(); err != nil {
-			fmt.Println("build", b, err)
+			fmt.Println("build", b.out, err)
 			os.Exit(1)
 		}
 	}
@@ -55,7 +64,21 @@ type daemon struct {
 	runDir    string
 	cmd       *exec.Cmd
 	log       *bytes.Buffer
+	// binary is the vnetd binary under binDir ("" is "vnetd"; raceVnetd is
+	// the race-detector build).
+	binary string
+	// mountSetup, when set, is a shell script run in a private mount
+	// namespace right before vnetd is exec'd there (read-only or tiny
+	// config dirs that the rest of the host never sees).
+	mountSetup string
 }
+
+// raceVnetd is the name under binDir of vnetd built with -race.
+const raceVnetd = "vnetd-race"
+
+// pid is the running vnetd's pid (its /proc/PID/root shows the daemon's
+// mount namespace).
+func (d *daemon) pid() int { return d.cmd.Process.Pid }
 
 func (d *daemon) socket() string { return filepath.Join(d.runDir, "vnetd.sock") }
 
@@ -92,9 +115,19 @@ func newDaemon(t testing.TB, ns *netnstest.NS) *daemon {
 // start runs vnetd and waits until its socket answers.
 func (d *daemon) start(extra ...string) {
 	d.t.Helper()
-	args := append([]string{"netns", "exec", d.ns.Name(), filepath.Join(binDir, "vnetd"),
+	bin := d.binary
+	if bin == "" {
+		bin = "vnetd"
+	}
+	argv := append([]string{filepath.Join(binDir, bin),
 		"--config-dir", d.configDir, "--state-dir", d.stateDir, "--run-dir", d.runDir, "--verbose"}, extra...)
-	d.cmd = exec.Command("ip", args...)
+	if d.mountSetup != "" {
+		// exec keeps vnetd's pid that of the started process, so signals
+		// and kills reach the daemon itself.
+		argv = append([]string{"unshare", "-m", "--propagation", "private", "sh", "-c",
+			"set -e\n" + d.mountSetup + "\nexec \"$@\"", "sh"}, argv...)
+	}
+	d.cmd = exec.Command("ip", append([]string{"netns", "exec", d.ns.Name()}, argv...)...)
 	if d.log == nil {
 		d.log = &bytes.Buffer{}
 	}
@@ -102,14 +135,20 @@ func (d *daemon) start(extra ...string) {
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatalf("start vnetd: %v", err)
 	}
+	// Polled in-process: a vnetctl per try would add its own start-up time
+	// to every daemon restart (the crash test restarts hundreds of times).
+	c := client.New(d.socket())
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, stderr, code := d.ctl("net-list", "--all"); code == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := c.List(ctx)
+		cancel()
+		if err == nil {
 			return
 		} else if d.cmd.ProcessState != nil {
-			d.t.Fatalf("vnetd exited: %s\n%s", stderr, d.log)
+			d.t.Fatalf("vnetd exited: %v\n%s", err, d.log)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 	d.t.Fatalf("vnetd did not answer within 10 s:\n%s", d.log)
 }

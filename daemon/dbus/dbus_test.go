@@ -702,3 +702,83 @@ func TestPythonClient(t *testing.T) {
 		})
 	}
 }
+
+// TestRunWithRetry: while another connection owns org.libvirt the server
+// keeps trying, and takes the name once it is free.
+func TestRunWithRetry(t *testing.T) {
+	addr := startBus(t)
+	rival := newClient(t, addr)
+	if reply, err := rival.RequestName(BusName, 0); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("rival RequestName = %v, %v", reply, err)
+	}
+	srv := New(daemon.NewTestDriver(nil), Options{Logger: testLogger(t)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		srv.RunWithRetry(ctx, addr, 20*time.Millisecond)
+		close(done)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if _, err := rival.ReleaseName(BusName); err != nil {
+		t.Fatal(err)
+	}
+	client := newClient(t, addr)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		var owner string
+		err := client.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, BusName).Store(&owner)
+		if err == nil && owner != rival.Names()[0] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("server did not take org.libvirt after the rival released it")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if body := client.Object(BusName, TestPath).Call(connectI+"ListNetworks", 0, uint32(0)); body.Err != nil {
+		t.Fatal(body.Err)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("RunWithRetry did not return after cancel")
+	}
+}
+
+// TestSystemPolicy runs a bus with a deny-by-default policy (as the system
+// bus has) plus systemd/org.libvirt.conf: root may own org.libvirt and call it.
+func TestSystemPolicy(t *testing.T) {
+	policy, err := filepath.Abs("../../systemd/org.libvirt.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(policy); err != nil {
+		t.Skipf("policy file: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the policy lets root own org.libvirt; not running as root")
+	}
+	addr := startBusWith(t, `
+  <policy context="default">
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_destination="org.freedesktop.DBus"/>
+  </policy>
+  <include>`+policy+`</include>`)
+	srv := New(daemon.NewTestDriver(nil), Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, addr) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	client := newClient(t, addr)
+	waitOwner(t, client, done)
+	if c := client.Object(BusName, TestPath).Call(connectI+"ListNetworks", 0, uint32(0)); c.Err != nil {
+		t.Fatalf("root calling org.libvirt: %v", c.Err)
+	}
+}

@@ -28,22 +28,30 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // busConfig lets every connection own any name and talk to anyone: the
 // tests exercise our authorization, not the bus policy.
+const openPolicy = `
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>`
+
 const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>session</type>
   <listen>unix:path=%s</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
+  <auth>EXTERNAL</auth>%s
 </busconfig>
 `
 
 // startBus runs a private dbus-daemon for the test and returns its address.
 func startBus(t *testing.T) string {
+	t.Helper()
+	return startBusWith(t, openPolicy)
+}
+
+// startBusWith runs a private dbus-daemon with the given policy elements.
+func startBusWith(t *testing.T, policy string) string {
 	t.Helper()
 	bin, err := exec.LookPath("dbus-daemon")
 	if err != nil {
@@ -51,7 +59,7 @@ func startBus(t *testing.T) string {
 	}
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "bus.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(busConfig, filepath.Join(dir, "bus"))), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(busConfig, filepath.Join(dir, "bus"), policy)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "--config-file="+conf, "--print-address", "--nofork", "--nopidfile")

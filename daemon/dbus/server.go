@@ -18,6 +18,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 
@@ -142,6 +143,31 @@ func (s *Server) Run(ctx context.Context, address string) error {
 	}
 	defer conn.Close()
 	return s.Serve(ctx, conn)
+}
+
+// RunWithRetry runs Run until ctx is done. When the connection fails or the
+// name is owned by another process (libvirt-dbus, another vnetd), it logs
+// the error and tries again after retry, doubling the wait up to a minute;
+// the wait starts over after a connection that served for a minute.
+func (s *Server) RunWithRetry(ctx context.Context, address string, retry time.Duration) {
+	wait := retry
+	for {
+		start := time.Now()
+		err := s.Run(ctx, address)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > time.Minute {
+			wait = retry
+		}
+		s.log.Error("D-Bus front door stopped; will retry", "bus", address, "err", err, "retry", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Minute)
+	}
 }
 
 // Serve serves on conn, which must have been made with dbus.WithHandler(s).
