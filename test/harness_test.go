@@ -71,6 +71,8 @@ type daemon struct {
 	// namespace right before vnetd is exec'd there (read-only or tiny
 	// config dirs that the rest of the host never sees).
 	mountSetup string
+	// env is extra environment for vnetd.
+	env []string
 }
 
 // raceVnetd is the name under binDir of vnetd built with -race.
@@ -132,6 +134,9 @@ func (d *daemon) start(extra ...string) {
 		d.log = &bytes.Buffer{}
 	}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if d.env != nil {
+		d.cmd.Env = append(os.Environ(), d.env...)
+	}
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatalf("start vnetd: %v", err)
 	}
