@@ -13,7 +13,9 @@ type Backend interface {
 	// Name returns the backend name ("nftables" or "iptables").
 	Name() string
 	// Apply makes the live firewall of the plan's network equal to the plan,
-	// replacing whatever vnet installed for it before, in one atomic batch.
+	// replacing whatever vnet installed for it before, in one atomic batch
+	// (one per family with iptables), and makes sure the structure the
+	// rules hang on (iptables: shared chains and jump rules) is complete.
 	// It is idempotent. Applying an empty plan removes the network's rules.
 	Apply(p *Plan) error
 	// Remove deletes exactly this network's rules and tables, nothing else.

@@ -7,6 +7,9 @@ import (
 	"os"
 	"strings"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	netxml "vnet/xml"
 )
 
@@ -67,6 +70,11 @@ func EnsureForwarding(n *netxml.Network) (changed []string, err error) {
 	want := []sysctl{sysctlIPv4Forward}
 	if hasIPv6(n.IPs) {
 		want = append(want, sysctlIPv6Forward)
+		if cur, err := sysctlIPv6Forward.read(); err == nil && cur != "1" {
+			if err := checkAcceptRA(); err != nil {
+				return nil, err
+			}
+		}
 	}
 	for _, s := range want {
 		did, err := s.ensure("1")
@@ -103,6 +111,45 @@ func ensureBridgeSysctls(br string, v6 bool) error {
 		if _, err := conf(key).ensure("0"); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkAcceptRA refuses to turn IPv6 forwarding on while the host depends on
+// router advertisements on an interface whose accept_ra is 1: the kernel stops
+// accepting RAs on a forwarding host unless accept_ra is 2, so the host would
+// lose its RA-learned routes some minutes later (libvirt refuses the same
+// way, with the same advice).
+func checkAcceptRA() error {
+	h, err := newHandle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	routes, err := retryDump(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(unix.AF_INET6, &netlink.Route{Protocol: unix.RTPROT_RA}, netlink.RT_FILTER_PROTOCOL)
+	})
+	if err != nil {
+		return fmt.Errorf("list IPv6 routes learned from router advertisements: %w", err)
+	}
+	var bad []string
+	seen := map[int]bool{}
+	for _, r := range routes {
+		if seen[r.LinkIndex] {
+			continue
+		}
+		seen[r.LinkIndex] = true
+		link, err := h.LinkByIndex(r.LinkIndex)
+		if err != nil {
+			continue
+		}
+		name := link.Attrs().Name
+		if v, err := (sysctl{"net", "ipv6", "conf", name, "accept_ra"}).read(); err == nil && v != "2" {
+			bad = append(bad, name)
+		}
+	}
+	if len(bad) > 0 {
+		return netxml.Errorf(netxml.KindOperationFailed, "Check the host setup: enabling IPv6 forwarding with RA routes without accept_ra set to 2 is likely to cause routes loss. Interfaces to look at: %s", strings.Join(bad, " "))
 	}
 	return nil
 }

@@ -88,3 +88,28 @@ func TestEnsureForwardingNeverResets(t *testing.T) {
 		t.Error("an isolated network reset forwarding")
 	}
 }
+
+// TestAcceptRAGuard: enabling IPv6 forwarding is refused while the host has
+// routes learned from router advertisements on an interface with accept_ra=1,
+// and allowed once accept_ra is 2 (libvirt's check and message).
+func TestAcceptRAGuard(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ns := netnstest.New(t, "ra")
+	peer := netnstest.New(t, "rap")
+	netnstest.Veth(t, ns, "up0", peer, "eth0")
+	mustRun(t, ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=0", "net.ipv6.conf.up0.accept_ra=1")
+	mustRun(t, ns, "ip", "-6", "route", "add", "2001:db8:1::/64", "dev", "up0", "proto", "ra")
+	n := &netxml.Network{Network: libvirtxml.Network{Name: "v6", Forward: &libvirtxml.NetworkForward{Mode: "nat"},
+		IPs: []libvirtxml.NetworkIP{{Family: "ipv6", Address: "fd00:81::1", Prefix: 64}}}}
+	var err error
+	_ = ns.Do(func() error { _, err = EnsureForwarding(n); return nil })
+	want := "operation failed: Check the host setup: enabling IPv6 forwarding with RA routes without accept_ra set to 2 is likely to cause routes loss. Interfaces to look at: up0"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %s", err, want)
+	}
+	if v := strings.TrimSpace(mustRun(t, ns, "sysctl", "-n", "net.ipv6.conf.all.forwarding")); v != "0" {
+		t.Fatalf("forwarding turned on despite the error: %s", v)
+	}
+	mustRun(t, ns, "sysctl", "-q", "-w", "net.ipv6.conf.up0.accept_ra=2")
+	do(t, ns, func() (err error) { _, err = EnsureForwarding(n); return err })
+}
