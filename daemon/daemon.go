@@ -38,10 +38,62 @@ type Config struct {
 	DHCPPing bool
 	// DnsmasqBinary overrides the dnsmasq path.
 	DnsmasqBinary string
+	// Driver is "host" (default) or "test": libvirt's test:///default
+	// driver, all in memory, touching nothing on the host.
+	Driver string
+	// FrontDoors run beside the local API (the D-Bus server).
+	FrontDoors []FrontDoor
 	// VerifyInterval is how often every active network is checked for drift
 	// even without a kernel event (default 30 s).
 	VerifyInterval time.Duration
 	Logger         *slog.Logger
+}
+
+// FrontDoor is an additional way in to the manager (D-Bus), run for the
+// daemon's lifetime; it returns when ctx is done.
+type FrontDoor func(ctx context.Context, m *Manager) error
+
+func (c Config) driverName() string {
+	if c.Driver == "" {
+		return "host"
+	}
+	return c.Driver
+}
+
+// newHostManager builds the manager of the real host: firewall backend,
+// dnsmasq supervision, stored definitions, adoption of active networks and
+// the default network.
+func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, string, error) {
+	fw, err := firewall.New(c.Firewall, firewall.Options{Logger: log})
+	if err != nil {
+		return nil, "", fmt.Errorf("firewall backend %q: %w", c.Firewall, err)
+	}
+	var extra []string
+	if !c.DHCPPing {
+		extra = append(extra, "--no-ping")
+	}
+	dns, err := dnsmasq.NewManager(dnsmasq.Config{
+		Binary:    c.DnsmasqBinary,
+		StateDir:  filepath.Join(c.StateDir, "dnsmasq"),
+		RunDir:    filepath.Join(c.RunDir, "dnsmasq"),
+		ExtraArgs: extra,
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	host := &realHost{fw: fw, dns: dns, log: log}
+	m, err := NewManager(c.ConfigDir, c.RunDir, host, log)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := m.Load(ctx); err != nil {
+		return nil, "", err
+	}
+	if !c.NoDefaultNetwork {
+		m.installDefault(c.StateDir)
+	}
+	return m, fw.Name(), nil
 }
 
 // SocketPath is the read-write API socket under a run dir (root only).
@@ -73,34 +125,22 @@ func Run(ctx context.Context, c Config) error {
 	}
 	defer lock.Close()
 
-	fw, err := firewall.New(c.Firewall, firewall.Options{Logger: log})
-	if err != nil {
-		return fmt.Errorf("firewall backend %q: %w", c.Firewall, err)
+	var m *Manager
+	var fwName string
+	if c.Driver == "test" {
+		// libvirt's test:///default: everything in memory, nothing on the host.
+		m = NewTestDriver(log)
+	} else {
+		if m, fwName, err = newHostManager(ctx, c, log); err != nil {
+			return err
+		}
 	}
-	var extra []string
-	if !c.DHCPPing {
-		extra = append(extra, "--no-ping")
-	}
-	dns, err := dnsmasq.NewManager(dnsmasq.Config{
-		Binary:    c.DnsmasqBinary,
-		StateDir:  filepath.Join(c.StateDir, "dnsmasq"),
-		RunDir:    filepath.Join(c.RunDir, "dnsmasq"),
-		ExtraArgs: extra,
-		Logger:    log,
-	})
-	if err != nil {
-		return err
-	}
-	host := &realHost{fw: fw, dns: dns, log: log}
-	m, err := NewManager(c.ConfigDir, c.RunDir, host, log)
-	if err != nil {
-		return err
-	}
-	if err := m.Load(ctx); err != nil {
-		return err
-	}
-	if !c.NoDefaultNetwork {
-		m.installDefault(c.StateDir)
+	for _, fd := range c.FrontDoors {
+		go func(fd FrontDoor) {
+			if err := fd(ctx, m); err != nil && ctx.Err() == nil {
+				log.Error("front door stopped", "err", err)
+			}
+		}(fd)
 	}
 
 	// Cancelled before Shutdown so that long-lived requests (event streams)
@@ -130,10 +170,10 @@ func Run(ctx context.Context, c Config) error {
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- servers[0].Serve(ln) }()
 	go func() { serveErr <- servers[1].Serve(roLn) }()
-	log.Info("vnetd listening", "socket", sock, "read_only_socket", roSock, "firewall", fw.Name())
+	log.Info("vnetd listening", "socket", sock, "read_only_socket", roSock, "firewall", fwName, "driver", c.driverName())
 
 	marker := filepath.Join(c.RunDir, autostartMarker)
-	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) && !m.testDriver {
 		m.Autostart()
 		if err := os.WriteFile(marker, nil, 0o600); err != nil {
 			log.Warn("cannot write autostart marker", "err", err)
@@ -141,7 +181,9 @@ func Run(ctx context.Context, c Config) error {
 	}
 	repairCtx, stopRepair := context.WithCancel(ctx)
 	defer stopRepair()
-	m.startRepair(repairCtx, c.VerifyInterval, fw.Name() == "iptables")
+	if !m.testDriver {
+		m.startRepair(repairCtx, c.VerifyInterval, fwName == "iptables")
+	}
 	go watchdog(repairCtx, log)
 	_, _ = daemon.SdNotify(false, "READY=1\nSTATUS=serving")
 

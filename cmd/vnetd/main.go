@@ -26,8 +26,13 @@ func main() {
 	flag.BoolVar(&c.DHCPPing, "dhcp-ping", false, "let dnsmasq ping an address before leasing it (libvirt's default; adds ~3 s per new guest)")
 	flag.StringVar(&c.DnsmasqBinary, "dnsmasq", "", "path of the dnsmasq binary (default: found in PATH)")
 	flag.DurationVar(&c.VerifyInterval, "verify-interval", 30*time.Second, "how often to check every active network for drift without a kernel event")
+	flag.StringVar(&c.Driver, "driver", "host", "host, or test: libvirt's test:///default driver, all in memory, touching nothing on the host")
 	flag.BoolVar(&verbose, "verbose", false, "log debug messages")
 	flag.Parse()
+	if c.Driver != "host" && c.Driver != "test" {
+		fmt.Fprintf(os.Stderr, "vnetd: unknown driver %q (host or test)\n", c.Driver)
+		os.Exit(2)
+	}
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "vnetd: unexpected argument %q\n", flag.Arg(0))
 		os.Exit(2)
