@@ -162,6 +162,10 @@ type memStore struct {
 	autostart map[string]bool
 }
 
+// NewMemoryStore returns a Store that keeps everything in memory (the test
+// driver's, and handy for tests of front doors).
+func NewMemoryStore() Store { return newMemStore() }
+
 func newMemStore() *memStore {
 	return &memStore{configs: map[string][]byte{}, statuses: map[string][]byte{}, autostart: map[string]bool{}}
 }
