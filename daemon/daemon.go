@@ -68,6 +68,11 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 	if err != nil {
 		return nil, "", fmt.Errorf("firewall backend %q: %w", c.Firewall, err)
 	}
+	// A switch of backend leaves the other one's rules behind: remove them
+	// before any network is applied with the new one.
+	if err := firewall.CleanupOthers(fw.Name(), firewall.Options{Logger: log}); err != nil {
+		log.Warn("cleaning up the other firewall backend's rules", "err", err)
+	}
 	var extra []string
 	if !c.DHCPPing {
 		extra = append(extra, "--no-ping")
@@ -89,6 +94,11 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 	}
 	if err := m.Load(ctx); err != nil {
 		return nil, "", err
+	}
+	// Rules of networks stopped or undefined while no daemon ran (a crash
+	// mid-destroy) belong to nobody now.
+	if err := firewall.Prune(fw, m.activePlans()); err != nil {
+		log.Warn("removing firewall rules of networks that are not active", "err", err)
 	}
 	if !c.NoDefaultNetwork {
 		m.installDefault(c.StateDir)
@@ -286,4 +296,20 @@ func watchdog(ctx context.Context, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+// activePlans returns the firewall plans of every active network.
+func (m *Manager) activePlans() []*firewall.Plan {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var plans []*firewall.Plan
+	for _, o := range m.byName {
+		if o.live == nil || !o.live.OwnsBridge() {
+			continue
+		}
+		if p, err := firewall.PlanFor(o.live); err == nil {
+			plans = append(plans, p)
+		}
+	}
+	return plans
 }

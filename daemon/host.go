@@ -331,6 +331,8 @@ func renderFirewall(backend string, p *firewall.Plan) string {
 	switch backend {
 	case "nftables":
 		return firewall.RenderNft(p)
+	case "iptables":
+		return firewall.RenderIptables(p)
 	default:
 		return fmt.Sprintf("# no text rendering for the %s backend\n", backend)
 	}
