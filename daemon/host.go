@@ -7,6 +7,7 @@ import (
 	"net"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"vnet/daemon/api"
@@ -56,6 +57,66 @@ type realHost struct {
 	fw  firewall.Backend
 	dns *dnsmasq.Manager
 	log *slog.Logger
+
+	// retiring holds bridges taken out of service whose deletion the
+	// kernel is still finishing (see network.RetireBridge).
+	mu       sync.Mutex
+	retiring map[string]<-chan error
+}
+
+// waitRetired blocks until a bridge of that name being deleted is gone, so
+// a new start never adopts a dying bridge.
+func (h *realHost) waitRetired(name string) {
+	h.mu.Lock()
+	ch := h.retiring[name]
+	h.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	if err := <-ch; err != nil {
+		h.log.Warn("deleting bridge", "bridge", name, "err", err)
+	}
+}
+
+// retire takes the bridge out of service now and lets the kernel finish
+// deleting it in the background.
+func (h *realHost) retire(name string) error {
+	h.waitRetired(name)
+	done, err := network.RetireBridge(name)
+	if err != nil {
+		return err
+	}
+	fwd := make(chan error, 1)
+	h.mu.Lock()
+	if h.retiring == nil {
+		h.retiring = map[string]<-chan error{}
+	}
+	h.retiring[name] = fwd
+	h.mu.Unlock()
+	go func() {
+		err := <-done
+		h.mu.Lock()
+		if h.retiring[name] == fwd {
+			delete(h.retiring, name)
+		}
+		h.mu.Unlock()
+		fwd <- err
+		close(fwd)
+	}()
+	return nil
+}
+
+// waitAllRetired waits for every pending bridge deletion (daemon shutdown).
+func (h *realHost) waitAllRetired() {
+	h.mu.Lock()
+	names := make([]string, 0, len(h.retiring))
+	for n := range h.retiring {
+		names = append(names, n)
+	}
+	h.mu.Unlock()
+	for _, n := range names {
+		h.waitRetired(n)
+	}
 }
 
 func (h *realHost) Check(n *netxml.Network) error {
@@ -108,6 +169,7 @@ func (h *realHost) ensure(n *netxml.Network, undo bool) (repaired []string, err 
 		return nil, err
 	}
 	bridge := n.BridgeName()
+	h.waitRetired(bridge)
 	var createdBridge, appliedFW bool
 	t := newStepTimer()
 	defer func() { h.log.Debug("ensure network", "network", n.Name, "steps", t.String(), "err", err) }()
@@ -188,7 +250,7 @@ func (h *realHost) Remove(n *netxml.Network) error {
 			errs = append(errs, err)
 		}
 		t.step("firewall")
-		if err := network.DeleteBridge(n.BridgeName()); err != nil {
+		if err := h.retire(n.BridgeName()); err != nil {
 			errs = append(errs, err)
 		}
 		t.step("bridge")
@@ -196,9 +258,17 @@ func (h *realHost) Remove(n *netxml.Network) error {
 	return errors.Join(errs...)
 }
 
-func (h *realHost) Forget(name string) error    { return h.dns.Forget(name) }
-func (h *realHost) LinkExists(name string) bool { return network.LinkExists(name) }
-func (h *realHost) Detach()                     { h.dns.Detach() }
+func (h *realHost) Forget(name string) error { return h.dns.Forget(name) }
+func (h *realHost) LinkExists(name string) bool {
+	h.mu.Lock()
+	_, dying := h.retiring[name]
+	h.mu.Unlock()
+	return dying || network.LinkExists(name)
+}
+func (h *realHost) Detach() {
+	h.dns.Detach()
+	h.waitAllRetired()
+}
 
 // stepTimer records how long each step of an operation took, for debug logs
 // and for finding where a slow start spends its time.

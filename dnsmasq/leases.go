@@ -16,7 +16,7 @@ import (
 // Lease is one DHCP lease from a network's lease file.
 type Lease struct {
 	Expiry   time.Time  // zero for an infinite lease
-	MAC      string     // DHCPv4 only, e.g. "52:54:00:12:34:01"
+	MAC      string     // e.g. "52:54:00:12:34:01"; for DHCPv6 only when the DUID carries it
 	IAID     string     // DHCPv6 only ("T" prefix for a temporary address)
 	IP       netip.Addr //
 	Hostname string     // "" when the client sent none
@@ -87,7 +87,37 @@ func ParseLeases(r io.Reader) ([]Lease, error) {
 		if len(f) > 4 && f[4] != "*" {
 			l.ClientID = f[4]
 		}
+		if v6 {
+			l.MAC = duidMAC(l.ClientID)
+		}
 		out = append(out, l)
 	}
 	return out, sc.Err()
+}
+
+// duidMAC returns the Ethernet address in a DUID-LLT or DUID-LL (RFC 8415
+// 11.2, 11.4) written as dnsmasq writes it ("00:03:00:01:52:54:00:…"), or ""
+// for other DUIDs. Why: dnsmasq's lease file has no MAC column for DHCPv6;
+// libvirt shows the guest's MAC on IPv6 leases (dnsmasq hands it to
+// libvirt's lease helper), and a DUID built from the MAC is where it is.
+func duidMAC(duid string) string {
+	b := strings.Split(duid, ":")
+	var mac []string
+	switch {
+	case len(b) == 14 && b[0] == "00" && b[1] == "01" && b[2] == "00" && b[3] == "01":
+		mac = b[8:] // type 1 (LLT), hardware type 1 (Ethernet), 4 bytes of time
+	case len(b) == 10 && b[0] == "00" && b[1] == "03" && b[2] == "00" && b[3] == "01":
+		mac = b[4:] // type 3 (LL), hardware type 1 (Ethernet)
+	default:
+		return ""
+	}
+	for _, x := range mac {
+		if len(x) != 2 {
+			return ""
+		}
+		if _, err := strconv.ParseUint(x, 16, 8); err != nil {
+			return ""
+		}
+	}
+	return strings.ToLower(strings.Join(mac, ":"))
 }

@@ -453,3 +453,54 @@ func LinkIndex(name string) int {
 	}
 	return l.Attrs().Index
 }
+
+// RetireBridge takes a bridge out of service at once and deletes it in the
+// background: it sets the link down and removes its addresses (so the subnet
+// and the network's traffic are gone when it returns), then deletes the link
+// in a goroutine and closes the returned channel when the link is gone.
+//
+// Why: the kernel's unregistration of a net device waits for RCU grace
+// periods, about 40 ms on a small VM, which would be most of a net-destroy.
+// Callers must wait on the channel before anything reuses the name.
+func RetireBridge(name string) (<-chan error, error) {
+	h, err := newHandle()
+	if err != nil {
+		return nil, fmt.Errorf("bridge %q: %w", name, err)
+	}
+	link, err := h.linkByName(name)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("bridge %q: look up: %w", name, err)
+	}
+	done := make(chan error, 1)
+	if link == nil {
+		h.Close()
+		done <- nil
+		close(done)
+		return done, nil
+	}
+	if link.Type() != "bridge" {
+		h.Close()
+		return nil, fmt.Errorf("bridge %q: %w", name, ErrNotBridge)
+	}
+	if err := h.LinkSetDown(link); err != nil && !errors.Is(err, unix.ENODEV) {
+		h.Close()
+		return nil, fmt.Errorf("bridge %q: set down: %w", name, err)
+	}
+	addrs, err := h.addrs(link)
+	if err == nil {
+		for i := range addrs {
+			_ = h.AddrDel(link, &addrs[i])
+		}
+	}
+	go func() {
+		defer h.Close()
+		var err error
+		if derr := h.LinkDel(link); derr != nil && !errors.Is(derr, unix.ENODEV) {
+			err = fmt.Errorf("bridge %q: delete: %w", name, derr)
+		}
+		done <- err
+		close(done)
+	}()
+	return done, nil
+}
