@@ -378,7 +378,9 @@ func (m *Manager) infoR(o *netObj) api.Network {
 }
 
 // startLocked brings def up on the host. o.mu is held.
-func (m *Manager) startLocked(o *netObj, def *netxml.Network) error {
+func (m *Manager) startLocked(o *netObj, def *netxml.Network) (err error) {
+	t := newStepTimer()
+	defer func() { m.log.Debug("start network", "network", o.name, "steps", t.String(), "err", err) }()
 	live := netxml.Live(def)
 	if err := netxml.Validate(live); err != nil {
 		return err
@@ -399,10 +401,12 @@ func (m *Manager) startLocked(o *netObj, def *netxml.Network) error {
 		o.live = nil
 		m.mu.Unlock()
 	}
+	t.step("validate")
 	if err := m.host.Check(live); err != nil {
 		unreserve()
 		return err
 	}
+	t.step("check")
 	text, err := netxml.Format(live, 0)
 	if err != nil {
 		unreserve()
@@ -414,6 +418,7 @@ func (m *Manager) startLocked(o *netObj, def *netxml.Network) error {
 		unreserve()
 		return err
 	}
+	t.step("status")
 	if err := m.host.Ensure(live, true); err != nil {
 		_ = m.store.DeleteStatus(o.name)
 		unreserve()

@@ -349,7 +349,11 @@ func (m *Manager) removeFiles(base string) {
 	}
 }
 
-// writeAtomic replaces path with data: temp file, fsync, rename.
+// writeAtomic replaces path with data: temp file, rename. The rename keeps
+// readers (dnsmasq on SIGHUP) from seeing half a file. No fsync: these files
+// are generated again on every start and adoption, so a crash can only
+// cost a dnsmasq restart, while an fsync per file costs milliseconds of
+// every net-start.
 func writeAtomic(path string, data []byte, mode os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -367,9 +371,6 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 	}
 	if err := tmp.Chmod(mode); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)

@@ -3,13 +3,14 @@ package test
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"vnet/daemon/client"
 	"vnet/internal/netnstest"
@@ -136,7 +137,8 @@ func waitLinkGone(b *testing.B, ns *netnstest.NS, link string, t0 time.Time) tim
 	for i := 0; i < 1000; i++ {
 		var gone bool
 		_ = ns.Do(func() error {
-			_, err := os.Stat("/sys/class/net/" + link)
+			// netlink, not /sys: sysfs shows the namespace it was mounted in.
+			_, err := netlink.LinkByName(link)
 			gone = err != nil
 			return nil
 		})

@@ -829,6 +829,16 @@ func TestFidelityBackends(t *testing.T) {
 			}
 		}
 
+		// The rules are the chosen backend's.
+		if !strings.Contains(d.log.String(), "firewall="+backend) {
+			t.Errorf("vnetd does not report firewall=%s:\n%s", backend, d.log)
+		}
+		_, nftErr := host.Run("nft", "list", "table", "ip", "vnet-virbr0")
+		ipt, _ := host.Run("iptables-save", "-t", "nat")
+		if inNft, inIpt := nftErr == nil, strings.Contains(ipt, `--comment "vnet:default" -j MASQUERADE`); inNft != (backend == "nftables") || inIpt != (backend == "iptables") {
+			t.Errorf("--firewall %s: nft table vnet-virbr0 %v, iptables MASQUERADE rule %v:\n%s", backend, inNft, inIpt, ipt)
+		}
+
 		// NAT: the default network.
 		g := addGuest(t, host, "virbr0", "n"+backend[:3])
 		g.dhcp(t)
