@@ -170,7 +170,10 @@ func Run(ctx context.Context, c Config) error {
 		ln.Close()
 		return err
 	}
-	handler := m.Handler()
+	// Requests are accepted at once but answered only after autostart, so
+	// a client never sees the half-started state of a booting host.
+	ready := make(chan struct{})
+	handler := waitReady(ready, m.Handler())
 	servers := []*http.Server{
 		{Handler: rootOnly(handler), ConnContext: withPeerCred, ReadHeaderTimeout: 10 * time.Second,
 			BaseContext: func(net.Listener) context.Context { return reqCtx }},
@@ -189,6 +192,7 @@ func Run(ctx context.Context, c Config) error {
 			log.Warn("cannot write autostart marker", "err", err)
 		}
 	}
+	close(ready)
 	repairCtx, stopRepair := context.WithCancel(ctx)
 	defer stopRepair()
 	if !m.testDriver {
@@ -312,4 +316,15 @@ func (m *Manager) activePlans() []*firewall.Plan {
 		}
 	}
 	return plans
+}
+
+// waitReady holds every request until ready is closed.
+func waitReady(ready <-chan struct{}, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-ready:
+			h.ServeHTTP(w, r)
+		case <-r.Context().Done():
+		}
+	})
 }

@@ -158,6 +158,7 @@ func NewManager(c Config) (*Manager, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	warnUnreachable(c.Logger, c.StateDir)
+	removeStaleTemps(c.Logger, c.StateDir)
 	if c.Command == nil {
 		c.Command = func(argv []string) *exec.Cmd { return exec.Command(argv[0], argv[1:]...) }
 	}
@@ -266,7 +267,7 @@ func (m *Manager) Start(n *netxml.Network) error {
 		m.removeFiles(base)
 		return fmt.Errorf("dnsmasq for network %q: %w", n.Name, err)
 	}
-	inst, err := m.spawn(base, argv)
+	inst, err := m.spawnRetrying(n.Name, base, argv)
 	if err != nil {
 		m.removeFiles(base)
 		if !hadLeases {
@@ -380,6 +381,28 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 	}
 	ok = true
 	return nil
+}
+
+// interfacesChanged is what dnsmasq prints when an interface vanished while
+// it enumerated them at start-up: it lists the interfaces, then queries each
+// one, and dies with ENODEV if one is gone in between (another network's
+// bridge deleted at that moment).
+const interfacesChanged = "failed to find list of interfaces: No such device"
+
+// startAttempts bounds the starts of spawnRetrying.
+const startAttempts = 3
+
+// spawnRetrying is spawn, retried when dnsmasq died only because the host's
+// interfaces changed under it during start-up: that is a race with another
+// network's destroy, not a failure of this network.
+func (m *Manager) spawnRetrying(name, base string, argv []string) (*instance, error) {
+	for attempt := 1; ; attempt++ {
+		inst, err := m.spawn(base, argv)
+		if err == nil || attempt == startAttempts || !strings.Contains(err.Error(), interfacesChanged) {
+			return inst, err
+		}
+		m.log.Info("dnsmasq start raced with an interface removal, retrying", "network", name, "attempt", attempt)
+	}
 }
 
 // spawn starts dnsmasq as our child and waits until it serves.
@@ -722,6 +745,25 @@ func (m *Manager) Detach() {
 	}
 	for _, p := range procs {
 		<-p.done
+	}
+}
+
+// removeStaleTemps deletes the temp files (".NAME.EXT.tmpNNN") of a
+// writeAtomic that a crash interrupted between create and rename: nothing
+// else would ever remove them.
+func removeStaleTemps(log *slog.Logger, dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || !strings.HasPrefix(n, ".") || !strings.Contains(n, ".tmp") {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.Warn("dnsmasq: remove stale temp file", "path", filepath.Join(dir, n), "err", err)
+		}
 	}
 }
 

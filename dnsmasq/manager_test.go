@@ -501,3 +501,52 @@ func TestManagerRestartBackoff(t *testing.T) {
 		t.Fatalf("dig db after recovery = %q", got)
 	}
 }
+
+// TestNewManagerRemovesStaleTemps: the temp files of an atomic write a crash
+// interrupted are removed when a Manager is created; the real files stay.
+func TestNewManagerRemovesStaleTemps(t *testing.T) {
+	state, run := t.TempDir(), t.TempDir()
+	stale := filepath.Join(state, ".net1.conf.tmp123")
+	kept := filepath.Join(state, "net1.leases")
+	for _, p := range []string{stale, kept} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := NewManager(Config{Binary: "/bin/true", StateDir: state, RunDir: run}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Errorf("%s not removed", stale)
+	}
+	if _, err := os.Stat(kept); err != nil {
+		t.Errorf("%s removed: %v", kept, err)
+	}
+}
+
+// TestManagerRetriesInterfaceRace: a dnsmasq that died because an interface
+// vanished while it listed them (another network's bridge deleted at that
+// moment) is started again instead of failing the network's start.
+func TestManagerRetriesInterfaceRace(t *testing.T) {
+	e := newNSEnv(t)
+	run := e.cfg.Command
+	calls := 0
+	e.cfg.Command = func(argv []string) *exec.Cmd {
+		calls++
+		if calls == 1 {
+			return exec.Command("sh", "-c", "echo 'dnsmasq: "+interfacesChanged+"' >&2; exit 5")
+		}
+		return run(argv)
+	}
+	m, err := NewManager(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Stop("race") })
+	if err := m.Start(testNetwork("race")); err != nil {
+		t.Fatalf("Start after an interface race: %v", err)
+	}
+	if calls != 2 || m.Pid("race") == 0 {
+		t.Fatalf("%d starts, pid %d; want a second start that serves", calls, m.Pid("race"))
+	}
+}

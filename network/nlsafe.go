@@ -77,6 +77,14 @@ func (h handle) routes(link netlink.Link, family int) ([]netlink.Route, error) {
 	return retryDump(func() ([]netlink.Route, error) { return h.RouteListFiltered(family, filter, mask) })
 }
 
+// raRoutes returns the IPv6 routes learned from router advertisements.
+func (h handle) raRoutes() ([]netlink.Route, error) {
+	filter := &netlink.Route{Protocol: unix.RTPROT_RA}
+	return retryDump(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(unix.AF_INET6, filter, netlink.RT_FILTER_PROTOCOL)
+	})
+}
+
 // addrPrefix returns a netlink address as a netip.Prefix (host bits kept).
 func addrPrefix(a netlink.Addr) (netip.Prefix, bool) {
 	return fromIPNet(a.IPNet)

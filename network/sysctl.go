@@ -7,9 +7,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
 	netxml "vnet/xml"
 )
 
@@ -126,9 +123,7 @@ func checkAcceptRA() error {
 		return err
 	}
 	defer h.Close()
-	routes, err := retryDump(func() ([]netlink.Route, error) {
-		return h.RouteListFiltered(unix.AF_INET6, &netlink.Route{Protocol: unix.RTPROT_RA}, netlink.RT_FILTER_PROTOCOL)
-	})
+	routes, err := h.raRoutes()
 	if err != nil {
 		return fmt.Errorf("list IPv6 routes learned from router advertisements: %w", err)
 	}

@@ -8,10 +8,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Watch reports, by link name, every link change and every address removal
-// the kernel announces, until ctx is done. Drift repair uses it to notice a
-// deleted bridge, a bridge set down or an address removed within
-// milliseconds instead of waiting for the periodic check. A name of "" means
+// Watch reports, by link name, every link change and every address or
+// main-table route removal the kernel announces, until ctx is done. Drift
+// repair uses it to notice a deleted bridge, a bridge set down, an address or
+// a static <route> removed within milliseconds instead of waiting for the
+// periodic check. A name of "" means
 // "unknown link: check everything" (e.g. after the kernel dropped messages).
 func Watch(ctx context.Context, changed func(link string)) error {
 	done := make(chan struct{})
@@ -26,9 +27,24 @@ func Watch(ctx context.Context, changed func(link string)) error {
 		close(done)
 		return fmt.Errorf("subscribe to address events: %w", err)
 	}
-	// ifindex → name, so an address event (which carries only the index)
-	// names its link.
+	routes := make(chan netlink.RouteUpdate, 64)
+	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{ErrorCallback: overflow}); err != nil {
+		close(done)
+		return fmt.Errorf("subscribe to route events: %w", err)
+	}
+	// ifindex → name, so an address or route event (which carries only the
+	// index) names its link.
 	names := map[int]string{}
+	nameOf := func(index int) (string, bool) {
+		name, ok := names[index]
+		if !ok {
+			if l, err := netlink.LinkByIndex(index); err == nil {
+				name, ok = l.Attrs().Name, true
+				names[index] = name
+			}
+		}
+		return name, ok
+	}
 	go func() {
 		<-ctx.Done()
 		close(done)
@@ -55,14 +71,20 @@ func Watch(ctx context.Context, changed func(link string)) error {
 			if u.NewAddr {
 				continue
 			}
-			name, ok := names[u.LinkIndex]
-			if !ok {
-				if l, err := netlink.LinkByIndex(u.LinkIndex); err == nil {
-					name = l.Attrs().Name
-					names[u.LinkIndex] = name
-				}
-			}
+			name, _ := nameOf(u.LinkIndex)
 			changed(name)
+		case u, ok := <-routes:
+			if !ok {
+				return nil
+			}
+			// Only a removed route of a link that still exists: the routes
+			// of a deleted link go with it, and the link event reports that.
+			if u.Type != unix.RTM_DELROUTE || u.Table != unix.RT_TABLE_MAIN || u.LinkIndex == 0 {
+				continue
+			}
+			if name, ok := nameOf(u.LinkIndex); ok {
+				changed(name)
+			}
 		}
 	}
 }

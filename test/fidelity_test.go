@@ -254,8 +254,13 @@ const v6NatXML = `<network>
     <dhcp><range start='192.168.160.100' end='192.168.160.200'/></dhcp>
   </ip>
   <ip family='ipv6' address='fd00:77::1' prefix='64'>
-    <dhcp><range start='fd00:77::100' end='fd00:77::1ff'/></dhcp>
+    <dhcp>
+      <range start='fd00:77::100' end='fd00:77::1ff'/>
+      <host id='00:03:00:01:52:54:00:77:00:02' name='six' ip='fd00:77::50'/>
+      <host name='named6' ip='fd00:77::51'/>
+    </dhcp>
   </ip>
+  <route family='ipv6' address='fd00:99::' prefix='64' gateway='fd00:77::5'/>
 </network>
 `
 
@@ -269,12 +274,18 @@ const raOnlyXML = `<network>
 // TestFidelityIPv6: a NAT network with IPv4 and a DHCPv6 range advertises
 // itself as the guests' router (RA with the managed flag) and leases an
 // address from the range by DHCPv6; an isolated RA-only network lets a guest
-// autoconfigure (SLAAC) an address in its prefix, without a default route. The host's IPv6
+// autoconfigure (SLAAC) an address in its prefix, without a default route,
+// and keeps it off upstream. IPv6 of the NAT network is routed upstream. The host's IPv6
 // forwarding is on and the bridges ignore RAs themselves.
 func TestFidelityIPv6(t *testing.T) {
 	netnstest.RequireRoot(t)
 	t.Parallel()
 	host := netnstest.New(t, "h6")
+	up := addUpstream(t, host)
+	host.MustRun("ip", "addr", "add", "fd00:ff::1/64", "dev", "up0", "nodad")
+	up.MustRun("ip", "addr", "add", "fd00:ff::2/64", "dev", "eth0", "nodad")
+	up.MustRun("ip", "route", "add", "fd00:77::/64", "via", "fd00:ff::1")
+	peers := listenTCP(t, up, "[fd00:ff::2]:8091")
 	d := newDaemon(t, host)
 	d.start("--no-default-network")
 	d.mustCtl("net-create", writeFile(t, "v6.xml", v6NatXML))
@@ -285,6 +296,9 @@ func TestFidelityIPv6(t *testing.T) {
 	}
 	if v := sysctlIn(t, host, "net.ipv4.ip_forward"); v != "1" {
 		t.Errorf("net.ipv4.ip_forward = %s, want 1", v)
+	}
+	if r := host.MustRun("ip", "-6", "route", "show", "fd00:99::/64"); !strings.Contains(r, "fd00:99::/64 via fd00:77::5 dev vbr-v6") {
+		t.Errorf("IPv6 static route missing: %q", r)
 	}
 	for _, br := range []string{"vbr-v6", "vbr-ra"} {
 		for key, want := range map[string]string{"accept_ra": "0", "autoconf": "0", "disable_ipv6": "0"} {
@@ -327,6 +341,19 @@ func TestFidelityIPv6(t *testing.T) {
 		}
 		g.MustRun("ip", "addr", "add", addr.String()+"/64", "dev", "eth0", "nodad")
 		g.MustRun("ping", "-6", "-c", "1", "-W", "2", "fd00:77::1")
+		// libvirt routes IPv6 of a NAT network (no <nat ipv6='yes'/>):
+		// upstream sees the guest's own address.
+		if err := connect(g.NS, "[fd00:ff::2]:8091"); err != nil {
+			t.Fatalf("guest → upstream over IPv6: %v", err)
+		}
+		select {
+		case src := <-peers:
+			if src != addr.String() {
+				t.Errorf("upstream saw %s, want the guest's %s (IPv6 is routed, not NATed)", src, addr)
+			}
+		case <-time.After(3 * time.Second):
+			t.Error("upstream saw no IPv6 connection")
+		}
 
 		var leases []api.Lease
 		if !waitFor(3*time.Second, func() bool {
@@ -344,6 +371,26 @@ func TestFidelityIPv6(t *testing.T) {
 		// records it); dnsmasq knows it from the DUID-LL.
 		if l.MAC != mac.String() {
 			t.Errorf("IPv6 lease MAC %q, want %s", l.MAC, mac)
+		}
+		if table, exp := d.mustCtl("net-dhcp-leases", "v6"), leaseTable(leases); table != exp {
+			t.Errorf("net-dhcp-leases:\n%s\nwant\n%s", table, exp)
+		}
+		// The lease's name resolves to its address, over IPv6 too.
+		if got := dig(t, g.NS, "fd00:77::1", "AAAA", "guest6"); got != addr.String() {
+			t.Errorf("dig AAAA guest6 @fd00:77::1: %q, want %s", got, addr)
+		}
+
+		// Static IPv6 hosts: by DUID and by the name the client sends.
+		byID, _ := net.ParseMAC("52:54:00:77:00:02")
+		if a := g.dhcpv6(t, byID, "whatever"); a.String() != "fd00:77::50" {
+			t.Errorf("host by id got %s, want fd00:77::50", a)
+		}
+		byName, _ := net.ParseMAC("52:54:00:77:00:03")
+		if a := g.dhcpv6(t, byName, "named6"); a.String() != "fd00:77::51" {
+			t.Errorf("host by name got %s, want fd00:77::51", a)
+		}
+		if got := dig(t, g.NS, "fd00:77::1", "AAAA", "six"); got != "fd00:77::50" {
+			t.Errorf("dig AAAA six: %q, want fd00:77::50", got)
 		}
 	})
 
@@ -371,6 +418,10 @@ func TestFidelityIPv6(t *testing.T) {
 			t.Errorf("no on-link route for the prefix: %q", routes)
 		}
 		g.MustRun("ping", "-6", "-c", "1", "-W", "2", "fd00:78::1")
+		g.MustRun("ip", "-6", "route", "add", "default", "via", "fd00:78::1")
+		if !connectFails(g.NS, "[fd00:ff::2]:8091") {
+			t.Error("guest of an isolated IPv6 network reached upstream")
+		}
 	})
 }
 
@@ -537,7 +588,32 @@ func TestFidelityDNSAndDHCP(t *testing.T) {
 		}
 	}
 
-	// 4. The static route goes with the network.
+	// Deleting the record live makes it disappear, still without a restart.
+	d.mustCtl("net-update", "fid", "delete", "dns-host", "<host ip='192.168.150.9'><hostname>newname</hostname></host>", "--live")
+	if !waitFor(3*time.Second, func() bool { got = dig(t, fixed.NS, gw, "newname"); return got == "" }) {
+		t.Errorf("dig newname after delete: %q", got)
+	}
+	if p := dnsmasqPid(t, d, "fid"); p != pid {
+		t.Errorf("dnsmasq pid %d after net-update delete, was %d", p, pid)
+	}
+	if x := d.mustCtl("net-dumpxml", "--inactive", "fid"); !strings.Contains(x, "newname") {
+		t.Error("a --live delete changed the persistent definition")
+	}
+
+	// A TXT record added live answers too (a conf change: dnsmasq may restart).
+	d.mustCtl("net-update", "fid", "add-last", "dns-txt", "<txt name='later' value='v=2'/>", "--live")
+	if !waitFor(3*time.Second, func() bool { got = dig(t, fixed.NS, gw, "TXT", "later"); return got == `"v=2"` }) {
+		t.Errorf("dig TXT later after net-update: %q", got)
+	}
+	if got := dig(t, fixed.NS, gw, "fixed"); got != "192.168.150.77" {
+		t.Errorf("dig fixed after a dnsmasq conf change: %q", got)
+	}
+
+	// 4. A deleted static route comes back (drift repair); it goes with the network.
+	host.MustRun("ip", "route", "del", "10.199.0.0/24")
+	if !waitFor(3*time.Second, func() bool { return host.MustRun("ip", "route", "show", "10.199.0.0/24") != "" }) {
+		t.Error("deleted static route not repaired within 3 s")
+	}
 	d.mustCtl("net-destroy", "fid")
 	if r := host.MustRun("ip", "route", "show", "10.199.0.0/24"); r != "" {
 		t.Errorf("static route left after net-destroy: %q", r)
@@ -632,6 +708,7 @@ func TestFidelityBridgeMode(t *testing.T) {
 	if l := d.mustCtl("net-list", "--name"); l != "pre\n\n" {
 		t.Errorf("net-list --name: %q", l)
 	}
+	t.Logf("dry run of a bridge-mode network:\n%s", d.mustCtl("net-create", "--dry-run", writeFile(t, "pre2.xml", strings.ReplaceAll(xml, "<name>pre", "<name>pre2"))))
 	if after := links() + ruleset(t, host); after != before {
 		t.Errorf("net-start changed the host:\n%s\n---\n%s", before, after)
 	}
@@ -640,6 +717,15 @@ func TestFidelityBridgeMode(t *testing.T) {
 	}
 	if x := d.mustCtl("net-dumpxml", "pre"); !strings.Contains(x, "<forward mode='bridge'/>") || !strings.Contains(x, "<bridge name='br-pre'/>") {
 		t.Errorf("live XML:\n%s", x)
+	}
+	// A daemon restart adopts it as it is.
+	d.stop()
+	d.start("--no-default-network")
+	if l := d.mustCtl("net-list", "--name"); l != "pre\n\n" {
+		t.Errorf("net-list --name after a daemon restart: %q", l)
+	}
+	if after := links() + ruleset(t, host); after != before {
+		t.Errorf("daemon restart changed the host:\n%s\n---\n%s", before, after)
 	}
 	d.mustCtl("net-destroy", "pre")
 	if i := ifindex(t, host, "br-pre"); i != idx {
@@ -833,9 +919,16 @@ func TestFidelityBackends(t *testing.T) {
 		if !strings.Contains(d.log.String(), "firewall="+backend) {
 			t.Errorf("vnetd does not report firewall=%s:\n%s", backend, d.log)
 		}
-		_, nftErr := host.Run("nft", "list", "table", "ip", "vnet-virbr0")
-		ipt, _ := host.Run("iptables-save", "-t", "nat")
-		if inNft, inIpt := nftErr == nil, strings.Contains(ipt, `--comment "vnet:default" -j MASQUERADE`); inNft != (backend == "nftables") || inIpt != (backend == "iptables") {
+		// Autostart runs after the socket answers: wait for the rules.
+		var inNft, inIpt bool
+		var ipt string
+		waitFor(3*time.Second, func() bool {
+			_, nftErr := host.Run("nft", "list", "table", "ip", "vnet-virbr0")
+			ipt, _ = host.Run("iptables-save", "-t", "nat")
+			inNft, inIpt = nftErr == nil, strings.Contains(ipt, `--comment "vnet:default" -j MASQUERADE`)
+			return inNft || inIpt
+		})
+		if inNft != (backend == "nftables") || inIpt != (backend == "iptables") {
 			t.Errorf("--firewall %s: nft table vnet-virbr0 %v, iptables MASQUERADE rule %v:\n%s", backend, inNft, inIpt, ipt)
 		}
 
@@ -870,6 +963,12 @@ func TestFidelityBackends(t *testing.T) {
 		expectPeer("10.89.0.10", "routed")
 		if !connectFails(a.NS, "10.89.0.10:1") {
 			t.Error("isolated guest reached the routed network")
+		}
+
+		// --dry-run prints the backend's own commands.
+		plan := d.mustCtl("net-create", "--dry-run", writeFile(t, "dry.xml", strings.NewReplacer("<name>iso", "<name>dryfw", "vbi-", "vbd-", "10.78.0.", "10.79.0.").Replace(iso)))
+		if want := map[string]string{"nftables": "nft ", "iptables": "iptables"}[backend]; !strings.Contains(plan, want) {
+			t.Errorf("--dry-run with --firewall %s lacks %q:\n%s", backend, want, plan)
 		}
 
 		for _, n := range []string{"default", "iso", "routed"} {

@@ -305,10 +305,9 @@ func TestCrashSafety(t *testing.T) {
 	perOp := envInt(t, "VNET_CRASH_ITERATIONS", 50)
 	t.Logf("seed %d (VNET_CRASH_SEED reproduces), %d kills per operation", seed, perOp)
 
-	c := client.New(d.socket())
 	ctx := context.Background()
 	state := func() (api.Network, bool) {
-		nets, err := c.List(ctx)
+		nets, err := client.New(d.socket()).List(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -328,6 +327,7 @@ func TestCrashSafety(t *testing.T) {
 	// prepare brings the network into the state the operation acts on,
 	// with the daemon alive.
 	prepare := func(op string) {
+		c := client.New(d.socket()) // no idle connection to a killed daemon
 		n, exists := state()
 		switch op {
 		case "net-define":
@@ -360,6 +360,7 @@ func TestCrashSafety(t *testing.T) {
 	for _, op := range ops {
 		tallies[op] = &tally{}
 	}
+	startStages := map[string]int{} // how far the killed net-starts got
 	began := time.Now()
 	for i := 0; i < perOp*len(ops); i++ {
 		op := ops[i%len(ops)]
@@ -375,7 +376,14 @@ func TestCrashSafety(t *testing.T) {
 		if err := ctl.Start(); err != nil {
 			t.Fatal(err)
 		}
-		delay := time.Duration(rng.IntN(25001)) * time.Microsecond
+		// 0-25 ms after launching vnetctl. A net-start takes longer than
+		// that in the daemon (dnsmasq's start-up is its slowest part), so
+		// every other net-start is killed within 0-75 ms to reach it too.
+		window := 25 * time.Millisecond
+		if op == "net-start" && i/len(ops)%2 == 1 {
+			window = 75 * time.Millisecond
+		}
+		delay := time.Duration(rng.Int64N(int64(window) + 1))
 		time.Sleep(delay)
 		d.kill9()
 		ctlDone := make(chan error, 1)
@@ -395,6 +403,18 @@ func TestCrashSafety(t *testing.T) {
 			t.Fatalf("round %d: vnetctl %s hangs after the daemon was killed", i, op)
 		}
 		killedLog := d.log.String()[logFrom:]
+		if op == "net-start" && !strings.Contains(ctlOut.String(), "failed to connect") {
+			switch {
+			case strings.Contains(killedLog, "network started"):
+				startStages["finished"]++
+			case strings.Contains(killedLog, "dnsmasq started"):
+				startStages["after dnsmasq"]++
+			case strings.Contains(killedLog, "firewall applied"):
+				startStages["dnsmasq start-up"]++
+			default:
+				startStages["status file, bridge, sysctls or firewall"]++
+			}
+		}
 		d.log = nil // a fresh log for the restarted daemon
 		d.start("--no-default-network")
 		if bad := checkHost(t, d, "", addrs, 3*time.Second); bad != nil {
@@ -408,6 +428,7 @@ func TestCrashSafety(t *testing.T) {
 		t.Logf("%-13s killed %d times: %2d before the request, %2d during it, %2d after the answer",
 			op, perOp, tallies[op].before, tallies[op].during, tallies[op].after)
 	}
+	t.Logf("net-start killed (request received) during: %v", startStages)
 	t.Logf("%d kill/restart/check rounds in %v (%v per round)", perOp*len(ops), elapsed.Round(time.Millisecond),
 		(elapsed / time.Duration(perOp*len(ops))).Round(time.Millisecond))
 }
@@ -612,24 +633,41 @@ func TestAutostartOncePerBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.start("--no-default-network")
-	info := func(d *daemon) api.Network {
-		n, err := client.New(d.socket()).Get(context.Background(), name, "name")
-		if err != nil {
-			t.Fatal(err)
+	// Autostart runs after the socket answers (READY=1 follows it), so
+	// the state is polled: until it is active, or for a while to be sure
+	// it stays down.
+	active := func(d *daemon, within time.Duration) api.Network {
+		deadline := time.Now().Add(within)
+		for {
+			n, err := client.New(d.socket()).Get(context.Background(), name, "name")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n.Active || time.Now().After(deadline) {
+				return n
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		return n
 	}
-	if n := info(d); !n.Active || !n.Autostart {
+	if n := active(d, 5*time.Second); !n.Active || !n.Autostart {
 		t.Fatalf("after boot: %+v, want active autostart network", n)
 	}
-	if _, err := os.Stat(filepath.Join(d.runDir, "autostarted")); err != nil {
-		t.Errorf("no autostart marker: %v", err)
+	// The marker is written once the autostart pass is over, and a network
+	// reports active from the moment its start begins: wait for both.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, err := os.Stat(filepath.Join(d.runDir, "autostarted"))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no autostart marker: %v", err)
+		}
 	}
 	d.mustCtl("net-destroy", name)
 	for i, restart := range []func(){d.stop, d.kill9, d.stop} {
 		restart()
 		d.start("--no-default-network")
-		if n := info(d); n.Active {
+		if n := active(d, 500*time.Millisecond); n.Active {
 			t.Fatalf("restart %d of the daemon autostarted the network the admin destroyed", i+1)
 		}
 		if bad := checkHost(t, d, "", addrs, time.Second); bad != nil {
@@ -643,7 +681,7 @@ func TestAutostartOncePerBoot(t *testing.T) {
 	d2 := newDaemon(t, host2)
 	d2.configDir, d2.stateDir = d.configDir, d.stateDir
 	d2.start("--no-default-network")
-	if n := info(d2); !n.Active {
+	if n := active(d2, 5*time.Second); !n.Active {
 		t.Fatalf("after the next boot: %+v, want active", n)
 	}
 	if bad := checkHost(t, d2, "", addrs, 2*time.Second); bad != nil {

@@ -746,8 +746,7 @@ func TestRunWithRetry(t *testing.T) {
 	}
 }
 
-// TestSystemPolicy runs a bus with a deny-by-default policy (as the system
-// bus has) plus systemd/org.libvirt.conf: root may own org.libvirt and call it.
+// TestSystemPolicy runs a bus with the system bus's deny-by-default policy plus systemd/org.libvirt.conf: root may own org.libvirt and call it.
 func TestSystemPolicy(t *testing.T) {
 	policy, err := filepath.Abs("../../systemd/org.libvirt.conf")
 	if err != nil {
@@ -763,6 +762,13 @@ func TestSystemPolicy(t *testing.T) {
   <policy context="default">
     <deny own="*"/>
     <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
     <allow send_destination="org.freedesktop.DBus"/>
   </policy>
   <include>`+policy+`</include>`)
