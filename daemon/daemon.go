@@ -187,10 +187,12 @@ func Run(ctx context.Context, c Config) error {
 
 	marker := filepath.Join(c.RunDir, autostartMarker)
 	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) && !m.testDriver {
-		m.Autostart()
+		// The marker goes first: a crash during autostart must not make
+		// the next start re-start networks an admin destroyed meanwhile.
 		if err := os.WriteFile(marker, nil, 0o600); err != nil {
 			log.Warn("cannot write autostart marker", "err", err)
 		}
+		m.Autostart()
 	}
 	close(ready)
 	repairCtx, stopRepair := context.WithCancel(ctx)

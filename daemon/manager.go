@@ -26,6 +26,9 @@ type netObj struct {
 	uuid      string
 	def       *netxml.Network // persistent definition; nil for a transient network
 	live      *netxml.Network // running definition; nil when inactive
+	// starting reserves the subnets and bridge of a start in progress, so
+	// that a concurrent start sees them; the network is not active yet.
+	starting *netxml.Network
 	autostart bool
 	removed   bool // dropped from the registry while a caller waited for mu
 }
@@ -206,6 +209,9 @@ func (m *Manager) otherDefsLocked(uuid string) (all, active []*netxml.Network) {
 		if o.live != nil {
 			all = append(all, o.live)
 			active = append(active, o.live)
+		} else if o.starting != nil {
+			all = append(all, o.starting)
+			active = append(active, o.starting)
 		}
 	}
 	return all, active
@@ -394,11 +400,11 @@ func (m *Manager) startLocked(o *netObj, def *netxml.Network) (err error) {
 		m.mu.Unlock()
 		return err
 	}
-	o.live = live
+	o.starting = live
 	m.mu.Unlock()
 	unreserve := func() {
 		m.mu.Lock()
-		o.live = nil
+		o.starting = nil
 		m.mu.Unlock()
 	}
 	t.step("validate")
@@ -424,6 +430,10 @@ func (m *Manager) startLocked(o *netObj, def *netxml.Network) (err error) {
 		unreserve()
 		return err
 	}
+	m.mu.Lock()
+	o.starting = nil
+	o.live = live
+	m.mu.Unlock()
 	m.log.Info("network started", "network", o.name, "bridge", live.BridgeName())
 	m.emit(o, EventStarted)
 	return nil

@@ -383,11 +383,12 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 	return nil
 }
 
-// interfacesChanged is what dnsmasq prints when an interface vanished while
-// it enumerated them at start-up: it lists the interfaces, then queries each
-// one, and dies with ENODEV if one is gone in between (another network's
-// bridge deleted at that moment).
-const interfacesChanged = "failed to find list of interfaces: No such device"
+// interfacesChanged is what dnsmasq prints when the host's interfaces
+// changed while it enumerated them at start-up: it lists the interfaces,
+// then queries each one, and dies if one is gone in between (another
+// network's bridge deleted at that moment). The errno it appends varies
+// ("No such device", "Bad file descriptor"), so only the prefix is matched.
+const interfacesChanged = "failed to find list of interfaces:"
 
 // startAttempts bounds the starts of spawnRetrying.
 const startAttempts = 3

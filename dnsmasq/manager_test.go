@@ -534,7 +534,7 @@ func TestManagerRetriesInterfaceRace(t *testing.T) {
 	e.cfg.Command = func(argv []string) *exec.Cmd {
 		calls++
 		if calls == 1 {
-			return exec.Command("sh", "-c", "echo 'dnsmasq: "+interfacesChanged+"' >&2; exit 5")
+			return exec.Command("sh", "-c", "echo 'dnsmasq: "+interfacesChanged+" No such device' >&2; exit 5")
 		}
 		return run(argv)
 	}

@@ -12,6 +12,10 @@ for pair in dnsmasq:dnsmasq-base nft:nftables iptables:iptables ip:iproute2 tc:i
 		need="$need $pkg"
 	fi
 done
+# dbus-python for the D-Bus client tests (a frontend's view of the API).
+if ! /usr/bin/python3 -c 'import dbus' >/dev/null 2>&1; then
+	need="$need python3-dbus"
+fi
 if [ -n "$need" ]; then
 	echo "installing:$need"
 	export DEBIAN_FRONTEND=noninteractive

@@ -150,7 +150,7 @@ func (d *daemon) start(extra ...string) {
 		cancel()
 		if err == nil {
 			return
-		} else if d.cmd.ProcessState != nil {
+		} else if exited(d.cmd.Process.Pid) {
 			d.t.Fatalf("vnetd exited: %v\n%s", err, d.log)
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -335,4 +335,17 @@ func (d *daemon) ctlIn(dir string, args ...string) ctlResult {
 		r.code = -1
 	}
 	return r
+}
+
+// exited reports whether a child process has exited (a zombie awaiting Wait).
+func exited(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the command name, which is in parentheses.
+	if i := bytes.LastIndexByte(data, ')'); i >= 0 && i+2 < len(data) {
+		return data[i+2] == 'Z'
+	}
+	return false
 }

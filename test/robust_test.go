@@ -608,6 +608,7 @@ func TestConcurrentClients(t *testing.T) {
 	}
 	d.cmd = nil
 	log := d.log.String()
+	t.Logf("dnsmasq start-ups retried after racing an interface removal: %d", strings.Count(log, "dnsmasq start raced"))
 	for _, bad := range []string{"DATA RACE", "panic:", "fatal error:"} {
 		if i := strings.Index(log, bad); i >= 0 {
 			t.Errorf("vnetd log has %q:\n%s", bad, log[max(0, i-200):min(len(log), i+6000)])

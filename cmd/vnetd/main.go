@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"vnet/daemon"
+	dbusapi "vnet/daemon/dbus"
 )
 
 func main() {
@@ -27,6 +28,8 @@ func main() {
 	flag.StringVar(&c.DnsmasqBinary, "dnsmasq", "", "path of the dnsmasq binary (default: found in PATH)")
 	flag.DurationVar(&c.VerifyInterval, "verify-interval", 30*time.Second, "how often to check every active network for drift without a kernel event")
 	flag.StringVar(&c.Driver, "driver", "host", "host, or test: libvirt's test:///default driver, all in memory, touching nothing on the host")
+	var busAddr string
+	flag.StringVar(&busAddr, "dbus", "auto", "serve libvirt-dbus's network API on: system, session, a bus ADDRESS, none, or auto (the system bus when it exists)")
 	flag.BoolVar(&verbose, "verbose", false, "log debug messages")
 	flag.Parse()
 	if c.Driver != "host" && c.Driver != "test" {
@@ -43,6 +46,19 @@ func main() {
 	}
 	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
+	if busAddr == "auto" {
+		busAddr = "none"
+		if _, err := os.Stat("/run/dbus/system_bus_socket"); err == nil {
+			busAddr = "system"
+		}
+	}
+	if busAddr != "none" {
+		addr := busAddr
+		c.FrontDoors = append(c.FrontDoors, func(ctx context.Context, m *daemon.Manager) error {
+			dbusapi.New(m, dbusapi.Options{Logger: c.Logger}).RunWithRetry(ctx, addr, 2*time.Second)
+			return nil
+		})
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := daemon.Run(ctx, c); err != nil {

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -772,19 +773,46 @@ func TestSystemPolicy(t *testing.T) {
     <allow send_destination="org.freedesktop.DBus"/>
   </policy>
   <include>`+policy+`</include>`)
-	srv := New(daemon.NewTestDriver(nil), Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, addr) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	client := newClient(t, addr)
-	waitOwner(t, client, done)
-	if c := client.Object(BusName, TestPath).Call(connectI+"ListNetworks", 0, uint32(0)); c.Err != nil {
-		t.Fatalf("root calling org.libvirt: %v", c.Err)
+	e := serveOn(t, addr, daemon.NewTestDriver(testLogger(t)), nil, Options{})
+	e.must(TestPath, connectI+"ListNetworks", uint32(0))
+	e.must(fixturePath, propsI+"GetAll", "org.libvirt.Network")
+}
+
+// TestUnprivilegedCaller calls from a process running as nobody: the uid
+// comes from the bus (GetConnectionUnixUser), reads work, changes do not.
+func TestUnprivilegedCaller(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a client as another user")
+	}
+	py := pythonWithDBus()
+	if py == "" {
+		t.Skip("python3-dbus is not installed (Debian package python3-dbus)")
+	}
+	e := newTestEnv(t, Options{})
+	script := `
+import sys, dbus
+bus = dbus.bus.BusConnection(sys.argv[1])
+c = dbus.Interface(bus.get_object("org.libvirt", "/org/libvirt/Test"), "org.libvirt.Connect")
+print("list", len(c.ListNetworks(0)))
+try:
+    c.NetworkDefineXML("<network><name>evil</name></network>")
+    print("define succeeded")
+except dbus.exceptions.DBusException as err:
+    print("define refused:", err.get_dbus_name(), err.get_dbus_message())
+`
+	cmd := exec.Command(py, "-c", script, e.addr)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd.Dir = "/"
+	cmd.Env = []string{"HOME=/", "PATH=/usr/bin:/bin"}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("client as nobody: %v\n%s", err, out)
+	}
+	got := string(out)
+	if !strings.Contains(got, "list 1\n") || !strings.Contains(got, "define refused: org.libvirt.Error access denied: org.libvirt.Connect.NetworkDefineXML changes networks and needs root;") || !strings.Contains(got, "has uid 65534") {
+		t.Errorf("client as nobody:\n%s", got)
+	}
+	if _, err := e.m.Get("evil", "name"); err == nil {
+		t.Error("network 'evil' was defined")
 	}
 }

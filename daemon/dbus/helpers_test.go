@@ -30,6 +30,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // tests exercise our authorization, not the bus policy.
 const openPolicy = `
   <policy context="default">
+    <allow user="*"/>
     <allow send_destination="*" eavesdrop="true"/>
     <allow eavesdrop="true"/>
     <allow own="*"/>
@@ -58,6 +59,12 @@ func startBusWith(t *testing.T, policy string) string {
 		t.Skip("dbus-daemon is not installed")
 	}
 	dir := t.TempDir()
+	// Let other users reach the socket (TestUnprivilegedCaller).
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	conf := filepath.Join(dir, "bus.conf")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(busConfig, filepath.Join(dir, "bus"), policy)), 0o644); err != nil {
 		t.Fatal(err)
@@ -137,7 +144,12 @@ func newRealEnv(t *testing.T, o Options) *env {
 
 func serveEnv(t *testing.T, m *daemon.Manager, h *fakeHost, o Options) *env {
 	t.Helper()
-	addr := startBus(t)
+	return serveOn(t, startBus(t), m, h, o)
+}
+
+// serveOn serves m on the bus at addr until the test ends.
+func serveOn(t *testing.T, addr string, m *daemon.Manager, h *fakeHost, o Options) *env {
+	t.Helper()
 	if o.Logger == nil {
 		o.Logger = testLogger(t)
 	}

@@ -2,10 +2,10 @@
 // libvirt-dbus (bus name org.libvirt, interfaces org.libvirt.Connect and
 // org.libvirt.Network), so that libvirt-dbus clients such as cockpit-machines
 // work against vnetd unchanged, plus vnet's own extras on org.vnet.Connect1 and
-// org.vnet.Network1. The wire contract is /work/shared/docs/dbus-api.md.
+// org.vnet.Network1. The wire contract is the shared design doc dbus-api.md.
 //
 // The server is a godbus dbus.Handler: a connection made with
-// dbus.WithHandler(server) (see Connect and Run) dispatches every incoming
+// server.ConnOption() (see Connect and Run) dispatches every incoming
 // call to it, which gives libvirt-dbus's subtree dispatch (any …/network/_UUID
 // path answers), its exact introspection data and its GetAll wire format.
 package dbusapi
@@ -69,6 +69,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	serving bool
+	conns   map[*dbus.Conn]struct{} // connections made with ConnOption
 }
 
 // New returns a server for m. It does nothing until Serve.
@@ -94,13 +95,27 @@ func New(m *daemon.Manager, o Options) *Server {
 	return s
 }
 
+// ConnOption makes a connection dispatch incoming calls to s (it is
+// dbus.WithHandler(s), remembered so that Serve can tell).
+func (s *Server) ConnOption() dbus.ConnOption {
+	return func(conn *dbus.Conn) error {
+		s.mu.Lock()
+		if s.conns == nil {
+			s.conns = map[*dbus.Conn]struct{}{}
+		}
+		s.conns[conn] = struct{}{}
+		s.mu.Unlock()
+		return dbus.WithHandler(s)(conn)
+	}
+}
+
 // ConnectPath returns the path of the server's org.libvirt.Connect object.
 func (s *Server) ConnectPath() dbus.ObjectPath { return s.connect }
 
 // Connect opens a connection to a message bus: address is "system", "session"
 // or a D-Bus address such as "unix:path=/run/dbus/system_bus_socket". The
-// connection is authenticated and has said Hello. Pass dbus.WithHandler(s)
-// to make it serve s.
+// connection is authenticated and has said Hello. Pass s.ConnOption() to
+// make it serve s.
 func Connect(address string, opts ...dbus.ConnOption) (*dbus.Conn, error) {
 	var (
 		conn *dbus.Conn
@@ -137,11 +152,16 @@ func Connect(address string, opts ...dbus.ConnOption) (*dbus.Conn, error) {
 // Run connects to the bus at address (as Connect), serves until ctx is done
 // or the name is lost, and closes the connection.
 func (s *Server) Run(ctx context.Context, address string) error {
-	conn, err := Connect(address, dbus.WithHandler(s))
+	conn, err := Connect(address, s.ConnOption())
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, conn)
+		s.mu.Unlock()
+		_ = conn.Close()
+	}()
 	return s.Serve(ctx, conn)
 }
 
@@ -170,7 +190,7 @@ func (s *Server) RunWithRetry(ctx context.Context, address string, retry time.Du
 	}
 }
 
-// Serve serves on conn, which must have been made with dbus.WithHandler(s).
+// Serve serves on conn, which must have been made with s.ConnOption().
 // Every object answers from the moment conn exists; Serve checks that, then
 // requests org.libvirt (no flags: if another process owns it, Serve fails),
 // emits NetworkEvent signals for every manager event, and returns when ctx
@@ -190,10 +210,13 @@ func (s *Server) Serve(ctx context.Context, conn *dbus.Conn) error {
 		s.mu.Unlock()
 	}()
 
-	// Objects are exported before we own the name (clients waiting for the
-	// name call at once): make sure this connection really dispatches to us.
-	if err := s.selfCheck(ctx, conn); err != nil {
-		return err
+	// Every object answers before we own the name (clients waiting for the
+	// name call at once), provided this connection dispatches to us.
+	s.mu.Lock()
+	_, ours := s.conns[conn]
+	s.mu.Unlock()
+	if !ours {
+		return errors.New("D-Bus: connection does not dispatch to this server; make it with Connect(address, server.ConnOption())")
 	}
 	events, unsubscribe := s.m.Subscribe()
 	defer unsubscribe()
@@ -230,23 +253,6 @@ func (s *Server) Serve(ctx context.Context, conn *dbus.Conn) error {
 			}
 		}
 	}
-}
-
-// selfCheck introspects our own Connect object through the bus.
-func (s *Server) selfCheck(ctx context.Context, conn *dbus.Conn) error {
-	names := conn.Names()
-	if len(names) == 0 {
-		return errors.New("D-Bus: connection has no unique name (Hello not done)")
-	}
-	var xml string
-	err := conn.Object(names[0], s.connect).CallWithContext(ctx, ifaceIntrospectable+".Introspect", 0).Store(&xml)
-	if err != nil {
-		return fmt.Errorf("D-Bus: introspect own object %s: %w", s.connect, err)
-	}
-	if !strings.Contains(xml, ifaceConnect) {
-		return errors.New("D-Bus: connection does not dispatch to this server; make it with Connect(address, dbus.WithHandler(server))")
-	}
-	return nil
 }
 
 // LookupObject implements dbus.Handler: it maps a path to the object that
