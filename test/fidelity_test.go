@@ -36,7 +36,7 @@ func startDaemon(d *daemon, extra ...string) error {
 		"--config-dir", d.configDir, "--state-dir", d.stateDir, "--run-dir", d.runDir, "--verbose"}, extra...)
 	d.cmd = exec.Command("ip", argv...)
 	if d.log == nil {
-		d.log = &bytes.Buffer{}
+		d.log = &logBuffer{}
 	}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ type daemon struct {
 	stateDir  string
 	runDir    string
 	cmd       *exec.Cmd
-	log       *bytes.Buffer
+	log       *logBuffer
 	// binary is the vnetd binary under binDir ("" is "vnetd"; raceVnetd is
 	// the race-detector build).
 	binary string
@@ -131,7 +132,7 @@ func (d *daemon) start(extra ...string) {
 	}
 	d.cmd = exec.Command("ip", append([]string{"netns", "exec", d.ns.Name()}, argv...)...)
 	if d.log == nil {
-		d.log = &bytes.Buffer{}
+		d.log = &logBuffer{}
 	}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if d.env != nil {
@@ -348,4 +349,31 @@ func exited(pid int) bool {
 		return data[i+2] == 'Z'
 	}
 	return false
+}
+
+// logBuffer collects a daemon's output; the process writes it while tests
+// read it, so it is locked.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Len returns the number of bytes written so far.
+func (b *logBuffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Len()
 }
