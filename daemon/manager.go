@@ -22,13 +22,13 @@ type netObj struct {
 
 	// The fields below are read under Manager.mu (RLock) for listing and
 	// written with both netObj.mu and Manager.mu held.
-	name      string
-	uuid      string
-	def       *netxml.Network // persistent definition; nil for a transient network
-	live      *netxml.Network // running definition; nil when inactive
+	name string
+	uuid string
+	def  *netxml.Network // persistent definition; nil for a transient network
+	live *netxml.Network // running definition; nil when inactive
 	// starting reserves the subnets and bridge of a start in progress, so
 	// that a concurrent start sees them; the network is not active yet.
-	starting *netxml.Network
+	starting  *netxml.Network
 	autostart bool
 	removed   bool // dropped from the registry while a caller waited for mu
 }
