@@ -11,8 +11,8 @@ deps:
 	./scripts/deps.sh
 
 build:
-	$(GO) build -o $(BIN)/vnetd ./cmd/vnetd
-	$(GO) build -o $(BIN)/vnetctl ./cmd/vnetctl
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/vnetd ./cmd/vnetd
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/vnetctl ./cmd/vnetctl
 
 # Builds and runs the daemon in the foreground with the default network.
 run: deps build

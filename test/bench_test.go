@@ -28,6 +28,10 @@ const benchXML = `<network>
 </network>
 `
 
+// settle is the pause between iterations, so that each operation is measured
+// on its own rather than behind the background work of the one before.
+const settle = 100 * time.Millisecond
+
 type samples []time.Duration
 
 func (s samples) stats() (median, p95 time.Duration) {
@@ -77,8 +81,10 @@ func BenchmarkLifecycle(b *testing.B) {
 		def, start, destroy, undef = append(def, t1.Sub(t0)), append(start, t2.Sub(t1)), append(destroy, t3.Sub(t2)), append(undef, t4.Sub(t3))
 		// Measure each operation on its own: let the kernel finish
 		// unregistering the last bridge (≈40 ms, in the background after
-		// net-destroy) before the next start of the same name.
+		// net-destroy; a start of the same name waits for it) before the
+		// next start.
 		gone = append(gone, waitLinkGone(b, host, "vbr-bench", t3))
+		time.Sleep(settle)
 	}
 	report(b, "bridge gone after destroy", gone)
 	report(b, "api net-define", def)
@@ -102,6 +108,7 @@ func BenchmarkLifecycle(b *testing.B) {
 		destroy = append(destroy, ctl("net-destroy", "bench"))
 		ctl("net-undefine", "bench")
 		waitLinkGone(b, host, "vbr-bench", time.Now())
+		time.Sleep(settle)
 	}
 	report(b, "vnetctl net-define", def)
 	report(b, "vnetctl net-start", start)

@@ -45,6 +45,11 @@ func TestMain(m *testing.M) {
 		}
 		cmd := exec.Command("go", append(args, "vnet/cmd/"+b.pkg)...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if b.flags == "" {
+			// Static, as the Makefile builds them: no dynamic loader at
+			// every vnetctl start.
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		}
 		if err := cmd.Run(); err != nil {
 			fmt.Println("build", b.out, err)
 			os.Exit(1)
