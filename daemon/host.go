@@ -164,6 +164,9 @@ func (h *realHost) ensure(n *netxml.Network, undo bool) (repaired []string, err 
 	if !n.OwnsBridge() {
 		return nil, checkForeignModes(n)
 	}
+	if err := checkUnsupported(n); err != nil {
+		return nil, err
+	}
 	plan, err := firewall.PlanFor(n)
 	if err != nil {
 		return nil, err
@@ -313,6 +316,9 @@ func (h *realHost) Plan(n *netxml.Network) (string, error) {
 		}
 		return fmt.Sprintf("# forward mode '%s': guests use host devices directly; nothing changes on the host at start\n", n.ForwardMode()), nil
 	}
+	if err := checkUnsupported(n); err != nil {
+		return "", err
+	}
 	var b strings.Builder
 	br := n.BridgeName()
 	fmt.Fprintf(&b, "# bridge %s\n", br)
@@ -424,4 +430,19 @@ func checkForeignModes(n *netxml.Network) error {
 	default:
 		return netxml.Errorf(netxml.KindUnsupported, "forward mode '%s' of network '%s' is not supported: vnet manages no PCI device assignment", n.ForwardMode(), n.Name)
 	}
+}
+
+// checkUnsupported refuses, before anything changes, the parts of a
+// bridge-owning network that would need host state vnet does not manage yet,
+// rather than starting the network without them.
+func checkUnsupported(n *netxml.Network) error {
+	switch {
+	case n.Bandwidth != nil:
+		return netxml.Errorf(netxml.KindUnsupported, "network '%s': network-wide <bandwidth> (tc shaping on the bridge) is not supported yet", n.Name)
+	case n.Domain != nil && n.Domain.Register == "yes":
+		return netxml.Errorf(netxml.KindUnsupported, "network '%s': <domain register='yes'> (registering guest names with the host's resolver) is not supported yet", n.Name)
+	case n.Bridge != nil && n.Bridge.MACTableManager == "libvirt":
+		return netxml.Errorf(netxml.KindUnsupported, "network '%s': <bridge macTableManager='libvirt'> is not supported yet", n.Name)
+	}
+	return nil
 }

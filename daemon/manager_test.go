@@ -304,3 +304,19 @@ func TestConcurrentOperations(t *testing.T) {
 }
 func (h *fakeHost) Verify(*netxml.Network) ([]string, error)   { return nil, nil }
 func (h *fakeHost) Repair(n *netxml.Network) ([]string, error) { return nil, h.Ensure(n, false) }
+
+func TestUnsupportedPartsRefused(t *testing.T) {
+	for _, x := range []string{
+		`<network><name>bw</name><bandwidth><inbound average='1000'/></bandwidth><ip address='10.3.0.1' prefix='24'/></network>`,
+		`<network><name>reg</name><domain name='x.test' register='yes'/><ip address='10.3.0.1' prefix='24'/></network>`,
+		`<network><name>mtm</name><bridge macTableManager='libvirt'/><ip address='10.3.0.1' prefix='24'/></network>`,
+	} {
+		n, err := netxml.Parse([]byte(x))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkUnsupported(n); netxml.KindOf(err) != netxml.KindUnsupported || !strings.Contains(err.Error(), "not supported") {
+			t.Errorf("%s: %v", n.Name, err)
+		}
+	}
+}
