@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -41,9 +40,8 @@ func DefaultSocket() string {
 	return DefaultSocketPath
 }
 
-// baseURL is the URL prefix of every request; the host is a placeholder
-// since the transport always dials the unix socket.
-const baseURL = "http://vnetd/v1/networks"
+// baseURL is the path prefix of every network request.
+const baseURL = "/v1/networks"
 
 // maxErrorBody bounds how much of a non-JSON error body is quoted back.
 const maxErrorBody = 512
@@ -51,7 +49,7 @@ const maxErrorBody = 512
 // Client calls vnetd's API. It is safe for concurrent use.
 type Client struct {
 	socket string
-	http   *http.Client
+	dialer net.Dialer
 }
 
 // ConnectError reports that the daemon's socket could not be reached at all
@@ -74,18 +72,7 @@ func (e *ConnectError) Unwrap() error { return e.Err }
 
 // New returns a Client for the daemon listening on socketPath.
 func New(socketPath string) *Client {
-	var d net.Dialer
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			conn, err := d.DialContext(ctx, "unix", socketPath)
-			if err != nil {
-				return nil, &ConnectError{Socket: socketPath, Err: err}
-			}
-			return conn, nil
-		},
-		MaxIdleConns: 4,
-	}
-	return &Client{socket: socketPath, http: &http.Client{Transport: tr}}
+	return &Client{socket: socketPath}
 }
 
 // Socket returns the socket path the client dials.
@@ -94,7 +81,7 @@ func (c *Client) Socket() string { return c.socket }
 // List returns every network, active or not, in the daemon's order.
 func (c *Client) List(ctx context.Context) ([]api.Network, error) {
 	var out []api.Network
-	if err := c.do(ctx, http.MethodGet, baseURL, nil, &out); err != nil {
+	if err := c.do(ctx, "GET", baseURL, nil, &out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -108,7 +95,7 @@ func (c *Client) Get(ctx context.Context, ref, by string) (api.Network, error) {
 		u += "?by=" + url.QueryEscape(by)
 	}
 	var out api.Network
-	err := c.do(ctx, http.MethodGet, u, nil, &out)
+	err := c.do(ctx, "GET", u, nil, &out)
 	return out, err
 }
 
@@ -120,7 +107,7 @@ func (c *Client) XML(ctx context.Context, ref string, inactive bool) (string, er
 		u += "?inactive=1"
 	}
 	var out api.XML
-	if err := c.do(ctx, http.MethodGet, u, nil, &out); err != nil {
+	if err := c.do(ctx, "GET", u, nil, &out); err != nil {
 		return "", err
 	}
 	return out.XML, nil
@@ -134,7 +121,7 @@ func (c *Client) Define(ctx context.Context, xml string) (api.Network, error) {
 // DefineWith is Define with the full request, e.g. Validate for --validate.
 func (c *Client) DefineWith(ctx context.Context, req api.DefineRequest) (api.Network, error) {
 	var out api.Network
-	err := c.do(ctx, http.MethodPost, baseURL, req, &out)
+	err := c.do(ctx, "POST", baseURL, req, &out)
 	return out, err
 }
 
@@ -146,7 +133,7 @@ func (c *Client) Create(ctx context.Context, xml string) (api.Network, error) {
 // CreateWith is Create with the full request, e.g. Validate for --validate.
 func (c *Client) CreateWith(ctx context.Context, req api.DefineRequest) (api.Network, error) {
 	var out api.Network
-	err := c.do(ctx, http.MethodPost, baseURL+"/create", req, &out)
+	err := c.do(ctx, "POST", baseURL+"/create", req, &out)
 	return out, err
 }
 
@@ -186,7 +173,7 @@ func (c *Client) Leases(ctx context.Context, ref, mac string) ([]api.Lease, erro
 		u += "?mac=" + url.QueryEscape(mac)
 	}
 	var out []api.Lease
-	if err := c.do(ctx, http.MethodGet, u, nil, &out); err != nil {
+	if err := c.do(ctx, "GET", u, nil, &out); err != nil {
 		return nil, err
 	}
 	if out == nil {
@@ -200,7 +187,7 @@ func (c *Client) Leases(ctx context.Context, ref, mac string) ([]api.Lease, erro
 // changing nothing (net-start --dry-run).
 func (c *Client) DryRunStart(ctx context.Context, ref string) (api.Plan, error) {
 	var out api.Plan
-	err := c.do(ctx, http.MethodPost, refURL(ref, "start")+"?dry-run=1", nil, &out)
+	err := c.do(ctx, "POST", refURL(ref, "start")+"?dry-run=1", nil, &out)
 	return out, err
 }
 
@@ -213,13 +200,13 @@ func (c *Client) DryRunCreate(ctx context.Context, xml string) (api.Plan, error)
 // DryRunCreateWith is DryRunCreate with the full request, e.g. Validate.
 func (c *Client) DryRunCreateWith(ctx context.Context, req api.DefineRequest) (api.Plan, error) {
 	var out api.Plan
-	err := c.do(ctx, http.MethodPost, baseURL+"/create?dry-run=1", req, &out)
+	err := c.do(ctx, "POST", baseURL+"/create?dry-run=1", req, &out)
 	return out, err
 }
 
 func (c *Client) post(ctx context.Context, ref, verb string, body any) (api.Network, error) {
 	var out api.Network
-	err := c.do(ctx, http.MethodPost, refURL(ref, verb), body, &out)
+	err := c.do(ctx, "POST", refURL(ref, verb), body, &out)
 	return out, err
 }
 
@@ -236,7 +223,7 @@ func refURL(ref, verb string) string {
 // do sends one request and decodes a 2xx answer into out; any other status
 // is returned as *api.Error.
 func (c *Client) do(ctx context.Context, method, u string, body, out any) error {
-	var rd io.Reader
+	var data []byte
 	if body != nil {
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
@@ -245,33 +232,28 @@ func (c *Client) do(ctx context.Context, method, u string, body, out any) error 
 		if err := enc.Encode(body); err != nil {
 			return fmt.Errorf("vnetd %s %s: encode request: %w", method, u, err)
 		}
-		rd = &buf
+		data = buf.Bytes()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	resp, err := c.roundTrip(ctx, method, u, data)
 	if err != nil {
-		return fmt.Errorf("vnetd %s %s: %w", method, u, err)
+		return transportError(method, pathOf(u), err)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.http.Do(req)
+	defer resp.Close()
+	data, err = io.ReadAll(resp)
 	if err != nil {
-		return transportError(method, req.URL.Path, err)
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return fmt.Errorf("vnetd %s %s: read response: %w", method, pathOf(u), err)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("vnetd %s %s: read response: %w", method, req.URL.Path, err)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return decodeError(resp.StatusCode, data)
+	if resp.status < 200 || resp.status > 299 {
+		return decodeError(resp.status, resp.reason, data)
 	}
 	if out == nil {
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("vnetd %s %s: decode response: %w", method, req.URL.Path, err)
+		return fmt.Errorf("vnetd %s %s: decode response: %w", method, pathOf(u), err)
 	}
 	return nil
 }
@@ -288,9 +270,9 @@ func transportError(method, path string, err error) error {
 }
 
 // decodeError turns a failed response into *api.Error. A body that is not an
-// api.Error (a proxy, a crashed handler) still yields one, with the status
-// and the start of the body as the message.
-func decodeError(status int, data []byte) *api.Error {
+// api.Error (a proxy, a crashed handler) still yields one, with the status,
+// its reason phrase and the start of the body as the message.
+func decodeError(status int, reason string, data []byte) *api.Error {
 	var e api.Error
 	if err := json.Unmarshal(data, &e); err == nil && (e.Code != "" || e.Message != "") {
 		if e.Code == "" {
@@ -302,7 +284,7 @@ func decodeError(status int, data []byte) *api.Error {
 	if len(text) > maxErrorBody {
 		text = text[:maxErrorBody] + "..."
 	}
-	msg := fmt.Sprintf("internal error: unexpected response from vnetd: %d %s", status, http.StatusText(status))
+	msg := fmt.Sprintf("internal error: unexpected response from vnetd: %d %s", status, reason)
 	if text != "" {
 		msg += ": " + text
 	}

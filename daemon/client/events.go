@@ -6,14 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 
 	"vnet/daemon/api"
 )
 
-// eventsURL is the event stream endpoint.
-const eventsURL = "http://vnetd/v1/events"
+// eventsURL is the path of the event stream endpoint.
+const eventsURL = "/v1/events"
 
 // ErrStreamEnded reports that the daemon closed the event stream while the
 // client still wanted events (the daemon stopped or restarted).
@@ -46,25 +45,20 @@ func (c *Client) stream(ctx context.Context, ref string, out chan<- api.Event) e
 	if ref != "" {
 		u += "?network=" + url.QueryEscape(ref)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return fmt.Errorf("vnetd GET %s: %w", u, err)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.http.Do(req)
+	resp, err := c.roundTrip(ctx, "GET", u, nil)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return transportError(http.MethodGet, req.URL.Path, err)
+		return transportError("GET", eventsURL, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+	defer resp.Close()
+	if resp.status < 200 || resp.status > 299 {
 		// An error body is small; the bound only guards against a broken peer.
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return decodeError(resp.StatusCode, data)
+		data, _ := io.ReadAll(io.LimitReader(resp, 64<<10))
+		return decodeError(resp.status, resp.reason, data)
 	}
-	dec := json.NewDecoder(resp.Body)
+	dec := json.NewDecoder(resp)
 	for {
 		var ev api.Event
 		if err := dec.Decode(&ev); err != nil {
@@ -74,7 +68,7 @@ func (c *Client) stream(ctx context.Context, ref string, out chan<- api.Event) e
 			case errors.Is(err, io.EOF):
 				return ErrStreamEnded
 			}
-			return fmt.Errorf("vnetd GET %s: read event: %w", req.URL.Path, err)
+			return fmt.Errorf("vnetd GET %s: read event: %w", eventsURL, err)
 		}
 		select {
 		case out <- ev:
