@@ -138,7 +138,7 @@ func newTestEnv(t *testing.T, o Options) *env {
 // /org/libvirt/QEMU: the real network driver's behaviour without the kernel.
 func newRealEnv(t *testing.T, o Options) *env {
 	h := &fakeHost{links: map[string]bool{"virbr0": true}}
-	m := daemon.NewManagerWith(newMemStore(), h, testLogger(t))
+	m := daemon.NewManagerWith(daemon.NewMemoryStore(), h, testLogger(t))
 	return serveEnv(t, m, h, o)
 }
 
@@ -312,73 +312,6 @@ func (ev *events) none() {
 		ev.t.Fatalf("unexpected signal %s %v", s.Name, s.Body)
 	case <-time.After(150 * time.Millisecond):
 	}
-}
-
-// memStore is a Store in memory, for a real manager without disk.
-type memStore struct {
-	mu        sync.Mutex
-	configs   map[string][]byte
-	statuses  map[string][]byte
-	autostart map[string]bool
-}
-
-func newMemStore() *memStore {
-	return &memStore{configs: map[string][]byte{}, statuses: map[string][]byte{}, autostart: map[string]bool{}}
-}
-
-func (s *memStore) SaveConfig(name, xml string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.configs[name] = []byte(xml)
-	return nil
-}
-
-func (s *memStore) DeleteConfig(name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.configs, name)
-	delete(s.autostart, name)
-	return nil
-}
-
-func (s *memStore) SaveStatus(name, xml string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.statuses[name] = []byte(xml)
-	return nil
-}
-
-func (s *memStore) DeleteStatus(name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.statuses, name)
-	return nil
-}
-
-func (s *memStore) SetAutostart(name string, on bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.autostart[name] = on
-	return nil
-}
-
-func (s *memStore) Autostart(name string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.autostart[name]
-}
-
-func (s *memStore) Configs() (map[string][]byte, error)  { return s.copy(s.configs), nil }
-func (s *memStore) Statuses() (map[string][]byte, error) { return s.copy(s.statuses), nil }
-
-func (s *memStore) copy(m map[string][]byte) map[string][]byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[string][]byte{}
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // fakeHost records what the manager asks of the host and changes nothing.
