@@ -66,7 +66,7 @@ func (c Config) driverName() string {
 func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, string, error) {
 	fw, err := firewall.New(c.Firewall, firewall.Options{Logger: log})
 	if err != nil {
-		return nil, "", fmt.Errorf("firewall backend %q: %w", c.Firewall, err)
+		return nil, "", err // names the backend already
 	}
 	// A switch of backend leaves the other one's rules behind: remove them
 	// before any network is applied with the new one.

@@ -479,14 +479,14 @@ func TestStartupRemovesStaleTemps(t *testing.T) {
 }
 
 // TestConcurrentClients: 32 clients define, start, destroy, undefine and
-// dump 20 networks at random for VNET_STRESS_SECONDS (default 20; the issue
-// asks for 60: VNET_STRESS_SECONDS=60) against vnetd built with -race. Every
+// dump 20 networks at random for VNET_STRESS_SECONDS (default 60, as the
+// issue asks) against vnetd built with -race. Every
 // request returns in time (no deadlock), the daemon logs no data race and no
 // panic, and afterwards the host matches the daemon's state exactly.
 func TestConcurrentClients(t *testing.T) {
 	netnstest.RequireRoot(t)
 	const clients, networks = 32, 20
-	seconds := envInt(t, "VNET_STRESS_SECONDS", 20)
+	seconds := envInt(t, "VNET_STRESS_SECONDS", 60)
 	// The race detector slows vnetd down several times; a request that
 	// takes this long is stuck.
 	const reqTimeout = 30 * time.Second
@@ -1023,6 +1023,29 @@ func TestGracefulErrors(t *testing.T) {
 			t.Errorf("networks after the failed defines: %q", out)
 		}
 		assertNothingActive(t, d, root, addrs)
+	})
+
+	t.Run("missing_iptables", func(t *testing.T) {
+		// --firewall iptables on a host without the iptables tools: vnetd
+		// refuses to start with an error naming what is missing, and
+		// changes nothing.
+		host := netnstest.New(t, "noipt")
+		d := newDaemon(t, host)
+		before := host.MustRun("ip", "-d", "link", "show") + host.MustRun("nft", "list", "ruleset")
+		emptyPath := t.TempDir()
+		cmd := exec.Command("ip", "netns", "exec", host.Name(), filepath.Join(binDir, "vnetd"),
+			"--config-dir", d.configDir, "--state-dir", d.stateDir, "--run-dir", d.runDir,
+			"--firewall", "iptables", "--dnsmasq", "/usr/sbin/dnsmasq", "--dbus", "none")
+		cmd.Env = append(os.Environ(), "PATH="+emptyPath)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "iptables") {
+			t.Fatalf("vnetd without iptables: err %v, output:\n%s", err, out)
+		}
+		t.Logf("vnetd: %s", strings.TrimSpace(string(out)))
+		after := host.MustRun("ip", "-d", "link", "show") + host.MustRun("nft", "list", "ruleset")
+		if before != after {
+			t.Errorf("host changed:\n%s\n---\n%s", before, after)
+		}
 	})
 
 	t.Run("missing_nft", func(t *testing.T) {
