@@ -51,6 +51,8 @@ install: build
 	install -D -m 0644 doc/vnetd.8 $(DESTDIR)$(PREFIX)/share/man/man8/vnetd.8
 	install -D -m 0644 doc/vnetctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/vnetctl.1
 	install -D -m 0644 doc/vnetctl.bash $(DESTDIR)/usr/share/bash-completion/completions/vnetctl
+	# The D-Bus policy lets group libvirt call org.libvirt, as libvirt-dbus's does.
+	if [ -z "$(DESTDIR)" ] && ! getent group libvirt >/dev/null; then groupadd --system libvirt; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/sbin/vnetd $(DESTDIR)$(PREFIX)/bin/vnetctl

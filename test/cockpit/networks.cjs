@@ -1,15 +1,18 @@
 // Drives cockpit-machines' Networks page (Debian 12's 288) in headless
 // Chromium against vnetd's org.libvirt on the bus cockpit's bridge uses, step
 // by step as a person would, and prints one PASS/FAIL line per step.
-// Usage: node networks.cjs COCKPIT_URL OUT_DIR PROFILE_DIR (run.sh sets it up).
+// Besides what the page shows, it checks the files vnetd keeps (definition,
+// autostart link, dnsmasq's hostsfile) under vnetd's temp dirs.
+// Usage: node networks.cjs COCKPIT_URL OUT_DIR PROFILE_DIR VNETD_DIR
+// (run.sh sets it up; VNETD_DIR holds vnetd's etc/, lib/ and run/).
 'use strict';
 const fs = require('fs');
 const path = require('path');
 const { chromium } = require('playwright-core');
 
-const [base, out, profile] = process.argv.slice(2);
-if (!base || !out || !profile) {
-	console.error('usage: node networks.cjs COCKPIT_URL OUT_DIR PROFILE_DIR');
+const [base, out, profile, vnetdDir] = process.argv.slice(2);
+if (!base || !out || !profile || !vnetdDir) {
+	console.error('usage: node networks.cjs COCKPIT_URL OUT_DIR PROFILE_DIR VNETD_DIR');
 	process.exit(2);
 }
 const NAME = 'cockpit-test';
@@ -17,6 +20,21 @@ const NET = `network-${NAME}-system`; // cockpit's id prefix for the row
 const MAC = '52:54:00:aa:bb:cc';
 const IP = '192.168.150.10';
 const STEP_TIMEOUT = 15000;
+
+// vnetd's files for the test network (layout: daemon/store.go, dnsmasq/conf.go).
+const files = {
+	config: path.join(vnetdDir, 'etc/networks', NAME + '.xml'),
+	autostart: path.join(vnetdDir, 'etc/networks/autostart', NAME + '.xml'),
+	live: path.join(vnetdDir, 'run/networks', NAME + '.xml'),
+	hostsfile: path.join(vnetdDir, 'lib/dnsmasq', NAME + '.hostsfile'),
+};
+const read = f => { try { return fs.readFileSync(f, 'utf8'); } catch { return ''; } };
+const exists = f => { try { fs.lstatSync(f); return true; } catch { return false; } };
+// expectFile fails the step unless f exists (or not) and contains text.
+function expectFile(what, f, want, text) {
+	if (exists(f) !== want) throw new Error(`${what}: ${f} ${want ? 'missing' : 'still there'}`);
+	if (text && !read(f).includes(text)) throw new Error(`${what}: ${f} lacks ${text}`);
+}
 
 const results = [];
 const consoleLines = [];
@@ -76,7 +94,6 @@ async function main() {
 		await f.locator('#network-default-system-name').waitFor();
 		const text = (await row('default').innerText()).replace(/\s+/g, ' ');
 		if (!/virbr0/.test(text) || !/NAT/.test(text) || !/active/.test(text)) throw new Error(`default row shows "${text}"`);
-		await shot('01-networks-list.png');
 	});
 
 	await step('details', async () => {
@@ -84,11 +101,10 @@ async function main() {
 		const addr = await f.locator('#network-default-system-ipv4-address').innerText();
 		const range = await f.locator('#network-default-system-ipv4-dhcp-range').innerText();
 		if (!addr.includes('192.168.122.1') || !range.includes('192.168.122.2')) throw new Error(`details show "${addr}" / "${range}"`);
-		await expand('default'); // collapse again
 	});
 
 	await step('create', async () => {
-		await f.getByRole('button', { name: 'Create virtual network' }).click();
+		await f.locator('button', { hasText: 'Create virtual network' }).click();
 		const dlg = f.locator('[role=dialog]');
 		await dlg.locator('#create-network-name').fill(NAME);
 		await dlg.locator('#create-network-forward-mode').selectOption('nat');
@@ -106,11 +122,15 @@ async function main() {
 		if (s !== 'inactive') throw new Error(`new network is "${s}", want inactive`);
 		const dev = (await f.locator(`#${NET}-device`).innerText()).trim();
 		if (!/^virbr\d+$/.test(dev)) throw new Error(`device "${dev}"`);
+		expectFile('definition', files.config, true, '<uuid>');
+		expectFile('live status', files.live, false);
+		await shot('01-networks-list.png');
 	});
 
 	await step('activate', async () => {
 		await f.locator(`#activate-${NET}`).click();
 		await f.locator(`#${NET}-state`, { hasText: /^active$/ }).waitFor();
+		expectFile('live status', files.live, true);
 	});
 
 	await step('autostart on', async () => {
@@ -119,6 +139,7 @@ async function main() {
 		if (await sw.isChecked()) throw new Error('autostart already on for a new network');
 		await f.locator(`label[for="${NET}-autostart"]`).click();
 		await f.locator(`#${NET}-autostart:checked`).waitFor({ state: 'attached' });
+		expectFile('autostart link', files.autostart, true);
 	});
 
 	await step('add static DHCP host', async () => {
@@ -132,6 +153,9 @@ async function main() {
 			throw new Error('dialog stayed open: ' + (await dlg.innerText()).replace(/\s+/g, ' '));
 		});
 		await f.locator('.overview-tab', { hasText: `MAC: ${MAC}, IP: ${IP}` }).waitFor();
+		// CONFIG|LIVE: in the definition and in the running dnsmasq's hostsfile.
+		expectFile('definition', files.config, true, MAC);
+		expectFile('dnsmasq hostsfile', files.hostsfile, true, MAC);
 		await shot('02-network-details.png');
 	});
 
@@ -154,17 +178,21 @@ async function main() {
 			throw new Error('dialog stayed open: ' + (await dlg.innerText()).replace(/\s+/g, ' '));
 		});
 		await f.locator('.overview-tab', { hasText: `MAC: ${MAC}` }).waitFor({ state: 'detached' });
+		if (read(files.config).includes(MAC)) throw new Error(`definition ${files.config} still has ${MAC}`);
+		if (read(files.hostsfile).includes(MAC)) throw new Error(`dnsmasq hostsfile ${files.hostsfile} still has ${MAC}`);
 	});
 
 	await step('autostart off', async () => {
 		await expand(NAME);
 		await f.locator(`label[for="${NET}-autostart"]`).click();
 		await f.locator(`#${NET}-autostart:not(:checked)`).waitFor({ state: 'attached' });
+		expectFile('autostart link', files.autostart, false);
 	});
 
 	await step('deactivate', async () => {
 		await f.locator(`#deactivate-${NET}`).click();
 		await f.locator(`#${NET}-state`, { hasText: /^inactive$/ }).waitFor();
+		expectFile('live status', files.live, false);
 	});
 
 	await step('delete (active network)', async () => {
@@ -172,13 +200,15 @@ async function main() {
 		await f.locator(`#activate-${NET}`).click();
 		await f.locator(`#${NET}-state`, { hasText: /^active$/ }).waitFor();
 		await f.locator(`#${NET}-action-kebab button`).first().click();
-		await f.getByRole('menuitem', { name: 'Delete' }).click();
-		const dlg = f.locator('[role=dialog]');
-		await dlg.getByRole('button', { name: 'Delete' }).click();
+		await f.locator(`#${NET}-action-kebab`).getByText('Delete', { exact: true }).click();
+		const dlg = f.locator('#delete-resource-modal');
+		await dlg.locator('#delete-resource-modal-primary').click();
 		await dlg.waitFor({ state: 'detached' }).catch(async () => {
 			throw new Error('dialog stayed open: ' + (await dlg.innerText()).replace(/\s+/g, ' '));
 		});
 		await row(NAME).waitFor({ state: 'detached' });
+		expectFile('definition', files.config, false);
+		expectFile('live status', files.live, false);
 		await shot('03-after-delete.png');
 	});
 

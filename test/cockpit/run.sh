@@ -38,6 +38,10 @@ if [ ${#need[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 GO=$(command -v go || echo /usr/local/go/bin/go)
+if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+	echo "run.sh: 127.0.0.1:$PORT is in use; set PORT" >&2
+	exit 1
+fi
 
 # --- temp dirs, namespace, cleanup ---------------------------------------------
 D=$(mktemp -d /tmp/vnt-cockpit.XXXXXX)
@@ -57,7 +61,7 @@ cleanup() {
 		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 		kill -9 "$p" 2>/dev/null
 	done
-	if ip netns list | grep -qw "$NS"; then
+	if ip netns list | awk '{print $1}' | grep -qx "$NS"; then
 		# Whatever vnetd left (dnsmasq) dies with the namespace's processes.
 		for p in $(ip netns pids "$NS"); do kill -9 "$p" 2>/dev/null; done
 		ip netns del "$NS"
@@ -82,24 +86,23 @@ echo "run.sh: installing playwright-core into $D/node"
 (cd "$D/node" && npm init -y >/dev/null && npm install --silent --no-audit --no-fund playwright-core >/dev/null 2>&1)
 
 # --- private system bus -----------------------------------------------------------
-# A system-bus-like bus on a socket file (reachable from inside the namespace,
-# unlike an abstract socket) with a permissive policy: every client is root here.
-cat >"$D/bus.conf" <<EOF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=$D/system_bus_socket</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_type="method_call"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-EOF
+# A bus like the system bus, on a socket file (reachable from inside the
+# namespace, unlike an abstract socket) with Debian's system-bus policy (taken
+# from /usr/share/dbus-1/system.conf: method calls and name ownership denied by
+# default, root may monitor) plus vnet's own policy file, the one `make install`
+# puts into system.d. So cockpit reaches vnetd only through the holes vnet ships.
+{
+	echo '<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"'
+	echo ' "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">'
+	echo '<busconfig>'
+	echo '  <type>system</type>'
+	echo "  <listen>unix:path=$D/system_bus_socket</listen>"
+	echo '  <auth>EXTERNAL</auth>'
+	sed -n '/<policy context="default">/,/^  <!-- Include legacy/p' /usr/share/dbus-1/system.conf | sed '$d'
+	echo "  <include>$ROOT/systemd/org.libvirt.conf</include>"
+	echo '</busconfig>'
+} >"$D/bus.conf"
+grep -q '<deny send_type="method_call"/>' "$D/bus.conf" || { echo "run.sh: could not take the default policy from /usr/share/dbus-1/system.conf" >&2; exit 1; }
 dbus-daemon --config-file="$D/bus.conf" --nofork --nopidfile >"$OUT/dbus-daemon.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 50); do [ -S "$D/system_bus_socket" ] && break; sleep 0.1; done
@@ -109,6 +112,13 @@ export DBUS_SYSTEM_BUS_ADDRESS=$BUS
 dbus-monitor --address "$BUS" "destination='org.libvirt'" "sender='org.libvirt'" >"$OUT/dbus-monitor.log" 2>&1 &
 PIDS+=($!)
 
+# A session bus of our own too: without DBUS_SESSION_BUS_ADDRESS, cockpit-bridge
+# launches one that outlives it.
+dbus-daemon --session --address="unix:path=$D/session_bus_socket" --nofork --nopidfile >"$OUT/dbus-session.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do [ -S "$D/session_bus_socket" ] && break; sleep 0.1; done
+export DBUS_SESSION_BUS_ADDRESS="unix:path=$D/session_bus_socket"
+
 # --- vnetd in its own namespace -----------------------------------------------------
 ip netns add "$NS"
 ip netns exec "$NS" ip link set lo up
@@ -117,6 +127,16 @@ ip netns exec "$NS" "$D/vnetd" --verbose --config-dir "$D/etc" --state-dir "$D/l
 PIDS+=($!)
 for _ in $(seq 100); do grep -q 'serving D-Bus' "$OUT/vnetd.log" && break; sleep 0.1; done
 grep -q 'serving D-Bus' "$OUT/vnetd.log" || { echo "run.sh: vnetd did not take org.libvirt" >&2; cat "$OUT/vnetd.log" >&2; exit 1; }
+
+# The policy is really in force: a user outside root and group libvirt is refused
+# by the bus (no dbus-daemon of ours would care otherwise).
+if runuser -u nobody -- dbus-send --system --print-reply --dest=org.libvirt /org/libvirt/QEMU \
+	org.libvirt.Connect.ListNetworks uint32:0 >"$OUT/policy-check.log" 2>&1; then
+	echo "run.sh: user nobody could call org.libvirt; the bus policy is not in force" >&2
+	exit 1
+fi
+grep -q AccessDenied "$OUT/policy-check.log" || { echo "run.sh: policy check failed oddly" >&2; cat "$OUT/policy-check.log" >&2; exit 1; }
+echo "run.sh: bus policy in force (user nobody: AccessDenied; root: allowed)"
 
 # --- cockpit-ws on loopback, no TLS, no login ---------------------------------------
 # The bridge inherits DBUS_SYSTEM_BUS_ADDRESS (our bus) and XDG_DATA_DIRS (finds
@@ -129,6 +149,7 @@ for _ in $(seq 100); do
 	(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
 	sleep 0.1
 done
+(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null || { echo "run.sh: cockpit-ws did not listen" >&2; cat "$OUT/cockpit-ws.log" >&2; exit 1; }
 
 if [ "${KEEP_OPEN:-}" = 1 ]; then
 	echo "run.sh: cockpit at http://127.0.0.1:$PORT/machines#/networks ; bus $BUS ; press Enter to stop"
@@ -139,7 +160,7 @@ fi
 # --- the browser ---------------------------------------------------------------------
 echo "run.sh: driving cockpit-machines"
 set +e
-NODE_PATH="$D/node/node_modules" node "$HERE/networks.cjs" "http://127.0.0.1:$PORT" "$OUT" "$D/chrome-profile" 2>&1 | tee "$OUT/playwright.log"
+NODE_PATH="$D/node/node_modules" node "$HERE/networks.cjs" "http://127.0.0.1:$PORT" "$OUT" "$D/chrome-profile" "$D" 2>&1 | tee "$OUT/playwright.log"
 rc=${PIPESTATUS[0]}
 set -e
 exit "$rc"
