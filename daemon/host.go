@@ -119,6 +119,7 @@ func (h *realHost) waitAllRetired() {
 	}
 }
 
+// Check implements Host.
 func (h *realHost) Check(n *netxml.Network) error {
 	if !n.OwnsBridge() {
 		return nil
@@ -126,13 +127,16 @@ func (h *realHost) Check(n *netxml.Network) error {
 	return network.CheckHostConflicts(n)
 }
 
+// Ensure implements Host.
 func (h *realHost) Ensure(n *netxml.Network, undo bool) error {
 	_, err := h.ensure(n, undo)
 	return err
 }
 
+// Repair implements Host.
 func (h *realHost) Repair(n *netxml.Network) ([]string, error) { return h.ensure(n, false) }
 
+// Verify implements Host.
 func (h *realHost) Verify(n *netxml.Network) ([]string, error) {
 	if !n.OwnsBridge() {
 		return nil, nil
@@ -238,6 +242,7 @@ func (h *realHost) ensure(n *netxml.Network, undo bool) (repaired []string, err 
 	return repaired, nil
 }
 
+// Remove implements Host.
 func (h *realHost) Remove(n *netxml.Network) error {
 	var errs []error
 	t := newStepTimer()
@@ -261,13 +266,16 @@ func (h *realHost) Remove(n *netxml.Network) error {
 	return errors.Join(errs...)
 }
 
+// Forget implements Host.
 func (h *realHost) Forget(name string) error { return h.dns.Forget(name) }
+// LinkExists implements Host.
 func (h *realHost) LinkExists(name string) bool {
 	h.mu.Lock()
 	_, dying := h.retiring[name]
 	h.mu.Unlock()
 	return dying || network.LinkExists(name)
 }
+// Detach implements Host.
 func (h *realHost) Detach() {
 	h.dns.Detach()
 	h.waitAllRetired()
@@ -290,6 +298,7 @@ func (t *stepTimer) step(name string) {
 
 func (t *stepTimer) String() string { return strings.Join(t.steps, " ") }
 
+// Leases implements Host.
 func (h *realHost) Leases(n *netxml.Network) ([]api.Lease, error) {
 	raw, err := h.dns.Leases(n.Name)
 	if err != nil {
@@ -309,6 +318,7 @@ func (h *realHost) Leases(n *netxml.Network) ([]api.Lease, error) {
 	return out, nil
 }
 
+// Plan implements Host.
 func (h *realHost) Plan(n *netxml.Network) (string, error) {
 	if !n.OwnsBridge() {
 		if err := checkForeignModes(n); err != nil {

@@ -76,6 +76,7 @@ or other application using the vnet API.
 
 `
 
+// SaveConfig implements Store.
 func (s *store) SaveConfig(name, xml string) error {
 	if err := safeName(name); err != nil {
 		return err
@@ -83,6 +84,7 @@ func (s *store) SaveConfig(name, xml string) error {
 	return writeAtomic(s.configPath(name), []byte(fmt.Sprintf(configHeader, name)+xml), 0o600)
 }
 
+// DeleteConfig implements Store.
 func (s *store) DeleteConfig(name string) error {
 	if err := safeName(name); err != nil {
 		return err
@@ -93,6 +95,7 @@ func (s *store) DeleteConfig(name string) error {
 	return removeIfExists(s.configPath(name))
 }
 
+// SaveStatus implements Store.
 func (s *store) SaveStatus(name, xml string) error {
 	if err := safeName(name); err != nil {
 		return err
@@ -100,6 +103,7 @@ func (s *store) SaveStatus(name, xml string) error {
 	return writeAtomic(s.statusPath(name), []byte(xml), 0o600)
 }
 
+// DeleteStatus implements Store.
 func (s *store) DeleteStatus(name string) error {
 	if err := safeName(name); err != nil {
 		return err
@@ -107,6 +111,7 @@ func (s *store) DeleteStatus(name string) error {
 	return removeIfExists(s.statusPath(name))
 }
 
+// SetAutostart implements Store.
 func (s *store) SetAutostart(name string, on bool) error {
 	if err := safeName(name); err != nil {
 		return err
@@ -127,6 +132,7 @@ func (s *store) SetAutostart(name string, on bool) error {
 	return syncDir(filepath.Dir(link))
 }
 
+// Autostart implements Store.
 func (s *store) Autostart(name string) bool {
 	_, err := os.Lstat(s.autostartPath(name))
 	return err == nil
@@ -170,6 +176,7 @@ func newMemStore() *memStore {
 	return &memStore{configs: map[string][]byte{}, statuses: map[string][]byte{}, autostart: map[string]bool{}}
 }
 
+// SaveConfig implements Store.
 func (s *memStore) SaveConfig(name, xml string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -177,6 +184,7 @@ func (s *memStore) SaveConfig(name, xml string) error {
 	return nil
 }
 
+// DeleteConfig implements Store.
 func (s *memStore) DeleteConfig(name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -185,6 +193,7 @@ func (s *memStore) DeleteConfig(name string) error {
 	return nil
 }
 
+// SaveStatus implements Store.
 func (s *memStore) SaveStatus(name, xml string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -192,6 +201,7 @@ func (s *memStore) SaveStatus(name, xml string) error {
 	return nil
 }
 
+// DeleteStatus implements Store.
 func (s *memStore) DeleteStatus(name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -199,6 +209,7 @@ func (s *memStore) DeleteStatus(name string) error {
 	return nil
 }
 
+// SetAutostart implements Store.
 func (s *memStore) SetAutostart(name string, on bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -210,6 +221,7 @@ func (s *memStore) SetAutostart(name string, on bool) error {
 	return nil
 }
 
+// Autostart implements Store.
 func (s *memStore) Autostart(name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -224,12 +236,14 @@ func copyMap(m map[string][]byte) map[string][]byte {
 	return out
 }
 
+// Configs implements Store.
 func (s *memStore) Configs() (map[string][]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return copyMap(s.configs), nil
 }
 
+// Statuses implements Store.
 func (s *memStore) Statuses() (map[string][]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
