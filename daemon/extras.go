@@ -236,28 +236,19 @@ func NewTestDriver(log *slog.Logger) *Manager {
 	return m
 }
 
-// nullHost is the test driver's host: it accepts everything and does nothing.
+// nullHost is the test driver's host: it accepts everything and does nothing
+// (its methods implement Host).
 type nullHost struct{}
 
-// Check implements Host.
 func (nullHost) Check(*netxml.Network) error                 { return nil }
-// Ensure implements Host.
 func (nullHost) Ensure(*netxml.Network, bool) error          { return nil }
-// Remove implements Host.
 func (nullHost) Remove(*netxml.Network) error                { return nil }
-// Forget implements Host.
 func (nullHost) Forget(string) error                         { return nil }
-// LinkExists implements Host.
 func (nullHost) LinkExists(string) bool                      { return false }
-// Detach implements Host.
 func (nullHost) Detach()                                     {}
-// Leases implements Host.
 func (nullHost) Leases(*netxml.Network) ([]api.Lease, error) { return nil, nil }
-// Plan implements Host.
 func (nullHost) Plan(n *netxml.Network) (string, error) {
 	return "# test driver: nothing would change on the host\n", nil
 }
-// Verify implements Host.
 func (nullHost) Verify(*netxml.Network) ([]string, error) { return nil, nil }
-// Repair implements Host.
 func (nullHost) Repair(*netxml.Network) ([]string, error) { return nil, nil }

@@ -268,6 +268,7 @@ func (h *realHost) Remove(n *netxml.Network) error {
 
 // Forget implements Host.
 func (h *realHost) Forget(name string) error { return h.dns.Forget(name) }
+
 // LinkExists implements Host.
 func (h *realHost) LinkExists(name string) bool {
 	h.mu.Lock()
@@ -275,6 +276,7 @@ func (h *realHost) LinkExists(name string) bool {
 	h.mu.Unlock()
 	return dying || network.LinkExists(name)
 }
+
 // Detach implements Host.
 func (h *realHost) Detach() {
 	h.dns.Detach()
