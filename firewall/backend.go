@@ -39,8 +39,12 @@ type Options struct {
 
 // New returns the backend called kind: "nftables", "iptables", or "auto"
 // (also ""), which picks nftables when the kernel answers nftables requests
-// and iptables otherwise, and logs its choice. New changes nothing on the
-// host; see CleanupOthers for what the daemon runs at startup.
+// and iptables otherwise, and logs its choice. The nftables backend owns its
+// tables where the kernel supports it (see nftBackend) and then, at New,
+// adopts the tables an earlier run left orphaned: that changes their owner,
+// nothing else. Otherwise New changes nothing on the host; see CleanupOthers
+// for what the daemon runs at startup. The nftables backend also implements
+// io.Closer (closing orphans its tables); the daemon never calls it.
 func New(kind string, o Options) (Backend, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -359,6 +360,10 @@ func TestCleanupOthers(t *testing.T) {
 	ns.MustRun("iptables", "-w", "-t", "nat", "-N", "VNET_OLD")
 	ns.MustRun("iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-j", "VNET_OLD")
 
+	// The nftables tables are left by an earlier run: their owner is gone.
+	if err := nft.(io.Closer).Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err := CleanupOthers("iptables", o); err != nil {
 		t.Fatal(err)
 	}

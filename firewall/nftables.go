@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,12 +23,19 @@ import (
 // tables "vnet-<bridge>" (family ip, and ip6 when it has IPv6 rules) with one
 // base chain per hook it needs.
 //
-// The tables are not created with the owner flag (NFT_TABLE_F_OWNER): an owned
-// table is bound to the netlink socket that created it and vanishes when that
-// socket closes, which needs one lasting connection for the daemon's lifetime.
+// Where the kernel supports it (owner and persist flags, kernel ≥ 6.9), the
+// tables are owned: created with NFT_TABLE_F_OWNER|NFT_TABLE_F_PERSIST over
+// one lasting netlink socket (owner), so that no other process can change or
+// delete them and a foreign `nft flush ruleset` skips them. When that socket
+// closes (the daemon exits or restarts) the tables stay, orphaned, and keep
+// filtering; the next backend adopts them without touching their contents.
+// Elsewhere the tables are plain, as before.
 type nftBackend struct {
 	log   *slog.Logger
 	netns int
+	// owner is the socket owning the tables; nil when the kernel cannot
+	// own tables (then every write uses a short-lived connection).
+	owner *nftOwner
 	// mu serialises operations: they are short, and one at a time keeps the
 	// netlink traffic of concurrent callers from interleaving.
 	mu sync.Mutex
@@ -36,8 +44,136 @@ type nftBackend struct {
 	noCsum bool
 }
 
+// newNftBackend returns the nftables backend, with owned tables when the
+// kernel supports them, after adopting the tables an earlier run orphaned.
 func newNftBackend(o Options) *nftBackend {
-	return &nftBackend{log: o.Logger, netns: o.NetNS}
+	b := &nftBackend{log: o.Logger, netns: o.NetNS}
+	owner, err := probeOwner(o.NetNS)
+	if err != nil {
+		b.log.Info("nftables tables are not owned: the kernel cannot own tables (needs kernel 6.9)", "err", err)
+		return b
+	}
+	b.owner = owner
+	b.log.Debug("nftables tables are owned", "portid", owner.portid)
+	b.adoptOrphans()
+	return b
+}
+
+// Close closes the socket that owns the tables (if any). The tables stay,
+// orphaned, until another backend adopts or deletes them. The daemon never
+// needs it: its exit closes the socket.
+func (b *nftBackend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.owner == nil {
+		return nil
+	}
+	return b.owner.Close()
+}
+
+// write sends one batch built by build: over the owner socket (NEWTABLE with
+// the owner flags, DELTABLE as DESTROYTABLE) when tables are owned, else over
+// a short-lived connection. Callers hold b.mu.
+func (b *nftBackend) write(build func(c *nftables.Conn)) error {
+	if b.owner != nil {
+		return b.owner.batch(build)
+	}
+	c, err := b.conn()
+	if err != nil {
+		return err
+	}
+	build(c)
+	return c.Flush()
+}
+
+// delTable adds to c the deletion of t that is no error when t is absent.
+func (b *nftBackend) delTable(c *nftables.Conn, t *nftables.Table) {
+	if b.owner == nil {
+		// Add-then-delete. (With owned tables DELTABLE goes as
+		// DESTROYTABLE, and the add would be refused on a table that
+		// is neither ours nor orphaned.)
+		c.AddTable(t)
+	}
+	c.DelTable(t)
+}
+
+// adoptOrphans takes ownership of the tables "vnet-*" whose owner (an
+// earlier run) is gone, in one batch: NEWTABLE with the owner flag on an
+// orphaned table changes its owner and nothing else (no flap, counters kept).
+func (b *nftBackend) adoptOrphans() {
+	c, err := b.conn()
+	if err != nil {
+		b.log.Warn("adopting orphaned nftables tables", "err", err)
+		return
+	}
+	tables, err := c.ListTables()
+	if err != nil {
+		b.log.Warn("adopting orphaned nftables tables: list tables", "err", err)
+		return
+	}
+	var orphans []*nftables.Table
+	var names []string
+	for _, t := range tables {
+		if isVnetTable(t) && liveFlags(t)&nftOwnedFlags == nftTableFPersist {
+			orphans = append(orphans, t)
+			names = append(names, nftTableID(t))
+		}
+	}
+	if len(orphans) == 0 {
+		return
+	}
+	err = b.owner.batch(func(c *nftables.Conn) {
+		for _, t := range orphans {
+			c.AddTable(&nftables.Table{Name: t.Name, Family: t.Family})
+		}
+	})
+	if err != nil {
+		b.log.Warn("adopting orphaned nftables tables", "tables", names, "err", err)
+		return
+	}
+	b.log.Info("adopted nftables tables of an earlier run", "tables", names)
+}
+
+// probeOwner opens the owner socket and checks, with a table created and
+// deleted in one batch (so nothing is left even on a crash), that the kernel
+// accepts the owner and persist flags and DESTROYTABLE.
+func probeOwner(netns int) (*nftOwner, error) {
+	o, err := openNftOwner(netns)
+	if err != nil {
+		return nil, err
+	}
+	// ':' cannot be in an interface name, so no bridge's table has this name.
+	t := &nftables.Table{Name: "vnet:owner-probe", Family: nftables.TableFamilyIPv4}
+	err = o.batch(func(c *nftables.Conn) {
+		c.AddTable(t)
+		c.DelTable(t)
+	})
+	if err != nil {
+		o.Close()
+		return nil, fmt.Errorf("probe table flags owner,persist: %w", err)
+	}
+	return o, nil
+}
+
+// liveFlags returns the flags of a listed table. google/nftables v0.3.0
+// decodes NFTA_TABLE_FLAGS (big endian on the wire, like every nftables
+// attribute) in native byte order; this undoes that.
+func liveFlags(t *nftables.Table) uint32 {
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], t.Flags)
+	return binary.BigEndian.Uint32(b[:])
+}
+
+func isVnetTable(t *nftables.Table) bool {
+	return strings.HasPrefix(t.Name, "vnet-") &&
+		(t.Family == nftables.TableFamilyIPv4 || t.Family == nftables.TableFamilyIPv6)
+}
+
+func nftTableID(t *nftables.Table) string {
+	if t.Family == nftables.TableFamilyIPv6 {
+		return "ip6 " + t.Name
+	}
+	return "ip " + t.Name
 }
 
 // Name implements Backend.
@@ -98,32 +234,29 @@ func (b *nftBackend) Apply(p *Plan) error {
 		ifindex = uint32(link.Attrs().Index)
 	}
 
-	c, err := b.conn()
-	if err != nil {
-		return fmt.Errorf("network '%s': %w", p.Network, err)
-	}
 	n := 0
-	for _, f := range []Family{IPv4, IPv6} {
-		t := &nftables.Table{Name: p.TableName(), Family: nftFamily[f]}
-		c.AddTable(t)
-		c.DelTable(t)
-		if !familyHasRules(p, f) {
-			continue
-		}
-		c.AddTable(t)
-		for _, spec := range nftChains {
-			rules := p.chainRules(f, spec)
-			if len(rules) == 0 {
+	err := b.write(func(c *nftables.Conn) {
+		for _, f := range []Family{IPv4, IPv6} {
+			t := &nftables.Table{Name: p.TableName(), Family: nftFamily[f]}
+			b.delTable(c, t)
+			if !familyHasRules(p, f) {
 				continue
 			}
-			ch := c.AddChain(nftChain(t, spec))
-			for _, r := range rules {
-				c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: ruleExprs(r, ifindex)})
-				n++
+			c.AddTable(t)
+			for _, spec := range nftChains {
+				rules := p.chainRules(f, spec)
+				if len(rules) == 0 {
+					continue
+				}
+				ch := c.AddChain(nftChain(t, spec))
+				for _, r := range rules {
+					c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: ruleExprs(r, ifindex)})
+					n++
+				}
 			}
 		}
-	}
-	if err := c.Flush(); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("network '%s': apply nftables table %s: %w", p.Network, p.TableName(), err)
 	}
 	if p.ChecksumFix && !b.noCsum {
@@ -152,16 +285,12 @@ func (b *nftBackend) Remove(p *Plan) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	start := time.Now()
-	c, err := b.conn()
+	err := b.write(func(c *nftables.Conn) {
+		for _, f := range []Family{IPv4, IPv6} {
+			b.delTable(c, &nftables.Table{Name: p.TableName(), Family: nftFamily[f]})
+		}
+	})
 	if err != nil {
-		return fmt.Errorf("network '%s': %w", p.Network, err)
-	}
-	for _, f := range []Family{IPv4, IPv6} {
-		t := &nftables.Table{Name: p.TableName(), Family: nftFamily[f]}
-		c.AddTable(t)
-		c.DelTable(t)
-	}
-	if err := c.Flush(); err != nil {
 		return fmt.Errorf("network '%s': delete nftables table %s: %w", p.Network, p.TableName(), err)
 	}
 	b.log.Debug("firewall removed", "network", p.Network, "table", p.TableName(), "took", time.Since(start))
@@ -245,6 +374,12 @@ func (b *nftBackend) verifyFamily(c *nftables.Conn, p *Plan, f Family, ifindex u
 		return nil
 	case table == nil:
 		return nil
+	}
+	if b.owner != nil && liveFlags(table)&nftOwnedFlags != nftOwnedFlags {
+		// Plain (an earlier vnet without owned tables) or orphaned (its
+		// owner exited after New adopted the others): Apply re-creates it
+		// owned.
+		drift.Missing = append(drift.Missing, tableID+" ownership (flags owner,persist)")
 	}
 
 	chains, err := c.ListChainsOfTableFamily(nftFamily[f])

@@ -3,12 +3,18 @@ package firewall
 import (
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 
 	"vnet/internal/netnstest"
 	"vnet/internal/testdata"
@@ -40,8 +46,29 @@ func nsBackend(t testing.TB, tag string) (*netnstest.NS, Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { b.(io.Closer).Close() })
 	return ns, b
 }
+
+// tamper changes the backend's tables behind its back, as drift: with owned
+// tables only the owner socket may, so it goes through the backend's own
+// writer.
+func tamper(t testing.TB, b Backend, build func(c *nftables.Conn)) {
+	t.Helper()
+	if err := b.(*nftBackend).write(build); err != nil {
+		t.Fatalf("tamper: %v", err)
+	}
+}
+
+func owned(b Backend) bool { return b.(*nftBackend).owner != nil }
+
+// ownerMarks are what `nft list` prints for an owned table: the owner's
+// program name and the flags line (nft 1.0.6 prints "flags owner"; newer
+// ones "flags owner,persist").
+var ownerMarks = regexp.MustCompile(`(?m)( # progname \S+$|^\tflags owner.*\n\n?)`)
+
+// unowned strips ownerMarks from a listing.
+func unowned(s string) string { return ownerMarks.ReplaceAllString(s, "") }
 
 // planOf parses a network XML from libvirt's firewall test data, or inline XML.
 func planOf(t testing.TB, src string) *Plan {
@@ -89,7 +116,11 @@ func TestNftablesNetns(t *testing.T) {
 				t.Fatalf("apply: %v", err)
 			}
 			first := ns.MustRun("nft", "list", "ruleset")
-			golden(t, filepath.Join("testdata", "netns-"+c.name+".nft"), first)
+			// The golden files hold the rules; ownership is checked here.
+			golden(t, filepath.Join("testdata", "netns-"+c.name+".nft"), unowned(first))
+			if want := owned(b) && !p.Empty(); strings.Contains(first, "\tflags owner") != want {
+				t.Errorf("owned table listed: %v, want %v:\n%s", !want, want, first)
+			}
 			if err := b.Verify(p); err != nil {
 				t.Fatalf("verify after apply: %v", err)
 			}
@@ -102,19 +133,21 @@ func TestNftablesNetns(t *testing.T) {
 			}
 
 			if !p.Empty() {
-				table := p.TableName()
-				ns.MustRun("nft", "delete", "table", "ip", table)
-				wantDrift(t, b.Verify(p), "table ip "+table)
+				table := &nftables.Table{Name: p.TableName(), Family: nftables.TableFamilyIPv4}
+				forward := &nftables.Chain{Name: "forward", Table: table}
+				acceptAll := &nftables.Rule{Table: table, Chain: forward, Exprs: []expr.Any{accept()}}
+				tamper(t, b, func(c *nftables.Conn) { c.DelTable(table) })
+				wantDrift(t, b.Verify(p), "table ip "+table.Name)
 				if err := b.Apply(p); err != nil {
 					t.Fatalf("repair: %v", err)
 				}
-				ns.MustRun("nft", "flush", "chain", "ip", table, "forward")
+				tamper(t, b, func(c *nftables.Conn) { c.FlushChain(forward) })
 				wantDrift(t, b.Verify(p), "chain forward rule: iif virbr0 oif virbr0 counter accept")
-				ns.MustRun("nft", "add", "rule", "ip", table, "forward", "accept")
+				tamper(t, b, func(c *nftables.Conn) { c.AddRule(acceptAll) })
 				if err := b.Apply(p); err != nil {
 					t.Fatalf("repair: %v", err)
 				}
-				ns.MustRun("nft", "add", "rule", "ip", table, "forward", "accept")
+				tamper(t, b, func(c *nftables.Conn) { c.AddRule(acceptAll) })
 				wantDrift(t, b.Verify(p), "rule handle")
 				ns.MustRun("tc", "qdisc", "del", "dev", "virbr0", "root")
 				if err := b.Apply(p); err != nil {
@@ -281,8 +314,10 @@ func TestRenderNftMatchesApply(t *testing.T) {
 			if err := bAPI.Apply(p); err != nil {
 				t.Fatal(err)
 			}
+			// The nft tool's tables are not owned (their owner, the
+			// tool, exits): compare everything but ownership.
 			want := nsCLI.MustRun("nft", "list", "ruleset")
-			if got := nsAPI.MustRun("nft", "list", "ruleset"); got != want {
+			if got := unowned(nsAPI.MustRun("nft", "list", "ruleset")); got != want {
 				t.Errorf("Apply gave\n%s\nthe nft tool gave\n%s", got, want)
 			}
 			err := bCLI.Verify(p)
@@ -292,7 +327,7 @@ func TestRenderNftMatchesApply(t *testing.T) {
 				// drift counts here.
 				var nft []string
 				for _, m := range append(d.Missing, d.Unexpected...) {
-					if !strings.HasPrefix(m, "tc ") {
+					if !strings.HasPrefix(m, "tc ") && !strings.HasSuffix(m, " ownership (flags owner,persist)") {
 						nft = append(nft, m)
 					}
 				}
@@ -304,4 +339,126 @@ func TestRenderNftMatchesApply(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOwnedTables checks the owned tables: other processes cannot change or
+// delete them, a foreign ruleset flush leaves them, and when the owner goes
+// (daemon restart) the next backend adopts them without replacing anything,
+// or deletes them (Prune, CleanupOthers).
+func TestOwnedTables(t *testing.T) {
+	ns, b := nsBackend(t, "fwown")
+	if !owned(b) {
+		t.Skip("the kernel cannot own nftables tables (needs 6.9)")
+	}
+	ns.MustRun("ip", "link", "add", "virbr2", "type", "bridge")
+	nat, iso := planOf(t, "nat-default.xml"), planOf(t, xmlIsolated)
+	for _, p := range []*Plan{nat, iso} {
+		if err := b.Apply(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := ns.MustRun("nft", "-a", "list", "ruleset")
+	for _, cmd := range [][]string{
+		{"nft", "delete", "table", "ip", "vnet-virbr0"},
+		{"nft", "flush", "chain", "ip", "vnet-virbr0", "forward"},
+		{"nft", "add", "rule", "ip", "vnet-virbr0", "forward", "accept"},
+		{"nft", "add", "table", "ip", "vnet-virbr0"},
+	} {
+		out, err := ns.Run(cmd...)
+		if err == nil || !strings.Contains(out, "Operation not permitted") {
+			t.Errorf("%s: %v %s, want refused (EPERM)", strings.Join(cmd, " "), err, out)
+		}
+	}
+	ns.MustRun("nft", "flush", "ruleset")
+	if got := ns.MustRun("nft", "-a", "list", "ruleset"); got != strings.Replace(before, foreignAnnotated(ns, before), "", 1) {
+		t.Errorf("after a foreign flush ruleset:\n%s\nwant our tables untouched, the foreign one gone", got)
+	}
+	if err := b.Verify(nat); err != nil {
+		t.Errorf("verify after flush ruleset: %v", err)
+	}
+	before = ns.MustRun("nft", "-a", "list", "ruleset")
+
+	// The owner goes: the tables stay, orphaned, and keep their rules.
+	if err := b.(io.Closer).Close(); err != nil {
+		t.Fatal(err)
+	}
+	orphaned := ns.MustRun("nft", "-a", "list", "ruleset")
+	if strings.Contains(orphaned, "progname") || !strings.Contains(orphaned, "masquerade") {
+		t.Errorf("orphaned tables:\n%s", orphaned)
+	}
+	h, err := ns.Handle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	b2, err := New("nftables", Options{NetNS: int(h)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.(io.Closer).Close()
+	// Same handles: adopted, not re-created.
+	if got := ns.MustRun("nft", "-a", "list", "ruleset"); got != before {
+		t.Errorf("after adoption:\n%s\nwant as before the restart:\n%s", got, before)
+	}
+	if d := nftDrift(t, b2.Verify(nat)); len(d) > 0 {
+		t.Errorf("verify after adoption: %v", d)
+	}
+	if err := Prune(b2, []*Plan{nat}); err != nil {
+		t.Fatalf("prune adopted tables: %v", err)
+	}
+	if err := b2.Remove(nat); err != nil {
+		t.Fatalf("remove adopted table: %v", err)
+	}
+	if got := ns.MustRun("nft", "list", "ruleset"); got != "" {
+		t.Errorf("after prune and remove:\n%s", got)
+	}
+
+	// A plain table (from a vnet without owned tables) is drift: Apply
+	// re-creates it owned.
+	ns.MustRun("nft", "-f", filepath.Join("testdata", "netns-nat.nft"))
+	wantDrift(t, b2.Verify(nat), "ownership")
+	if err := b2.Apply(nat); err != nil {
+		t.Fatal(err)
+	}
+	if d := nftDrift(t, b2.Verify(nat)); len(d) > 0 {
+		t.Errorf("verify after re-applying a plain table: %v", d)
+	}
+
+	// A table some other live process owns is refused, by name.
+	b3, err := New("nftables", Options{NetNS: int(h)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b3.(io.Closer).Close()
+	err = b3.Apply(nat)
+	if !errors.Is(err, unix.EPERM) || !strings.Contains(err.Error(), "DESTROYTABLE ip vnet-virbr0: operation not permitted") {
+		t.Errorf("apply over a table another process owns: %v", err)
+	}
+}
+
+// foreignAnnotated returns the foreign table "other" of an `nft -a` listing.
+func foreignAnnotated(ns *netnstest.NS, listing string) string {
+	i := strings.Index(listing, "table ip other")
+	j := strings.Index(listing[i:], "\n}\n")
+	return listing[i : i+j+3]
+}
+
+// nftDrift returns the nftables items of a Verify result: a fresh backend
+// reports the tc checksum fix missing where the kernel has no csum action.
+func nftDrift(t *testing.T, err error) []string {
+	t.Helper()
+	var d *DriftError
+	if err == nil {
+		return nil
+	}
+	if !errors.As(err, &d) {
+		t.Fatalf("verify: %v", err)
+	}
+	var nft []string
+	for _, m := range append(d.Missing, d.Unexpected...) {
+		if !strings.HasPrefix(m, "tc ") {
+			nft = append(nft, m)
+		}
+	}
+	return nft
 }

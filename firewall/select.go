@@ -98,8 +98,9 @@ func cleanupNft(o Options) error {
 	}
 	var gone []string
 	for _, t := range tables {
-		if strings.HasPrefix(t.Name, "vnet-") &&
-			(t.Family == nftables.TableFamilyIPv4 || t.Family == nftables.TableFamilyIPv6) {
+		// Tables of an earlier run with owned tables are orphaned now,
+		// and anyone may delete an orphaned table.
+		if isVnetTable(t) {
 			c.DelTable(t)
 			gone = append(gone, t.Name)
 		}
@@ -172,18 +173,25 @@ func (b *nftBackend) prune(keep []*Plan) error {
 	if err != nil {
 		return fmt.Errorf("prune nftables tables: list tables: %w", err)
 	}
+	var del []*nftables.Table
 	var gone []string
 	for _, t := range tables {
-		if strings.HasPrefix(t.Name, "vnet-") && !kept[t.Name] &&
-			(t.Family == nftables.TableFamilyIPv4 || t.Family == nftables.TableFamilyIPv6) {
-			c.DelTable(t)
+		if isVnetTable(t) && !kept[t.Name] {
+			del = append(del, t)
 			gone = append(gone, t.Name)
 		}
 	}
 	if len(gone) == 0 {
 		return nil
 	}
-	if err := c.Flush(); err != nil {
+	// Through the owner socket: the tables are ours (New adopted the
+	// orphaned ones), and only the owner may delete an owned table.
+	err = b.write(func(c *nftables.Conn) {
+		for _, t := range del {
+			c.DelTable(t)
+		}
+	})
+	if err != nil {
 		return fmt.Errorf("prune nftables tables %s: %w", strings.Join(gone, ", "), err)
 	}
 	b.log.Info("removed nftables tables of networks that are not active", "tables", gone)
