@@ -100,6 +100,15 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 	if err := firewall.Prune(fw, m.activePlans()); err != nil {
 		log.Warn("removing firewall rules of networks that are not active", "err", err)
 	}
+	// Likewise bridges we created for networks no longer active (a crash
+	// between a destroy's status update and the kernel's deletion).
+	pruned, err := network.PruneBridges(m.activeBridges())
+	if err != nil {
+		log.Warn("removing bridges of networks that are not active", "err", err)
+	}
+	for _, br := range pruned {
+		log.Info("removed a bridge left by an earlier run", "bridge", br)
+	}
 	if !c.NoDefaultNetwork {
 		m.installDefault(c.StateDir)
 	}
@@ -329,4 +338,17 @@ func waitReady(ready <-chan struct{}, h http.Handler) http.Handler {
 		case <-r.Context().Done():
 		}
 	})
+}
+
+// activeBridges returns the bridge names of every active network.
+func (m *Manager) activeBridges() map[string]bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	keep := map[string]bool{}
+	for _, o := range m.byName {
+		if o.live != nil {
+			keep[o.live.BridgeName()] = true
+		}
+	}
+	return keep
 }

@@ -205,6 +205,11 @@ func (h *realHost) ensure(n *netxml.Network, undo bool) (repaired []string, err 
 	if err != nil {
 		return repaired, err
 	}
+	if createdBridge {
+		if err = network.MarkOwned(bridge, n.Name); err != nil {
+			return repaired, err
+		}
+	}
 	t.step("bridge")
 	changed, err := network.EnsureForwarding(n)
 	if err != nil {

@@ -47,7 +47,10 @@ type nftBackend struct {
 // newNftBackend returns the nftables backend, with owned tables when the
 // kernel supports them, after adopting the tables an earlier run orphaned.
 func newNftBackend(o Options) *nftBackend {
-	b := &nftBackend{log: o.Logger, netns: o.NetNS}
+	b := &nftBackend{log: o.Logger, netns: o.NetNS, noCsum: !csumActionAvailable()}
+	if b.noCsum {
+		b.log.Info("kernel has no tc csum action: the DHCP checksum fix is skipped")
+	}
 	owner, err := probeOwner(o.NetNS)
 	if err != nil {
 		b.log.Info("nftables tables are not owned: the kernel cannot own tables (needs kernel 6.9)", "err", err)

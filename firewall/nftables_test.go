@@ -149,7 +149,8 @@ func TestNftablesNetns(t *testing.T) {
 				}
 				tamper(t, b, func(c *nftables.Conn) { c.AddRule(acceptAll) })
 				wantDrift(t, b.Verify(p), "rule handle")
-				ns.MustRun("tc", "qdisc", "del", "dev", "virbr0", "root")
+				// Absent when the kernel has no csum action (no fix applied).
+				_, _ = ns.Run("tc", "qdisc", "del", "dev", "virbr0", "root")
 				if err := b.Apply(p); err != nil {
 					t.Fatalf("repair: %v", err)
 				}
