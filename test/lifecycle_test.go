@@ -113,6 +113,10 @@ func TestRestartUnderPing(t *testing.T) {
 	if r := ruleset(t, host); r != rules {
 		t.Errorf("ruleset changed:\n%s\n---\n%s", rules, r)
 	}
+	// Adoption found everything in place: nothing was re-created.
+	if strings.Contains(d.log.String(), "restored what was missing") {
+		t.Errorf("a restart re-created parts of the network:\n%s", d.log)
+	}
 }
 
 // events subscribes to every event of the daemon (repairs included).
