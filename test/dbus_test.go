@@ -105,6 +105,17 @@ func TestDBusEventsFromCLI(t *testing.T) {
 			t.Fatalf("no NetworkEvent %d within 1 s", want)
 		}
 	}
+	// A drift repair is vnet's own event, not a libvirt lifecycle one: no
+	// NetworkEvent may carry it.
+	host.MustRun("ip", "link", "set", "vbr-iso", "down")
+	select {
+	case s := <-sig:
+		t.Fatalf("NetworkEvent %v after a drift repair", s.Body)
+	case <-time.After(700 * time.Millisecond):
+	}
+	if !strings.Contains(d.log.String(), "repaired network drift") {
+		t.Fatal("the bridge set down was not repaired")
+	}
 	var path dbus.ObjectPath
 	if err := conn.Object("org.libvirt", "/org/libvirt/QEMU").Call("org.libvirt.Connect.NetworkLookupByName", 0, "iso").Store(&path); err != nil {
 		t.Fatal(err)

@@ -28,7 +28,8 @@ func main() {
 	flag.StringVar(&c.DnsmasqBinary, "dnsmasq", "", "path of the dnsmasq binary (default: found in PATH)")
 	flag.DurationVar(&c.VerifyInterval, "verify-interval", 30*time.Second, "how often to check every active network for drift without a kernel event")
 	flag.StringVar(&c.Driver, "driver", "host", "host, or test: libvirt's test:///default driver, all in memory, touching nothing on the host")
-	var busAddr string
+	var busAddr, busName string
+	flag.StringVar(&busName, "dbus-name", dbusapi.BusName, "well-known D-Bus name to own")
 	flag.StringVar(&busAddr, "dbus", "auto", "serve libvirt-dbus's network API on: system, session, a bus ADDRESS, none, or auto (the system bus when it exists)")
 	flag.BoolVar(&verbose, "verbose", false, "log debug messages")
 	flag.Parse()
@@ -50,12 +51,14 @@ func main() {
 		busAddr = "none"
 		if _, err := os.Stat("/run/dbus/system_bus_socket"); err == nil {
 			busAddr = "system"
+		} else {
+			c.Logger.Info("no system bus: running without the D-Bus front door (vnetctl works as always)")
 		}
 	}
 	if busAddr != "none" {
 		addr := busAddr
 		c.FrontDoors = append(c.FrontDoors, func(ctx context.Context, m *daemon.Manager) error {
-			dbusapi.New(m, dbusapi.Options{Logger: c.Logger}).RunWithRetry(ctx, addr, 2*time.Second)
+			dbusapi.New(m, dbusapi.Options{Logger: c.Logger, BusName: busName}).RunWithRetry(ctx, addr, 2*time.Second)
 			return nil
 		})
 	}

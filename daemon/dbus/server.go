@@ -25,7 +25,7 @@ import (
 	"vnet/daemon"
 )
 
-// BusName is the well-known name the server owns.
+// BusName is the well-known name the server owns by default.
 const BusName = "org.libvirt"
 
 // Connect paths: libvirt-dbus serves qemu:///system at QEMUPath and
@@ -50,6 +50,8 @@ type Options struct {
 	// CallerUID returns the Unix uid of the connection that sent a call; by
 	// default it asks the bus (GetConnectionUnixUser). Tests inject it.
 	CallerUID func(conn *dbus.Conn, sender string) (uint32, error)
+	// BusName is the well-known name to own; default BusName (org.libvirt).
+	BusName string
 	// Logger receives debug logs of failed calls and errors emitting events.
 	Logger *slog.Logger
 }
@@ -58,6 +60,7 @@ type Options struct {
 type Server struct {
 	m       *daemon.Manager
 	log     *slog.Logger
+	busName string
 	connect dbus.ObjectPath
 	libVer  uint64
 	test    bool
@@ -86,6 +89,10 @@ func New(m *daemon.Manager, o Options) *Server {
 	}
 	if s.libVer == 0 {
 		s.libVer = DefaultLibVersion
+	}
+	s.busName = o.BusName
+	if s.busName == "" {
+		s.busName = BusName
 	}
 	if s.uid == nil {
 		s.uid = busCallerUID
@@ -171,6 +178,7 @@ func (s *Server) Run(ctx context.Context, address string) error {
 // the wait starts over after a connection that served for a minute.
 func (s *Server) RunWithRetry(ctx context.Context, address string, retry time.Duration) {
 	wait := retry
+	var last string
 	for {
 		start := time.Now()
 		err := s.Run(ctx, address)
@@ -180,7 +188,13 @@ func (s *Server) RunWithRetry(ctx context.Context, address string, retry time.Du
 		if time.Since(start) > time.Minute {
 			wait = retry
 		}
-		s.log.Error("D-Bus front door stopped; will retry", "bus", address, "err", err, "retry", wait)
+		// Said once: a bus that stays unreachable must not fill the log.
+		if msg := fmt.Sprint(err); msg != last {
+			s.log.Warn("D-Bus front door not running; vnetd works without it and keeps trying", "bus", address, "err", err)
+			last = msg
+		} else {
+			s.log.Debug("D-Bus front door still not running", "bus", address, "err", err, "retry", wait)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -224,29 +238,33 @@ func (s *Server) Serve(ctx context.Context, conn *dbus.Conn) error {
 	conn.Signal(sigs)
 	defer conn.RemoveSignal(sigs)
 
-	reply, err := conn.RequestName(BusName, 0)
+	reply, err := conn.RequestName(s.busName, 0)
 	if err != nil {
-		return fmt.Errorf("D-Bus: request name %s: %w", BusName, err)
+		return fmt.Errorf("D-Bus: request name %s: %w", s.busName, err)
 	}
 	if reply != dbus.RequestNameReplyPrimaryOwner && reply != dbus.RequestNameReplyAlreadyOwner {
-		_, _ = conn.ReleaseName(BusName)
-		return fmt.Errorf("D-Bus: name %s is owned by another connection (%s); is libvirt-dbus or another vnetd running?", BusName, reply)
+		_, _ = conn.ReleaseName(s.busName)
+		return fmt.Errorf("D-Bus: name %s is owned by another connection (%s); is libvirt-dbus or another vnetd running?", s.busName, reply)
 	}
-	s.log.Info("serving D-Bus", "name", BusName, "path", s.connect, "unique", conn.Names()[0])
+	s.log.Info("serving D-Bus", "name", s.busName, "path", s.connect, "unique", conn.Names()[0])
 	for {
 		select {
 		case <-ctx.Done():
-			_, _ = conn.ReleaseName(BusName)
+			_, _ = conn.ReleaseName(s.busName)
 			return nil
 		case <-conn.Context().Done():
 			return errors.New("D-Bus: connection to the bus closed")
 		case sig := <-sigs:
-			if sig != nil && sig.Name == "org.freedesktop.DBus.NameLost" && len(sig.Body) == 1 && sig.Body[0] == BusName {
-				return fmt.Errorf("D-Bus: lost the name %s", BusName)
+			if sig != nil && sig.Name == "org.freedesktop.DBus.NameLost" && len(sig.Body) == 1 && sig.Body[0] == s.busName {
+				return fmt.Errorf("D-Bus: lost the name %s", s.busName)
 			}
 		case ev, ok := <-events:
 			if !ok {
 				return errors.New("D-Bus: manager event stream ended")
+			}
+			if !ev.Type.IsLifecycle() {
+				// vnet's own events (drift repaired) are not libvirt's.
+				continue
 			}
 			if err := conn.Emit(s.connect, ifaceConnect+".NetworkEvent", s.networkPath(ev.UUID), int32(ev.Type)); err != nil {
 				s.log.Warn("D-Bus: emit NetworkEvent", "network", ev.Name, "event", ev.Type, "err", err)
