@@ -56,12 +56,13 @@ func TestNetEvent(t *testing.T) {
 		old := notifyInterrupt
 		notifyInterrupt = func() (<-chan os.Signal, func()) { return intr, func() {} }
 		defer func() { notifyInterrupt = old }()
-		out := &watchWriter{n: 2, seen: make(chan struct{})}
+		seen := make(chan struct{})
+		out := &watchWriter{n: 2, seen: seen}
 		var errb bytes.Buffer
 		done := make(chan int)
 		go func() { done <- run([]string{"--socket", sock, "net-event", "ref-open", "--loop"}, out, &errb) }()
 		select {
-		case <-out.seen:
+		case <-seen:
 		case <-time.After(10 * time.Second):
 			t.Fatal("no events within 10s")
 		}
