@@ -40,7 +40,9 @@ type Network struct {
 // DefineRequest carries network XML for net-define and net-create.
 type DefineRequest struct {
 	XML string `json:"xml"`
-	// Validate asks for the stricter check virsh's --validate performs.
+	// Validate is virsh's --validate. vnetd validates every definition fully
+	// (parse, semantic checks, conflicts) whether or not it is set, so it is
+	// accepted for compatibility and changes nothing.
 	Validate bool `json:"validate,omitempty"`
 }
 
