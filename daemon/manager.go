@@ -313,8 +313,7 @@ func (m *Manager) Define(xml string) (api.Network, error) {
 	if err != nil {
 		if existing == nil {
 			m.mu.Lock()
-			o.removed = true
-			delete(m.byName, n.Name)
+			m.dropLocked(o)
 			m.mu.Unlock()
 		}
 		return api.Network{}, err
@@ -351,8 +350,7 @@ func (m *Manager) Create(xml string) (api.Network, error) {
 	defer o.mu.Unlock()
 	if err := m.startLocked(o, n); err != nil {
 		m.mu.Lock()
-		o.removed = true
-		delete(m.byName, n.Name)
+		m.dropLocked(o)
 		m.mu.Unlock()
 		return api.Network{}, err
 	}
@@ -375,6 +373,13 @@ func (m *Manager) Start(ref string) (api.Network, error) {
 		return m.infoR(o), err
 	}
 	return m.infoR(o), nil
+}
+
+// dropLocked removes a network from the registry; callers waiting for its
+// lock see removed and look it up again. m.mu is held for writing.
+func (m *Manager) dropLocked(o *netObj) {
+	o.removed = true
+	delete(m.byName, o.name)
 }
 
 func (m *Manager) infoR(o *netObj) api.Network {
@@ -460,8 +465,7 @@ func (m *Manager) Destroy(ref string) (api.Network, error) {
 	m.mu.Lock()
 	o.live = nil
 	if !o.persistent() {
-		o.removed = true
-		delete(m.byName, o.name)
+		m.dropLocked(o)
 	}
 	info := m.info(o)
 	m.mu.Unlock()
@@ -500,8 +504,7 @@ func (m *Manager) Undefine(ref string) (api.Network, error) {
 	o.def = nil
 	o.autostart = false
 	if !o.active() {
-		o.removed = true
-		delete(m.byName, o.name)
+		m.dropLocked(o)
 	}
 	info := m.info(o)
 	m.mu.Unlock()

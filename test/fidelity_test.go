@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -27,56 +26,6 @@ import (
 // routes, forward mode='bridge', live net-update, net-dhcp-leases, --dry-run,
 // and the data plane under both firewall backends. They run in parallel with
 // each other: every test has its own namespaces, daemon, subnets and bridges.
-
-// startDaemon runs vnetd like daemon.start but returns an error instead of
-// failing the test when vnetd exits (an unsupported --firewall backend) or
-// does not answer.
-func startDaemon(d *daemon, extra ...string) error {
-	argv := append([]string{"netns", "exec", d.ns.Name(), filepath.Join(binDir, "vnetd"),
-		"--config-dir", d.configDir, "--state-dir", d.stateDir, "--run-dir", d.runDir, "--verbose"}, extra...)
-	d.cmd = exec.Command("ip", argv...)
-	if d.log == nil {
-		d.log = &logBuffer{}
-	}
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
-		return fmt.Errorf("start vnetd: %w", err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, _, code := d.ctl("net-list", "--all"); code == 0 {
-			return nil
-		}
-		// A zombie has exited; Wait reaps it without blocking.
-		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.cmd.Process.Pid)); err != nil || zombie(stat) {
-			d.cmd.Wait()
-			d.cmd = nil
-			return fmt.Errorf("vnetd exited: %s", d.log)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("vnetd did not answer within 10 s:\n%s", d.log)
-}
-
-// zombie reports whether /proc/PID/stat text shows an exited process.
-func zombie(stat []byte) bool {
-	s := string(stat)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && len(s) > i+2 && (s[i+2] == 'Z' || s[i+2] == 'X')
-}
-
-// dhcpAs runs udhcpc in the guest with extra options (-x hostname:NAME).
-func (g *guest) dhcpAs(t testing.TB, extra ...string) {
-	t.Helper()
-	script := writeFile(t, "udhcpc.sh", udhcpcScript)
-	if err := os.Chmod(script, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	args := append([]string{"busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "20", "-T", "1", "-A", "1", "-s", script}, extra...)
-	if out, err := g.Run(args...); err != nil {
-		t.Fatalf("udhcpc: %v\n%s", err, out)
-	}
-}
 
 // waitFor polls cond every 50 ms until it holds or d passes.
 func waitFor(d time.Duration, cond func() bool) bool {
@@ -861,7 +810,7 @@ func forEachBackend(t *testing.T, f func(t *testing.T, backend string)) {
 // the test when the daemon does not support the backend.
 func startWithBackend(t *testing.T, d *daemon, backend string, extra ...string) {
 	t.Helper()
-	err := startDaemon(d, append([]string{"--firewall", backend}, extra...)...)
+	err := d.launch(append([]string{"--firewall", backend}, extra...)...)
 	if err == nil {
 		return
 	}

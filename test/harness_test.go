@@ -123,6 +123,15 @@ func newDaemon(t testing.TB, ns *netnstest.NS) *daemon {
 // start runs vnetd and waits until its socket answers.
 func (d *daemon) start(extra ...string) {
 	d.t.Helper()
+	if err := d.launch(extra...); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// launch runs vnetd and waits until its socket answers; it returns an error
+// (after reaping the process) when vnetd exits or does not answer, for tests
+// that expect a start to fail (an unsupported --firewall backend).
+func (d *daemon) launch(extra ...string) error {
 	bin := d.binary
 	if bin == "" {
 		bin = "vnetd"
@@ -144,7 +153,7 @@ func (d *daemon) start(extra ...string) {
 		d.cmd.Env = append(os.Environ(), d.env...)
 	}
 	if err := d.cmd.Start(); err != nil {
-		d.t.Fatalf("start vnetd: %v", err)
+		return fmt.Errorf("start vnetd: %w", err)
 	}
 	// Polled in-process: a vnetctl per try would add its own start-up time
 	// to every daemon restart (the crash test restarts hundreds of times).
@@ -155,13 +164,16 @@ func (d *daemon) start(extra ...string) {
 		_, err := c.List(ctx)
 		cancel()
 		if err == nil {
-			return
-		} else if exited(d.cmd.Process.Pid) {
-			d.t.Fatalf("vnetd exited: %v\n%s", err, d.log)
+			return nil
+		}
+		if exited(d.cmd.Process.Pid) {
+			_ = d.cmd.Wait()
+			d.cmd = nil
+			return fmt.Errorf("vnetd exited: %v\n%s", err, d.log)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	d.t.Fatalf("vnetd did not answer within 10 s:\n%s", d.log)
+	return fmt.Errorf("vnetd did not answer within 10 s:\n%s", d.log)
 }
 
 // stop sends SIGTERM and waits; networks stay up.
@@ -252,16 +264,23 @@ func addGuest(t testing.TB, host *netnstest.NS, br, tag string) *guest {
 // dhcp runs udhcpc in the guest until it binds; returns the time it took.
 func (g *guest) dhcp(t testing.TB) time.Duration {
 	t.Helper()
+	start := time.Now()
+	g.dhcpAs(t)
+	return time.Since(start)
+}
+
+// dhcpAs runs udhcpc in the guest until it binds, with extra options (e.g.
+// -x hostname:NAME).
+func (g *guest) dhcpAs(t testing.TB, extra ...string) {
+	t.Helper()
 	script := writeFile(t, "udhcpc.sh", udhcpcScript)
 	if err := os.Chmod(script, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	out, err := g.Run("busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "20", "-T", "1", "-A", "1", "-s", script)
-	if err != nil {
+	args := append([]string{"busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "20", "-T", "1", "-A", "1", "-s", script}, extra...)
+	if out, err := g.Run(args...); err != nil {
 		t.Fatalf("udhcpc: %v\n%s", err, out)
 	}
-	return time.Since(start)
 }
 
 // upstream is a namespace behind the daemon's namespace (uplink up0,
@@ -343,7 +362,8 @@ func (d *daemon) ctlIn(dir string, args ...string) ctlResult {
 	return r
 }
 
-// exited reports whether a child process has exited (a zombie awaiting Wait).
+// exited reports whether a child process has exited (a zombie awaiting Wait,
+// or already gone).
 func exited(pid int) bool {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -351,7 +371,7 @@ func exited(pid int) bool {
 	}
 	// The state follows the command name, which is in parentheses.
 	if i := bytes.LastIndexByte(data, ')'); i >= 0 && i+2 < len(data) {
-		return data[i+2] == 'Z'
+		return data[i+2] == 'Z' || data[i+2] == 'X'
 	}
 	return false
 }
