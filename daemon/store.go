@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"vnet/internal/atomicfile"
 )
 
 // Store persists definitions, autostart marks and the live status of active
@@ -47,7 +49,8 @@ func newStore(configDir, runDir string) (*store, error) {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("create directory %s: %w", d, err)
 		}
-		removeStaleTemps(d)
+		// Best effort: a leftover temp file is only clutter.
+		_ = atomicfile.RemoveStale(d)
 	}
 	return s, nil
 }
@@ -81,7 +84,7 @@ func (s *store) SaveConfig(name, xml string) error {
 	if err := safeName(name); err != nil {
 		return err
 	}
-	return writeAtomic(s.configPath(name), []byte(fmt.Sprintf(configHeader, name)+xml), 0o600)
+	return atomicfile.Write(s.configPath(name), []byte(fmt.Sprintf(configHeader, name)+xml), 0o600, atomicfile.Durable)
 }
 
 // DeleteConfig implements Store.
@@ -100,7 +103,7 @@ func (s *store) SaveStatus(name, xml string) error {
 	if err := safeName(name); err != nil {
 		return err
 	}
-	return writeAtomic(s.statusPath(name), []byte(xml), 0o600)
+	return atomicfile.Write(s.statusPath(name), []byte(xml), 0o600, atomicfile.Durable)
 }
 
 // DeleteStatus implements Store.
@@ -120,7 +123,7 @@ func (s *store) SetAutostart(name string, on bool) error {
 	if !on {
 		return removeIfExists(link)
 	}
-	tmp := link + ".tmp"
+	tmp := atomicfile.TempName(link)
 	_ = os.Remove(tmp)
 	if err := os.Symlink(s.configPath(name), tmp); err != nil {
 		return fmt.Errorf("create autostart link for %s: %w", name, err)
@@ -129,7 +132,7 @@ func (s *store) SetAutostart(name string, on bool) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("create autostart link for %s: %w", name, err)
 	}
-	return syncDir(filepath.Dir(link))
+	return atomicfile.SyncDir(filepath.Dir(link))
 }
 
 // Autostart implements Store.
@@ -266,65 +269,6 @@ func listXML(dir string) ([]string, error) {
 	}
 	sort.Strings(names)
 	return names, nil
-}
-
-// removeStaleTemps deletes the temp files an interrupted writeAtomic or
-// setAutostart left behind (a crash between create and rename).
-func removeStaleTemps(dir string) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		n := e.Name()
-		if (strings.HasPrefix(n, ".") && strings.Contains(n, ".tmp")) || strings.HasSuffix(n, ".xml.tmp") {
-			_ = os.Remove(filepath.Join(dir, n))
-		}
-	}
-}
-
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		return fail(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }
 
 func removeIfExists(path string) error {

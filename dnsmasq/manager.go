@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"vnet/internal/atomicfile"
 	netxml "vnet/xml"
 )
 
@@ -158,7 +159,9 @@ func NewManager(c Config) (*Manager, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	warnUnreachable(c.Logger, c.StateDir)
-	removeStaleTemps(c.Logger, c.StateDir)
+	for _, err := range atomicfile.RemoveStale(c.StateDir) {
+		c.Logger.Warn("dnsmasq: removing a stale temp file", "err", err)
+	}
 	if c.Command == nil {
 		c.Command = func(argv []string) *exec.Cmd { return exec.Command(argv[0], argv[1:]...) }
 	}
@@ -296,14 +299,14 @@ func (m *Manager) update(p *netProc, files *Files) error {
 		if err == nil && string(cur) == f.text {
 			continue
 		}
-		if err := writeAtomic(m.path(p.base, f.ext), []byte(f.text), 0o644); err != nil {
+		if err := atomicfile.Write(m.path(p.base, f.ext), []byte(f.text), 0o644, atomicfile.Volatile); err != nil {
 			return fmt.Errorf("dnsmasq for network %q: %w", p.name, err)
 		}
 		changed = true
 	}
 	if cur, err := os.ReadFile(m.path(p.base, ".conf")); err != nil || string(cur) != files.Conf {
 		// Someone removed or edited our conf: restore it for the next restart.
-		if err := writeAtomic(m.path(p.base, ".conf"), []byte(files.Conf), 0o600); err != nil {
+		if err := atomicfile.Write(m.path(p.base, ".conf"), []byte(files.Conf), 0o600, atomicfile.Volatile); err != nil {
 			return fmt.Errorf("dnsmasq for network %q: %w", p.name, err)
 		}
 	}
@@ -336,7 +339,7 @@ func (m *Manager) writeFiles(base string, f *Files) error {
 	errs := make([]error, len(files))
 	var wg sync.WaitGroup
 	for i, w := range files {
-		wg.Go(func() { errs[i] = writeAtomic(m.path(base, w.ext), []byte(w.text), w.mode) })
+		wg.Go(func() { errs[i] = atomicfile.Write(m.path(base, w.ext), []byte(w.text), w.mode, atomicfile.Volatile) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -348,39 +351,6 @@ func (m *Manager) removeFiles(base string) {
 			m.log.Warn("dnsmasq: remove file", "path", p, "err", err)
 		}
 	}
-}
-
-// writeAtomic replaces path with data: temp file, rename. The rename keeps
-// readers (dnsmasq on SIGHUP) from seeing half a file. No fsync: these files
-// are generated again on every start and adoption, so a crash can only
-// cost a dnsmasq restart, while an fsync per file costs milliseconds of
-// every net-start.
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	ok = true
-	return nil
 }
 
 // interfacesChanged is what dnsmasq prints when the host's interfaces
@@ -746,25 +716,6 @@ func (m *Manager) Detach() {
 	}
 	for _, p := range procs {
 		<-p.done
-	}
-}
-
-// removeStaleTemps deletes the temp files (".NAME.EXT.tmpNNN") of a
-// writeAtomic that a crash interrupted between create and rename: nothing
-// else would ever remove them.
-func removeStaleTemps(log *slog.Logger, dir string) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		n := e.Name()
-		if e.IsDir() || !strings.HasPrefix(n, ".") || !strings.Contains(n, ".tmp") {
-			continue
-		}
-		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			log.Warn("dnsmasq: remove stale temp file", "path", filepath.Join(dir, n), "err", err)
-		}
 	}
 }
 
