@@ -442,9 +442,9 @@ func TestStartupRemovesStaleTemps(t *testing.T) {
 	d := newDaemon(t, host)
 	xml := natXML("stale", "vbr-stale", 142)
 	temps := map[string]string{
-		filepath.Join(d.configDir, "networks", ".stale.xml.tmp123"):          xml,
-		filepath.Join(d.configDir, "networks", "autostart", "stale.xml.tmp"): "",
-		filepath.Join(d.runDir, "networks", ".stale.xml.tmp456"):             xml,
+		filepath.Join(d.configDir, "networks", ".stale.xml.tmp123"):           xml,
+		filepath.Join(d.configDir, "networks", "autostart", ".stale.xml.tmp"): "",
+		filepath.Join(d.runDir, "networks", ".stale.xml.tmp456"):              xml,
 	}
 	for p, content := range temps {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
