@@ -168,42 +168,10 @@ func parseAddr(field, v string) (netip.Addr, error) {
 type ipDef struct {
 	x      *libvirtxml.NetworkIP
 	addr   netip.Addr
-	prefix int // -1 when it cannot be determined
+	prefix int // netxml.PrefixLen of the <ip>
 }
 
 func (d *ipDef) v4() bool { return d.addr.Is4() }
-
-// prefixOf is libvirt's rule for the prefix of an <ip>: prefix attribute,
-// else netmask, else the classful default for IPv4 and 64 for IPv6.
-func prefixOf(x *libvirtxml.NetworkIP, a netip.Addr) (int, error) {
-	if x.Prefix > 0 {
-		return int(x.Prefix), nil
-	}
-	if x.Netmask != "" {
-		m, err := netip.ParseAddr(x.Netmask)
-		if err != nil || !m.Is4() {
-			return -1, netxml.Errorf(netxml.KindXML, "invalid netmask %q of ip %s", x.Netmask, a)
-		}
-		b := m.As4()
-		ones, bits := net.IPMask(b[:]).Size()
-		if bits == 0 {
-			return -1, netxml.Errorf(netxml.KindXML, "invalid netmask %q of ip %s", x.Netmask, a)
-		}
-		return ones, nil
-	}
-	if a.Is6() {
-		return 64, nil
-	}
-	switch first := a.As4()[0]; {
-	case first < 128:
-		return 8, nil
-	case first < 192:
-		return 16, nil
-	case first < 224:
-		return 24, nil
-	}
-	return -1, nil
-}
 
 func ipDefs(n *netxml.Network) ([]ipDef, error) {
 	defs := make([]ipDef, 0, len(n.IPs))
@@ -221,12 +189,9 @@ func ipDefs(n *netxml.Network) ([]ipDef, error) {
 		if x.Family == "ipv6" && !a.Is6() || x.Family == "ipv4" && !a.Is4() {
 			return nil, netxml.Errorf(netxml.KindXML, "ip address %s does not match family %s", a, x.Family)
 		}
-		p, err := prefixOf(x, a)
+		p, err := netxml.PrefixLen(a, x.Prefix, x.Netmask)
 		if err != nil {
 			return nil, err
-		}
-		if p > a.BitLen() {
-			return nil, netxml.Errorf(netxml.KindXML, "invalid prefix %d of ip %s", p, a)
 		}
 		defs = append(defs, ipDef{x: x, addr: a, prefix: p})
 	}
@@ -583,9 +548,6 @@ func (g *gen) upstream() error {
 		if ip.x.LocalPtr != "yes" {
 			continue
 		}
-		if ip.prefix < 0 {
-			return netxml.Errorf(netxml.KindInternal, "Can't determine prefix of %s", ip.addr)
-		}
 		ptr, err := ptrDomain(ip.addr, ip.prefix)
 		if err != nil {
 			return err
@@ -725,9 +687,6 @@ func (g *gen) dhcp() error {
 // dhcpOf writes the DHCP lines of one <ip> and returns its number of
 // dynamic addresses.
 func (g *gen) dhcpOf(d *ipDef) (int, error) {
-	if d.prefix < 0 {
-		return 0, netxml.Errorf(netxml.KindInternal, "bridge '%s' has an invalid prefix", g.n.BridgeName())
-	}
 	leases := 0
 	for _, r := range d.x.DHCP.Ranges {
 		s, err := parseAddr("dhcp range start", r.Start)

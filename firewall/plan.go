@@ -17,7 +17,6 @@
 package firewall
 
 import (
-	"fmt"
 	"net/netip"
 	"strings"
 
@@ -417,7 +416,7 @@ func parseIP(bridge string, ip *libvirtxml.NetworkIP) (ipDef, error) {
 	if addr.Is6() {
 		d.family = IPv6
 	}
-	bits, err := prefixLen(addr, ip.Prefix, ip.Netmask)
+	bits, err := netxml.PrefixLen(addr, ip.Prefix, ip.Netmask)
 	if err != nil {
 		return d, netxml.Errorf(netxml.KindInternal, "Invalid prefix or netmask for '%s'", bridge)
 	}
@@ -427,46 +426,4 @@ func parseIP(bridge string, ip *libvirtxml.NetworkIP) (ipDef, error) {
 	}
 	d.tftp = ip.TFTP != nil && ip.TFTP.Root != ""
 	return d, nil
-}
-
-// prefixLen returns the prefix length of an address from its prefix or netmask
-// attribute, or libvirt's default (the classful length for IPv4, 64 for IPv6).
-func prefixLen(addr netip.Addr, prefix uint, netmask string) (int, error) {
-	max := addr.BitLen()
-	switch {
-	case prefix > 0:
-		if int(prefix) > max {
-			return 0, fmt.Errorf("prefix %d too long", prefix)
-		}
-		return int(prefix), nil
-	case netmask != "":
-		m, err := netip.ParseAddr(netmask)
-		if err != nil || m.BitLen() != max {
-			return 0, fmt.Errorf("bad netmask %q", netmask)
-		}
-		b := m.AsSlice()
-		n := 0
-		for i := 0; i < len(b)*8; i++ {
-			if b[i/8]&(0x80>>(i%8)) != 0 {
-				if n != i {
-					return 0, fmt.Errorf("netmask %q is not contiguous", netmask)
-				}
-				n++
-			}
-		}
-		return n, nil
-	case addr.Is6():
-		return 64, nil
-	default:
-		first := addr.As4()[0]
-		switch {
-		case first < 128:
-			return 8, nil
-		case first < 192:
-			return 16, nil
-		case first < 224:
-			return 24, nil
-		}
-		return 0, fmt.Errorf("no default prefix for %s", addr)
-	}
 }

@@ -2,39 +2,26 @@ package network
 
 import (
 	"fmt"
-	"math/bits"
 	"net"
 	"net/netip"
 	"strconv"
 
 	"libvirt.org/go/libvirtxml"
+
+	netxml "vnet/xml"
 )
 
 // ipAddr returns the interface address of an <ip> element: the address with
-// its prefix length (not masked), e.g. 192.168.122.1/24.
-//
-// The prefix length comes from prefix=, else netmask=, else libvirt's default:
-// the classful length for IPv4 (A /8, B /16, C /24) and /64 for IPv6.
+// its prefix length (not masked, netxml.IPNet), e.g. 192.168.122.1/24.
 func ipAddr(ip libvirtxml.NetworkIP) (netip.Prefix, error) {
-	addr, err := netip.ParseAddr(ip.Address)
+	p, err := netxml.IPNet(ip)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("invalid address %q", ip.Address)
-	}
-	addr = addr.Unmap()
-	if err := checkFamily(ip.Family, addr); err != nil {
 		return netip.Prefix{}, err
 	}
-	bitsLen, err := prefixLen(addr, ip.Prefix, ip.Netmask)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("address %s: %w", ip.Address, err)
+	if err := checkFamily(ip.Family, p.Addr()); err != nil {
+		return netip.Prefix{}, err
 	}
-	if bitsLen < 0 {
-		bitsLen, err = defaultPrefixLen(addr)
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-	}
-	return netip.PrefixFrom(addr, bitsLen), nil
+	return p, nil
 }
 
 // route is a parsed <route>: destination (masked), gateway and metric.
@@ -67,12 +54,9 @@ func parseRoute(r libvirtxml.NetworkRoute) (route, error) {
 	if gw.Is4() != addr.Is4() {
 		return route{}, fmt.Errorf("route %s: gateway %s is of another family", r.Address, r.Gateway)
 	}
-	n, err := prefixLen(addr, r.Prefix, r.Netmask)
+	dst, err := netxml.RouteDst(r)
 	if err != nil {
 		return route{}, fmt.Errorf("route %s: %w", r.Address, err)
-	}
-	if n < 0 {
-		n = addr.BitLen()
 	}
 	metric := 1
 	if r.Metric != "" {
@@ -84,49 +68,7 @@ func parseRoute(r libvirtxml.NetworkRoute) (route, error) {
 			metric = int(m)
 		}
 	}
-	return route{Dst: netip.PrefixFrom(addr, n).Masked(), Gw: gw, Metric: metric}, nil
-}
-
-// prefixLen returns the prefix length given by prefix= or netmask=, or -1
-// when neither is set.
-func prefixLen(addr netip.Addr, prefix uint, netmask string) (int, error) {
-	switch {
-	case prefix != 0:
-		if int(prefix) > addr.BitLen() {
-			return 0, fmt.Errorf("prefix %d is too long", prefix)
-		}
-		return int(prefix), nil
-	case netmask != "":
-		m, err := netip.ParseAddr(netmask)
-		if err != nil || !m.Is4() || !addr.Is4() {
-			return 0, fmt.Errorf("invalid netmask %q", netmask)
-		}
-		v := m.As4()
-		u := uint32(v[0])<<24 | uint32(v[1])<<16 | uint32(v[2])<<8 | uint32(v[3])
-		ones := bits.LeadingZeros32(^u)
-		if u<<ones != 0 {
-			return 0, fmt.Errorf("netmask %q is not contiguous", netmask)
-		}
-		return ones, nil
-	}
-	return -1, nil
-}
-
-// defaultPrefixLen is libvirt's prefix for an address without prefix or
-// netmask (virSocketAddrGetIPPrefix).
-func defaultPrefixLen(addr netip.Addr) (int, error) {
-	if addr.Is6() {
-		return 64, nil
-	}
-	switch b := addr.As4()[0]; {
-	case b < 128:
-		return 8, nil
-	case b < 192:
-		return 16, nil
-	case b < 224:
-		return 24, nil
-	}
-	return 0, fmt.Errorf("address %s: no prefix and no classful default", addr)
+	return route{Dst: dst, Gw: gw, Metric: metric}, nil
 }
 
 func checkFamily(family string, addr netip.Addr) error {

@@ -77,17 +77,22 @@ func netmaskBits(mask netip.Addr) (int, bool) {
 }
 
 // IPPrefixLen returns the prefix length of an <ip> element as libvirt computes
-// it: the prefix attribute, else the netmask, else for IPv4 the classful
-// default (A /8, B /16, C /24) and for IPv6 64.
+// it (see PrefixLen).
 func IPPrefixLen(ip libvirtxml.NetworkIP) (int, error) {
 	a, err := ParseAddr(ip.Address)
 	if err != nil {
 		return 0, Errorf(KindXML, "Invalid address '%s'", ip.Address)
 	}
-	return prefixLen(a, ip.Netmask, ip.Prefix)
+	return PrefixLen(a, ip.Prefix, ip.Netmask)
 }
 
-func prefixLen(a netip.Addr, netmask string, prefix uint) (int, error) {
+// PrefixLen is libvirt's rule for the prefix length of an address given with
+// a prefix and/or a netmask attribute (virSocketAddrGetIPPrefix), the one
+// implementation every package uses: the prefix when it is not 0, else the
+// netmask (IPv4, contiguous), else the default: for IPv4 the class of the
+// first octet (0 → 0, A → 8, B → 16, C → 24; class D and E have none, an
+// error), for IPv6 64 (:: → 0).
+func PrefixLen(a netip.Addr, prefix uint, netmask string) (int, error) {
 	if prefix > 0 {
 		if int(prefix) > a.BitLen() {
 			return 0, Errorf(KindXML, "Invalid prefix '%d' for address '%s'", prefix, FormatAddr(a))
@@ -100,7 +105,7 @@ func prefixLen(a netip.Addr, netmask string, prefix uint) (int, error) {
 			return 0, Errorf(KindXML, "Invalid netmask '%s'", netmask)
 		}
 		n, ok := netmaskBits(m)
-		if !ok {
+		if !ok || !a.Is4() {
 			return 0, Errorf(KindXML, "Invalid netmask '%s'", netmask)
 		}
 		return n, nil
@@ -111,15 +116,14 @@ func prefixLen(a netip.Addr, netmask string, prefix uint) (int, error) {
 		}
 		return 64, nil
 	}
-	b := a.As4()
-	switch {
-	case a.IsUnspecified():
+	switch b := a.As4()[0]; {
+	case b == 0:
 		return 0, nil
-	case b[0]&0x80 == 0:
+	case b&0x80 == 0:
 		return 8, nil
-	case b[0]&0xc0 == 0x80:
+	case b&0xc0 == 0x80:
 		return 16, nil
-	case b[0]&0xe0 == 0xc0:
+	case b&0xe0 == 0xc0:
 		return 24, nil
 	}
 	return 0, Errorf(KindXML, "address '%s' needs a prefix or netmask (no classful default exists for it)", FormatAddr(a))
@@ -132,11 +136,29 @@ func IPNet(ip libvirtxml.NetworkIP) (netip.Prefix, error) {
 	if err != nil {
 		return netip.Prefix{}, Errorf(KindXML, "Invalid address '%s'", ip.Address)
 	}
-	n, err := prefixLen(a, ip.Netmask, ip.Prefix)
+	n, err := PrefixLen(a, ip.Prefix, ip.Netmask)
 	if err != nil {
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(a, n), nil
+}
+
+// RouteDst returns the destination of a static <route> (masked). Its prefix
+// length follows PrefixLen when the route has a prefix or netmask; without
+// either, vnet's parser accepts only a host route (libvirt refuses any other
+// address), so the default is the full address length.
+func RouteDst(r libvirtxml.NetworkRoute) (netip.Prefix, error) {
+	a, err := ParseAddr(r.Address)
+	if err != nil {
+		return netip.Prefix{}, Errorf(KindXML, "Bad network address '%s' in route definition", r.Address)
+	}
+	n := a.BitLen()
+	if r.Prefix != 0 || r.Netmask != "" {
+		if n, err = PrefixLen(a, r.Prefix, r.Netmask); err != nil {
+			return netip.Prefix{}, err
+		}
+	}
+	return netip.PrefixFrom(a, n).Masked(), nil
 }
 
 // IPFamily returns "ipv4" or "ipv6" for an <ip> element (from its address,

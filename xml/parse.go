@@ -759,7 +759,7 @@ func (p *parser) ip(e *elem) (libvirtxml.NetworkIP, error) {
 	ip.Prefix = prefix
 
 	if d := e.first("dhcp"); d != nil {
-		pfx, err := prefixLen(a, ip.Netmask, ip.Prefix)
+		pfx, err := PrefixLen(a, ip.Prefix, ip.Netmask)
 		if err != nil {
 			return ip, err
 		}
@@ -960,7 +960,6 @@ func (p *parser) route(e *elem) (libvirtxml.NetworkRoute, error) {
 	if err != nil {
 		return r, xmlErr("Invalid prefix in route definition of network '%s'", p.name)
 	}
-	bits := a.BitLen()
 	if nm, ok := e.attr("netmask"); ok {
 		if hasPrefix {
 			return r, xmlErr("Route definition of network '%s' cannot have both a prefix and a netmask", p.name)
@@ -969,12 +968,10 @@ func (p *parser) route(e *elem) (libvirtxml.NetworkRoute, error) {
 		if err != nil || !a.Is4() || !m.Is4() {
 			return r, xmlErr("Bad netmask address '%s' in route definition of network '%s'", nm, p.name)
 		}
-		nb, ok := netmaskBits(m)
-		if !ok {
+		if _, ok := netmaskBits(m); !ok {
 			return r, xmlErr("Bad netmask address '%s' in route definition of network '%s'", nm, p.name)
 		}
 		r.Netmask = FormatAddr(m)
-		bits = nb
 	} else if hasPrefix {
 		if int(prefix) > a.BitLen() {
 			return r, xmlErr("Invalid prefix %d in route definition of network '%s'", prefix, p.name)
@@ -985,9 +982,8 @@ func (p *parser) route(e *elem) (libvirtxml.NetworkRoute, error) {
 			return r, Errorf(KindUnsupported, "route with prefix 0 in network '%s' is not supported by vnet", p.name)
 		}
 		r.Prefix = prefix
-		bits = int(prefix)
 	}
-	if pfx := netip.PrefixFrom(a, bits); pfx.Masked().Addr() != a {
+	if dst, err := RouteDst(r); err != nil || dst.Addr() != a {
 		return r, xmlErr("network '%s' has an invalid netmask or IP address in route definition: '%s' is not a network address", p.name, address)
 	}
 	if m, ok := e.attr("metric"); ok {
