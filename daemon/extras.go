@@ -65,9 +65,9 @@ func (m *Manager) Update(ref string, command, section, parentIndex int, xml stri
 		}
 	}
 	if newLive != nil && !m.testDriver {
-		if err := m.host.Ensure(newLive, false); err != nil {
+		if _, err := m.host.Converge(newLive); err != nil {
 			// Put the host back to the running definition.
-			if rerr := m.host.Ensure(o.live, false); rerr != nil {
+			if _, rerr := m.host.Converge(o.live); rerr != nil {
 				m.log.Error("restoring network after failed update", "network", o.name, "err", rerr)
 			}
 			return m.infoR(o), err
@@ -241,7 +241,7 @@ func NewTestDriver(log *slog.Logger) *Manager {
 type nullHost struct{}
 
 func (nullHost) Check(*netxml.Network) error                 { return nil }
-func (nullHost) Ensure(*netxml.Network, bool) error          { return nil }
+func (nullHost) Start(*netxml.Network) error                 { return nil }
 func (nullHost) Remove(*netxml.Network) error                { return nil }
 func (nullHost) Forget(string) error                         { return nil }
 func (nullHost) LinkExists(string) bool                      { return false }
@@ -250,5 +250,5 @@ func (nullHost) Leases(*netxml.Network) ([]api.Lease, error) { return nil, nil }
 func (nullHost) Plan(n *netxml.Network) (string, error) {
 	return "# test driver: nothing would change on the host\n", nil
 }
-func (nullHost) Verify(*netxml.Network) ([]string, error) { return nil, nil }
-func (nullHost) Repair(*netxml.Network) ([]string, error) { return nil, nil }
+func (nullHost) Verify(*netxml.Network) ([]string, error)   { return nil, nil }
+func (nullHost) Converge(*netxml.Network) ([]string, error) { return nil, nil }

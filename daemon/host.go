@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -19,23 +19,25 @@ import (
 
 // Host is what the manager needs from the machine: everything that brings a
 // network's desired state into being or removes it. The real implementation
-// drives netlink, the firewall and dnsmasq; unit tests use a fake.
+// drives netlink, /proc/sys, the firewall and dnsmasq through one converge per
+// network; unit tests use a fake.
 type Host interface {
 	// Check fails when the network cannot start on this host (a subnet already
 	// routed or addressed elsewhere, …). It changes nothing.
 	Check(n *netxml.Network) error
-	// Ensure brings the network's bridge, firewall rules, sysctls and dnsmasq
-	// to their desired state. It is idempotent: on a network that is already
-	// up it changes nothing (daemon restart, repair). When it fails and undo is
-	// true, it removes what this call created, leaving the host as it was.
-	Ensure(n *netxml.Network, undo bool) error
-	// Verify checks every part of an active network and describes what
-	// differs from its definition (nothing = healthy). It changes nothing.
+	// Start brings the network up: Converge, and when that fails, it removes
+	// what this call created, leaving the host as it was.
+	Start(n *netxml.Network) error
+	// Converge brings the network's bridge, sysctls, firewall rules and
+	// dnsmasq to their desired state, changing only what differs: on a
+	// healthy network it changes nothing (no flapped bridge, no replaced
+	// rules, no restarted dnsmasq). It returns what it found wrong and
+	// fixed. Adoption at daemon start, drift repair and net-update use it.
+	Converge(n *netxml.Network) (fixed []string, err error)
+	// Verify describes what differs from the network's definition (nothing =
+	// healthy): what Converge would fix. It changes nothing.
 	Verify(n *netxml.Network) ([]string, error)
-	// Repair checks every part of an active network and re-creates what is
-	// missing or differs, leaving the rest untouched. It returns what it fixed.
-	Repair(n *netxml.Network) ([]string, error)
-	// Remove tears down exactly what Ensure creates for the network.
+	// Remove tears down exactly what Start creates for the network.
 	Remove(n *netxml.Network) error
 	// Forget drops per-network state that outlives a run (leases) on undefine.
 	Forget(name string) error
@@ -46,8 +48,8 @@ type Host interface {
 	Detach()
 	// Leases returns the DHCP leases dnsmasq handed out on the network.
 	Leases(n *netxml.Network) ([]api.Lease, error)
-	// Plan describes, as commands and files, what Ensure would do on a host
-	// without the network. It changes nothing.
+	// Plan returns, as commands and files, the steps Start would run on
+	// this host now (--dry-run). It changes nothing.
 	Plan(n *netxml.Network) (string, error)
 }
 
@@ -57,6 +59,9 @@ type realHost struct {
 	fw  firewall.Backend
 	dns *dnsmasq.Manager
 	log *slog.Logger
+
+	// stepHook, when set (tests), sees every step Start and Converge ran.
+	stepHook func(network.Step)
 
 	// retiring holds bridges taken out of service whose deletion the
 	// kernel is still finishing (see network.RetireBridge).
@@ -78,11 +83,16 @@ func (h *realHost) waitRetired(name string) {
 	}
 }
 
-// retire takes the bridge out of service now and lets the kernel finish
-// deleting it in the background.
-func (h *realHost) retire(name string) error {
+// retire takes the network's bridge out of service now and lets the kernel
+// finish deleting it in the background. A link of that name vnet did not
+// create for the network is left alone.
+func (h *realHost) retire(name, networkName string) error {
 	h.waitRetired(name)
-	done, err := network.RetireBridge(name)
+	done, err := network.RetireBridge(name, networkName)
+	if errors.Is(err, network.ErrNotOurs) {
+		h.log.Warn("leaving a link vnet did not create", "network", networkName, "err", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -127,124 +137,193 @@ func (h *realHost) Check(n *netxml.Network) error {
 	return network.CheckHostConflicts(n)
 }
 
-// Ensure implements Host.
-func (h *realHost) Ensure(n *netxml.Network, undo bool) error {
-	_, err := h.ensure(n, undo)
-	return err
+// converged is what one converge did, for Start's rollback.
+type converged struct {
+	plan          *firewall.Plan
+	createdBridge bool // this call created the bridge
+	appliedFW     bool // this call applied the firewall rules
 }
 
-// Repair implements Host.
-func (h *realHost) Repair(n *netxml.Network) ([]string, error) { return h.ensure(n, false) }
-
-// Verify implements Host.
-func (h *realHost) Verify(n *netxml.Network) ([]string, error) {
+// converge brings every part of the network to its desired state through ex,
+// in order bridge → sysctls → firewall → dnsmasq. Each part reads the live
+// state (read-only) and issues only the changes that are needed as steps:
+// with network.Apply they are made (start, adoption, repair), with
+// network.Record only recorded (verify, --dry-run). There is no other code
+// path that changes a network's host state.
+func (h *realHost) converge(n *netxml.Network, ex network.Executor) (c converged, err error) {
 	if !n.OwnsBridge() {
-		return nil, nil
-	}
-	var drift []string
-	if err := network.VerifyBridge(n); err != nil {
-		drift = append(drift, err.Error())
-	}
-	plan, err := firewall.PlanFor(n)
-	if err != nil {
-		return drift, err
-	}
-	if err := h.fw.Verify(plan); err != nil {
-		drift = append(drift, err.Error())
-	}
-	if dnsmasq.Needed(n) && h.dns.Pid(n.Name) == 0 {
-		drift = append(drift, fmt.Sprintf("dnsmasq of network '%s' not running", n.Name))
-	}
-	return drift, nil
-}
-
-// ensure brings every part of the network to its desired state. With undo it
-// is a start: it applies everything and, on failure, removes what it created.
-// Without undo it is an adoption or a repair: it checks each part first and
-// changes only what differs, so a healthy network is left exactly as it is
-// (no flapped bridge, no replaced rules, no restarted dnsmasq). It returns
-// what it found broken and fixed.
-func (h *realHost) ensure(n *netxml.Network, undo bool) (repaired []string, err error) {
-	if !n.OwnsBridge() {
-		return nil, checkForeignModes(n)
+		return c, checkForeignModes(n)
 	}
 	if err := checkUnsupported(n); err != nil {
-		return nil, err
+		return c, err
 	}
-	plan, err := firewall.PlanFor(n)
-	if err != nil {
-		return nil, err
+	if c.plan, err = firewall.PlanFor(n); err != nil {
+		return c, err
 	}
-	bridge := n.BridgeName()
-	h.waitRetired(bridge)
-	var createdBridge, appliedFW bool
+	h.waitRetired(n.BridgeName())
 	t := newStepTimer()
-	defer func() { h.log.Debug("ensure network", "network", n.Name, "steps", t.String(), "err", err) }()
 	defer func() {
-		if err == nil || !undo {
-			return
-		}
-		// Undo in reverse order exactly what this start did.
-		if appliedFW {
-			if rerr := h.fw.Remove(plan); rerr != nil {
-				h.log.Warn("rollback: remove firewall rules", "network", n.Name, "err", rerr)
-			}
-		}
-		if createdBridge {
-			if rerr := network.DeleteBridge(bridge); rerr != nil {
-				h.log.Warn("rollback: delete bridge", "network", n.Name, "bridge", bridge, "err", rerr)
-			}
-		}
+		h.log.Debug("converge network", "network", n.Name, "live", ex.Live(), "steps", t.String(), "err", err)
 	}()
-	if !undo {
-		if verr := network.VerifyBridge(n); verr != nil {
-			repaired = append(repaired, verr.Error())
-		}
-	}
-	createdBridge, err = network.EnsureBridge(n)
+
+	// newBridge: this call created the bridge (or, recording, would).
+	newBridge, err := network.ConvergeBridge(n, ex)
+	c.createdBridge = newBridge && ex.Live()
 	if err != nil {
-		return repaired, err
-	}
-	if createdBridge {
-		if err = network.MarkOwned(bridge, n.Name); err != nil {
-			return repaired, err
-		}
+		return c, err
 	}
 	t.step("bridge")
-	changed, err := network.EnsureForwarding(n)
-	if err != nil {
-		return repaired, err
+	if err = network.ConvergeForwarding(n, ex); err != nil {
+		return c, err
 	}
 	t.step("sysctl")
-	for _, c := range changed {
-		h.log.Info("changed host sysctl", "network", n.Name, "sysctl", c)
-	}
-	apply := undo || createdBridge
-	if !apply {
-		// Rules match interfaces by index: a re-created bridge needs them
-		// re-applied even if they are all still there.
-		if verr := h.fw.Verify(plan); verr != nil {
-			repaired = append(repaired, verr.Error())
-			apply = true
-		}
-	}
-	if apply {
-		if err = h.fw.Apply(plan); err != nil {
-			return repaired, fmt.Errorf("network '%s': apply firewall rules: %w", n.Name, err)
-		}
-		appliedFW = true
+	if err = h.convergeFirewall(n, c.plan, ex, newBridge, &c.appliedFW); err != nil {
+		return c, err
 	}
 	t.step("firewall")
 	if dnsmasq.Needed(n) {
-		if !undo && h.dns.Pid(n.Name) == 0 {
-			repaired = append(repaired, fmt.Sprintf("dnsmasq of network '%s' not running", n.Name))
-		}
-		if err = h.dns.Start(n); err != nil {
-			return repaired, err
+		if err = h.convergeDnsmasq(n, ex); err != nil {
+			return c, err
 		}
 		t.step("dnsmasq")
 	}
-	return repaired, nil
+	return c, nil
+}
+
+// convergeFirewall applies the network's rules when they differ from the
+// plan, or always on a new bridge: rules match interfaces by index, so a
+// re-created bridge needs them re-applied even if they are all still there.
+func (h *realHost) convergeFirewall(n *netxml.Network, plan *firewall.Plan, ex network.Executor, newBridge bool, applied *bool) error {
+	var problem string
+	if !newBridge {
+		verr := h.fw.Verify(plan)
+		if verr == nil {
+			return nil
+		}
+		problem = verr.Error()
+	}
+	return ex.Run(network.Step{
+		Problem: problem,
+		Cmd:     fmt.Sprintf("# firewall (%s): replace the rules of network '%s' in one transaction", h.fw.Name(), n.Name),
+		Detail:  describeFirewall(h.fw, plan),
+		Do: func() error {
+			// Unwrapped: the backends' errors name the network and
+			// what they applied.
+			if err := h.fw.Apply(plan); err != nil {
+				return err
+			}
+			*applied = true
+			return nil
+		},
+	})
+}
+
+// convergeDnsmasq starts the network's dnsmasq when it does not run, adopts
+// one that runs unsupervised (daemon restart), and rewrites files that differ
+// from the definition (dnsmasq then reloads or restarts).
+func (h *realHost) convergeDnsmasq(n *netxml.Network, ex network.Executor) error {
+	files, err := h.dns.PlannedFiles(n)
+	if err != nil {
+		return err
+	}
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	start := func() error { return h.dns.Start(n) }
+	argv := strings.Join(h.dns.Argv(n.Name), " ")
+	pid := h.dns.Pid(n.Name)
+	if pid == 0 {
+		var detail strings.Builder
+		for _, p := range paths {
+			fmt.Fprintf(&detail, "# file %s\n%s", p, files[p])
+			if files[p] != "" && !strings.HasSuffix(files[p], "\n") {
+				detail.WriteString("\n")
+			}
+		}
+		return ex.Run(network.Step{Problem: fmt.Sprintf("dnsmasq of network '%s' not running", n.Name), Cmd: argv, Detail: detail.String(), Do: start})
+	}
+	var differ []string
+	var detail strings.Builder
+	for _, p := range paths {
+		if cur, err := os.ReadFile(p); err != nil || string(cur) != files[p] {
+			differ = append(differ, p)
+			fmt.Fprintf(&detail, "# file %s\n%s", p, files[p])
+		}
+	}
+	if len(differ) > 0 {
+		return ex.Run(network.Step{
+			Problem: fmt.Sprintf("dnsmasq of network '%s': %s differs from the definition", n.Name, strings.Join(differ, ", ")),
+			Cmd:     fmt.Sprintf("# dnsmasq (pid %d): rewrite %s, reload or restart", pid, strings.Join(differ, ", ")),
+			Detail:  detail.String(),
+			Do:      start,
+		})
+	}
+	if !h.dns.Supervised(n.Name) {
+		// Not drift: a dnsmasq left running by an earlier daemon.
+		return ex.Run(network.Step{Cmd: fmt.Sprintf("# dnsmasq (pid %d) already serves the network: adopt it", pid), Do: start})
+	}
+	return nil
+}
+
+// run returns the executor that changes the host for network n, logging
+// every step.
+func (h *realHost) run(n *netxml.Network) *network.Apply {
+	return &network.Apply{OnStep: func(s network.Step) {
+		h.log.Debug("host step", "network", n.Name, "step", s.Cmd)
+		if h.stepHook != nil {
+			h.stepHook(s)
+		}
+	}}
+}
+
+// Start implements Host.
+func (h *realHost) Start(n *netxml.Network) error {
+	ex := h.run(n)
+	c, err := h.converge(n, ex)
+	logChanges(h.log, n, ex.Ran)
+	if err == nil {
+		return nil
+	}
+	// Undo in reverse order exactly what this start created.
+	if c.appliedFW {
+		if rerr := h.fw.Remove(c.plan); rerr != nil {
+			h.log.Warn("rollback: remove firewall rules", "network", n.Name, "err", rerr)
+		}
+	}
+	if c.createdBridge {
+		if rerr := network.DeleteBridge(n.BridgeName()); rerr != nil {
+			h.log.Warn("rollback: delete bridge", "network", n.Name, "err", rerr)
+		}
+	}
+	return err
+}
+
+// Converge implements Host.
+func (h *realHost) Converge(n *netxml.Network) ([]string, error) {
+	ex := h.run(n)
+	_, err := h.converge(n, ex)
+	logChanges(h.log, n, ex.Ran)
+	return network.Problems(ex.Ran), err
+}
+
+// Verify implements Host: Converge with the recording executor.
+func (h *realHost) Verify(n *netxml.Network) ([]string, error) {
+	var rec network.Record
+	_, err := h.converge(n, &rec)
+	return network.Problems(rec.Steps), err
+}
+
+// logChanges logs the host-wide settings a converge changed (forwarding
+// sysctls): they outlive the network, so an admin must be able to find who
+// changed them.
+func logChanges(log *slog.Logger, n *netxml.Network, ran []network.Step) {
+	for _, s := range ran {
+		if set, ok := strings.CutPrefix(s.Cmd, "sysctl -w "); ok && !strings.Contains(set, "."+n.BridgeName()+".") {
+			log.Info("changed host sysctl", "network", n.Name, "sysctl", set)
+		}
+	}
 }
 
 // Remove implements Host.
@@ -263,7 +342,7 @@ func (h *realHost) Remove(n *netxml.Network) error {
 			errs = append(errs, err)
 		}
 		t.step("firewall")
-		if err := h.retire(n.BridgeName()); err != nil {
+		if err := h.retire(n.BridgeName(), n.Name); err != nil {
 			errs = append(errs, err)
 		}
 		t.step("bridge")
@@ -325,7 +404,8 @@ func (h *realHost) Leases(n *netxml.Network) ([]api.Lease, error) {
 	return out, nil
 }
 
-// Plan implements Host.
+// Plan implements Host: converge with the recording executor, so it lists
+// exactly the steps a start would run on this host now.
 func (h *realHost) Plan(n *netxml.Network) (string, error) {
 	if !n.OwnsBridge() {
 		if err := checkForeignModes(n); err != nil {
@@ -333,101 +413,26 @@ func (h *realHost) Plan(n *netxml.Network) (string, error) {
 		}
 		return fmt.Sprintf("# forward mode '%s': guests use host devices directly; nothing changes on the host at start\n", n.ForwardMode()), nil
 	}
-	if err := checkUnsupported(n); err != nil {
+	var rec network.Record
+	if _, err := h.converge(n, &rec); err != nil {
 		return "", err
 	}
-	var b strings.Builder
-	br := n.BridgeName()
-	fmt.Fprintf(&b, "# bridge %s\n", br)
-	if network.LinkExists(br) {
-		fmt.Fprintf(&b, "# %s exists: adopted, only differences are changed\n", br)
-	} else {
-		stp, delay := 1, 0
-		if n.Bridge != nil {
-			if n.Bridge.STP == "off" {
-				stp = 0
-			}
-			fmt.Sscan(n.Bridge.Delay, &delay)
-		}
-		fmt.Fprintf(&b, "ip link add %s type bridge stp_state %d forward_delay %d\n", br, stp, delay*100)
+	if len(rec.Steps) == 0 {
+		return fmt.Sprintf("# network '%s' is in place: nothing to change\n", n.Name), nil
 	}
-	if n.MAC != nil && n.MAC.Address != "" {
-		fmt.Fprintf(&b, "ip link set %s address %s\n", br, n.MAC.Address)
-	}
-	if n.MTU != nil && n.MTU.Size != 0 {
-		fmt.Fprintf(&b, "ip link set %s mtu %d\n", br, n.MTU.Size)
-	}
-	v6 := len(n.IPsOf("ipv6")) > 0
-	fmt.Fprintf(&b, "sysctl -w net.ipv6.conf.%s.accept_ra=0 net.ipv6.conf.%s.autoconf=0 net.ipv6.conf.%s.disable_ipv6=%d\n", br, br, br, map[bool]int{true: 0, false: 1}[v6])
-	for _, ip := range n.IPs {
-		p, err := netxml.IPNet(ip)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(&b, "ip addr add %s dev %s\n", p, br)
-	}
-	fmt.Fprintf(&b, "ip link set %s up\n", br)
-	for _, r := range n.Routes {
-		fmt.Fprintf(&b, "ip route add %s/%s via %s dev %s", r.Address, routePrefix(r.Prefix, r.Netmask), r.Gateway, br)
-		if r.Metric != "" {
-			fmt.Fprintf(&b, " metric %s", r.Metric)
-		}
-		b.WriteString("\n")
-	}
-	switch n.ForwardMode() {
-	case "nat", "route", "open":
-		b.WriteString("sysctl -w net.ipv4.ip_forward=1\n")
-		if v6 {
-			b.WriteString("sysctl -w net.ipv6.conf.all.forwarding=1\n")
-		}
-	}
-	plan, err := firewall.PlanFor(n)
-	if err != nil {
-		return "", err
-	}
-	fmt.Fprintf(&b, "# firewall (%s)\n", h.fw.Name())
-	b.WriteString(renderFirewall(h.fw.Name(), plan))
-	if dnsmasq.Needed(n) {
-		b.WriteString("# dnsmasq\n")
-		b.WriteString(strings.Join(h.dns.Argv(n.Name), " ") + "\n")
-		files, err := h.dns.PlannedFiles(n)
-		if err != nil {
-			return "", err
-		}
-		paths := make([]string, 0, len(files))
-		for p := range files {
-			paths = append(paths, p)
-		}
-		sort.Strings(paths)
-		for _, p := range paths {
-			fmt.Fprintf(&b, "# file %s\n%s", p, files[p])
-			if files[p] != "" && !strings.HasSuffix(files[p], "\n") {
-				b.WriteString("\n")
-			}
-		}
-	}
-	return b.String(), nil
+	return network.Commands(rec.Steps), nil
 }
 
-func routePrefix(prefix uint, netmask string) string {
-	if netmask != "" {
-		if m := net.ParseIP(netmask).To4(); m != nil {
-			ones, _ := net.IPv4Mask(m[0], m[1], m[2], m[3]).Size()
-			return fmt.Sprint(ones)
-		}
-	}
-	return fmt.Sprint(prefix)
-}
-
-// renderFirewall prints the plan as the commands of the active backend.
-func renderFirewall(backend string, p *firewall.Plan) string {
-	switch backend {
+// describeFirewall prints the plan as the commands of the active backend:
+// the firewall part of --dry-run.
+func describeFirewall(fw firewall.Backend, p *firewall.Plan) string {
+	switch fw.Name() {
 	case "nftables":
 		return firewall.RenderNft(p)
 	case "iptables":
 		return firewall.RenderIptables(p)
 	default:
-		return fmt.Sprintf("# no text rendering for the %s backend\n", backend)
+		return fmt.Sprintf("# no text rendering for the %s backend\n", fw.Name())
 	}
 }
 

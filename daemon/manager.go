@@ -424,13 +424,13 @@ func (m *Manager) startLocked(o *netObj, def *netxml.Network) (err error) {
 		return err
 	}
 	// The status file is written first: if we crash mid-start, the next
-	// daemon start finds it and completes the start (Ensure is idempotent).
+	// daemon start finds it and completes the start (Converge).
 	if err := m.store.SaveStatus(o.name, text); err != nil {
 		unreserve()
 		return err
 	}
 	t.step("status")
-	if err := m.host.Ensure(live, true); err != nil {
+	if err := m.host.Start(live); err != nil {
 		_ = m.store.DeleteStatus(o.name)
 		unreserve()
 		return err
@@ -572,7 +572,7 @@ func (m *Manager) Load(ctx context.Context) error {
 			o = &netObj{name: name, uuid: live.UUID}
 			m.byName[name] = o
 		}
-		repaired, err := m.host.Repair(live)
+		repaired, err := m.host.Converge(live)
 		if err != nil {
 			// Half a network helps nobody: remove what there is, so the
 			// network is either fully up or fully down (e.g. after a crash

@@ -20,14 +20,21 @@ type fakeHost struct {
 	mu      sync.Mutex
 	up      map[string]string // network name → bridge
 	links   map[string]bool
-	failOn  string // network name whose Ensure fails
+	failOn  string // network name whose converge fails
 	ensures int
 }
 
 func newFakeHost() *fakeHost { return &fakeHost{up: map[string]string{}, links: map[string]bool{}} }
 
 func (h *fakeHost) Check(n *netxml.Network) error { return nil }
-func (h *fakeHost) Ensure(n *netxml.Network, undo bool) error {
+
+// Start implements Host: the fake's converge has nothing to roll back.
+func (h *fakeHost) Start(n *netxml.Network) error { _, err := h.Converge(n); return err }
+
+// Converge implements Host.
+func (h *fakeHost) Converge(n *netxml.Network) ([]string, error) { return nil, h.ensure(n) }
+
+func (h *fakeHost) ensure(n *netxml.Network) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.ensures++
@@ -302,8 +309,7 @@ func TestConcurrentOperations(t *testing.T) {
 		t.Fatalf("host %q, daemon %q", h.state(), want)
 	}
 }
-func (h *fakeHost) Verify(*netxml.Network) ([]string, error)   { return nil, nil }
-func (h *fakeHost) Repair(n *netxml.Network) ([]string, error) { return nil, h.Ensure(n, false) }
+func (h *fakeHost) Verify(*netxml.Network) ([]string, error) { return nil, nil }
 
 func TestUnsupportedPartsRefused(t *testing.T) {
 	for _, x := range []string{

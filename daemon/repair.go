@@ -178,7 +178,7 @@ func (r *repairer) repair(name string) {
 		time.AfterFunc(repairRefill, func() { r.hint(name) })
 		return
 	}
-	repaired, err := r.m.host.Repair(live)
+	repaired, err := r.m.host.Converge(live)
 	if err != nil {
 		r.m.log.Error("repairing network failed", "network", name, "err", netxml.Message(err))
 		time.AfterFunc(repairRefill, func() { r.hint(name) })

@@ -704,6 +704,15 @@ func (m *Manager) Pid(name string) int {
 	return 0
 }
 
+// Supervised reports whether this manager supervises the network's dnsmasq
+// (started or adopted it, and restarts it when it dies). A dnsmasq that runs
+// but is not supervised is adopted by Start.
+func (m *Manager) Supervised(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.nets[name] != nil
+}
+
 // Detach stops supervising every network and leaves the processes running,
 // for a daemon shutdown that keeps the networks working.
 func (m *Manager) Detach() {

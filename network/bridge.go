@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"slices"
@@ -114,15 +115,131 @@ func specOf(n *netxml.Network) (bridgeSpec, error) {
 	return s, nil
 }
 
-// EnsureBridge makes the bridge of a network that owns its bridge match the
-// definition: it creates the bridge (or adopts an existing bridge of that
-// name), sets MAC, MTU, STP and forward delay, the per-bridge IPv6 sysctls,
-// adds the address of every <ip>, sets the bridge up and adds the static
-// <route>s. On a bridge that is already correct it changes nothing (no down/up,
-// no address re-added, foreign addresses kept). created reports that this call
-// created the link, also when a later step failed: the caller's rollback then
+// bridgeState is what ConvergeBridge compares with the bridgeSpec: the live
+// state of an existing bridge, or, in a dry run, the state the kernel gives a
+// bridge it creates.
+type bridgeState struct {
+	mac    net.HardwareAddr
+	mtu    int
+	up     bool
+	stp    stpState
+	addrs  []netlink.Addr
+	routes []netlink.Route
+	// sysctls holds the per-bridge IPv6 sysctls by key ("" = no such
+	// sysctl: IPv6 disabled in the kernel).
+	sysctls map[string]string
+}
+
+// bridgeSysctlKeys are the per-bridge IPv6 sysctls, in the order they are
+// set: disable_ipv6 must be 0 before IPv6 addresses can be added.
+var bridgeSysctlKeys = []string{"disable_ipv6", "accept_ra", "autoconf"}
+
+// want returns the value a per-bridge sysctl must have, as libvirt sets
+// them: disable_ipv6 (1 without IPv6 address, else 0), accept_ra=0 so guests
+// cannot hijack the host's routing with router advertisements, and
+// autoconf=0 as for any gateway interface.
+func (s bridgeSpec) wantSysctl(key string) string {
+	if key == "disable_ipv6" && !s.v6 {
+		return "1"
+	}
+	return "0"
+}
+
+func bridgeSysctl(br, key string) sysctl { return sysctl{"net", "ipv6", "conf", br, key} }
+
+// readBridgeState reads the live state of a bridge.
+func readBridgeState(h handle, link netlink.Link, s bridgeSpec) (bridgeState, error) {
+	a := link.Attrs()
+	st := bridgeState{mac: a.HardwareAddr, mtu: a.MTU, up: a.Flags&net.FlagUp != 0, sysctls: map[string]string{}}
+	var err error
+	if st.stp, err = bridgeSTP(a.Index); err != nil {
+		return st, fmt.Errorf("bridge %q: read stp: %w", s.name, err)
+	}
+	if st.addrs, err = h.addrs(link); err != nil {
+		return st, fmt.Errorf("bridge %q: list addresses: %w", s.name, err)
+	}
+	if len(s.routes) > 0 {
+		if st.routes, err = h.routes(link, netlink.FAMILY_ALL); err != nil {
+			return st, fmt.Errorf("bridge %q: list routes: %w", s.name, err)
+		}
+	}
+	return st, readSysctls(st.sysctls, s, s.name)
+}
+
+// newBridgeState predicts the state of a bridge the kernel has just created
+// (for a dry run): down, no addresses, STP off with the kernel's 15 s forward
+// delay, MTU 1500, the MAC given at creation, and the per-interface IPv6
+// sysctls copied from net.ipv6.conf.default.
+func newBridgeState(s bridgeSpec) (bridgeState, error) {
+	st := bridgeState{mac: s.mac, mtu: 1500, stp: stpState{Delay: 15 * userHZ}, sysctls: map[string]string{}}
+	return st, readSysctls(st.sysctls, s, "default")
+}
+
+// readSysctls reads the per-bridge sysctls of conf/<dev> into m. A missing
+// IPv6 tree (ipv6.disable=1 on the kernel command line) is only an error when
+// the network wants IPv6.
+func readSysctls(m map[string]string, s bridgeSpec, dev string) error {
+	for _, key := range bridgeSysctlKeys {
+		v, err := bridgeSysctl(dev, key).read()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && !s.v6 {
+				continue
+			}
+			return fmt.Errorf("bridge %q: %w", s.name, err)
+		}
+		m[key] = v
+	}
+	return nil
+}
+
+// ownedAlias is the interface alias that marks a bridge as created by vnet
+// for network (see MarkOwned).
+func ownedAlias(network string) string {
+	alias := ownedAliasPrefix + network
+	if len(alias) > 255 {
+		alias = alias[:255]
+	}
+	return alias
+}
+
+// ownedBy reports whether vnet created the link for network.
+func ownedBy(link netlink.Link, network string) bool {
+	return link.Attrs().Alias == ownedAlias(network)
+}
+
+// foreignLink is the error for a link of the bridge's name that vnet did not
+// create: vnet neither adopts, changes nor deletes it. The message is
+// libvirt's (its bridge creation fails with EEXIST); a host bridge is used
+// with <forward mode='bridge'> instead.
+func foreignLink(name string) error {
+	return netxml.Errorf(netxml.KindPlain, "error creating bridge interface %s: File exists", name)
+}
+
+// createCmd is the `ip` command that creates the bridge (with its MAC, given
+// at creation so the kernel marks it as set by the user and keeps it when
+// ports join: NET_ADDR_SET).
+func createCmd(s bridgeSpec) string {
+	cmd := "ip link add " + s.name
+	if s.mac != nil {
+		cmd += " address " + s.mac.String()
+	}
+	return cmd + " type bridge"
+}
+
+// ConvergeBridge makes the bridge of a network that owns its bridge match the
+// definition, issuing every change through ex: it creates the bridge and marks
+// it as vnet's (or adopts the existing bridge vnet created for this network),
+// sets MAC, MTU, STP and forward delay, the per-bridge IPv6 sysctls, adds the
+// address of every <ip>, sets the bridge up and adds the static <route>s. It
+// reads the live state first and issues only what differs: on a correct
+// bridge it issues nothing (no down/up, no address re-added, foreign
+// addresses kept). A link of that name that vnet did not create for this
+// network is refused with libvirt's "File exists" error and left untouched.
+//
+// created reports that this call created the link (with a dry executor: would
+// create it), also when a later step failed: the caller's rollback then
 // deletes it.
-func EnsureBridge(n *netxml.Network) (created bool, err error) {
+func ConvergeBridge(n *netxml.Network, ex Executor) (created bool, err error) {
 	s, err := specOf(n)
 	if err != nil {
 		return false, err
@@ -132,34 +249,159 @@ func EnsureBridge(n *netxml.Network) (created bool, err error) {
 		return false, fmt.Errorf("bridge %q: %w", s.name, err)
 	}
 	defer h.Close()
+	obj := fmt.Sprintf("bridge %q", s.name)
 
 	link, err := h.linkByName(s.name)
 	if err != nil {
-		return false, fmt.Errorf("bridge %q: look up: %w", s.name, err)
+		return false, fmt.Errorf("%s: look up: %w", obj, err)
 	}
+	var st bridgeState
 	if link == nil {
-		la := netlink.NewLinkAttrs()
-		la.Name = s.name
-		// The MAC is given at creation so the kernel marks it as set by
-		// the user and keeps it when ports join (NET_ADDR_SET).
-		la.HardwareAddr = s.mac
-		err := h.LinkAdd(&netlink.Bridge{LinkAttrs: la})
-		switch {
-		case err == nil:
-			created = true
-		case errors.Is(err, unix.EEXIST):
-			// Created concurrently by someone else: adopt it below if it is a bridge.
-		default:
-			return false, fmt.Errorf("bridge %q: create: %w", s.name, err)
+		err := ex.Run(Step{Problem: obj + ": does not exist", Cmd: createCmd(s), Do: func() error {
+			la := netlink.NewLinkAttrs()
+			la.Name = s.name
+			la.HardwareAddr = s.mac
+			err := h.LinkAdd(&netlink.Bridge{LinkAttrs: la})
+			if errors.Is(err, unix.EEXIST) {
+				// Created by someone else since we looked: not ours.
+				return foreignLink(s.name)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: create: %w", obj, err)
+			}
+			return nil
+		}})
+		if err != nil {
+			return false, err
 		}
-		if link, err = h.linkByName(s.name); err != nil || link == nil {
-			return created, fmt.Errorf("bridge %q: look up after create: %v", s.name, orGone(err))
+		created = true
+		// Why a second step: the kernel ignores IFLA_IFALIAS in the
+		// message that creates a link.
+		alias := ownedAlias(n.Name)
+		err = ex.Run(Step{Cmd: fmt.Sprintf("ip link set %s alias %s", s.name, alias), Do: func() error {
+			return setAlias(h, s.name, alias)
+		}})
+		if err != nil {
+			return created, err
+		}
+		if ex.Live() {
+			if link, err = h.linkByName(s.name); err != nil || link == nil {
+				return created, fmt.Errorf("%s: look up after create: %w", obj, orGone(err))
+			}
+			st, err = readBridgeState(h, link, s)
+		} else {
+			st, err = newBridgeState(s)
+		}
+		if err != nil {
+			return created, err
+		}
+	} else {
+		if link.Type() != "bridge" || !ownedBy(link, n.Name) {
+			return false, foreignLink(s.name)
+		}
+		if st, err = readBridgeState(h, link, s); err != nil {
+			return false, err
 		}
 	}
-	if link.Type() != "bridge" {
-		return false, fmt.Errorf("bridge %q: %w", s.name, ErrNotBridge)
+	// The rest of a new bridge's setup is part of its creation, not drift.
+	problem := func(format string, args ...any) string {
+		if created {
+			return ""
+		}
+		return obj + ": " + fmt.Sprintf(format, args...)
 	}
-	return created, ensureBridgeState(h, link, s, created)
+	fail := func(step string, err error) error { return fmt.Errorf("%s: %s: %w", obj, step, err) }
+	run := func(p, cmd, step string, do func() error) error {
+		return ex.Run(Step{Problem: p, Cmd: cmd, Do: func() error {
+			if err := do(); err != nil {
+				return fail(step, err)
+			}
+			return nil
+		}})
+	}
+	index := func() int { return link.Attrs().Index }
+
+	if s.mac != nil && !bytes.Equal(st.mac, s.mac) {
+		err := run(problem("mac is %s, want %s", st.mac, s.mac), fmt.Sprintf("ip link set %s address %s", s.name, s.mac),
+			"set mac "+s.mac.String(), func() error { return h.LinkSetHardwareAddr(link, s.mac) })
+		if err != nil {
+			return created, err
+		}
+	}
+	// Why set the MTU on a new bridge even when it already has that value:
+	// only a SETLINK marks it as chosen by the user; otherwise the kernel
+	// lowers (or raises) the bridge MTU to its ports' minimum when a guest
+	// port joins.
+	if s.mtu != 0 && (created || st.mtu != s.mtu) {
+		err := run(problem("mtu is %d, want %d", st.mtu, s.mtu), fmt.Sprintf("ip link set %s mtu %d", s.name, s.mtu),
+			fmt.Sprintf("set mtu %d", s.mtu), func() error { return h.LinkSetMTU(link, s.mtu) })
+		if err != nil {
+			return created, err
+		}
+	}
+	for _, c := range stpChanges(st.stp, s.stp) {
+		var p, cmd string
+		if c.on != nil {
+			p = problem("stp is %s, want %s", onOff(st.stp.On), onOff(*c.on))
+			cmd = fmt.Sprintf("ip link set %s type bridge stp_state %d", s.name, map[bool]int{false: 0, true: 1}[*c.on])
+		} else {
+			p = problem("forward delay is %s, want %s", centis(st.stp.Delay), centis(*c.delay))
+			cmd = fmt.Sprintf("ip link set %s type bridge forward_delay %d", s.name, *c.delay)
+		}
+		if err := run(p, cmd, "set stp", func() error { return setBridgeSTP(index(), c.on, c.delay) }); err != nil {
+			return created, err
+		}
+	}
+	for _, key := range bridgeSysctlKeys {
+		cur, ok := st.sysctls[key]
+		want := s.wantSysctl(key)
+		if !ok || cur == want {
+			continue
+		}
+		sc := bridgeSysctl(s.name, key)
+		if err := ex.Run(sc.step(problem("sysctl %s is %s, want %s", sc, cur, want), want)); err != nil {
+			return created, err
+		}
+	}
+	for _, p := range s.addrs {
+		if hasAddr(st.addrs, p) {
+			continue
+		}
+		err := run(problem("address %s missing", p), fmt.Sprintf("ip addr add %s dev %s", p, s.name), "add address "+p.String(), func() error {
+			if err := h.AddrAdd(link, &netlink.Addr{IPNet: netIPNet(p)}); err != nil && !errors.Is(err, unix.EEXIST) {
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			return created, err
+		}
+	}
+	if !st.up {
+		if err := run(problem("is down"), fmt.Sprintf("ip link set %s up", s.name), "set up", func() error { return h.LinkSetUp(link) }); err != nil {
+			return created, err
+		}
+	}
+	for _, r := range s.routes {
+		if hasRoute(st.routes, r) {
+			continue
+		}
+		cmd := fmt.Sprintf("ip route add %s via %s dev %s metric %d proto boot", r.Dst, r.Gw, s.name, r.Metric)
+		err := run(problem("route %s missing", r), cmd, "add route "+r.String(), func() error {
+			return h.RouteAdd(&netlink.Route{
+				LinkIndex: index(),
+				Dst:       netIPNet(r.Dst),
+				Gw:        net.IP(r.Gw.AsSlice()),
+				Priority:  r.Metric,
+				// As libvirt (and `ip route add`) do.
+				Protocol: unix.RTPROT_BOOT,
+			})
+		})
+		if err != nil {
+			return created, err
+		}
+	}
+	return created, nil
 }
 
 func orGone(err error) error {
@@ -169,110 +411,45 @@ func orGone(err error) error {
 	return err
 }
 
-func ensureBridgeState(h handle, link netlink.Link, s bridgeSpec, created bool) error {
-	fail := func(step string, err error) error { return fmt.Errorf("bridge %q: %s: %w", s.name, step, err) }
-	a := link.Attrs()
-
-	if s.mac != nil && !bytes.Equal(a.HardwareAddr, s.mac) {
-		if err := h.LinkSetHardwareAddr(link, s.mac); err != nil {
-			return fail("set mac "+s.mac.String(), err)
-		}
+// setAlias sets the interface alias of the link named name.
+func setAlias(h handle, name, alias string) error {
+	link, err := h.linkByName(name)
+	if err == nil && link == nil {
+		err = errors.New("link disappeared")
 	}
-	// Why set the MTU on a new bridge even when it already has that value:
-	// only a SETLINK marks it as chosen by the user; otherwise the kernel
-	// lowers (or raises) the bridge MTU to its ports' minimum when a guest
-	// port joins.
-	if s.mtu != 0 && (created || a.MTU != s.mtu) {
-		if err := h.LinkSetMTU(link, s.mtu); err != nil {
-			return fail(fmt.Sprintf("set mtu %d", s.mtu), err)
-		}
+	if err == nil {
+		err = h.LinkSetAlias(link, alias)
 	}
-	if err := ensureSTP(a.Index, s.stp); err != nil {
-		return fail("set stp", err)
-	}
-	// disable_ipv6 must be 0 before IPv6 addresses can be added.
-	if err := ensureBridgeSysctls(s.name, s.v6); err != nil {
-		return fail("ipv6 sysctls", err)
-	}
-
-	have, err := h.addrs(link)
 	if err != nil {
-		return fail("list addresses", err)
-	}
-	for _, p := range s.addrs {
-		if hasAddr(have, p) {
-			continue
-		}
-		if err := h.AddrAdd(link, &netlink.Addr{IPNet: netIPNet(p)}); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fail("add address "+p.String(), err)
-		}
-	}
-
-	if a.Flags&net.FlagUp == 0 {
-		if err := h.LinkSetUp(link); err != nil {
-			return fail("set up", err)
-		}
-	}
-
-	if len(s.routes) > 0 {
-		rts, err := h.routes(link, netlink.FAMILY_ALL)
-		if err != nil {
-			return fail("list routes", err)
-		}
-		for _, r := range s.routes {
-			if hasRoute(rts, r) {
-				continue
-			}
-			nr := &netlink.Route{
-				LinkIndex: a.Index,
-				Dst:       netIPNet(r.Dst),
-				Gw:        net.IP(r.Gw.AsSlice()),
-				Priority:  r.Metric,
-				// As libvirt (and `ip route add`) do.
-				Protocol: unix.RTPROT_BOOT,
-			}
-			if err := h.RouteAdd(nr); err != nil {
-				return fail("add route "+r.String(), err)
-			}
-		}
+		return fmt.Errorf("bridge %q: set alias: %w", name, err)
 	}
 	return nil
 }
 
-// ensureSTP applies the wanted STP state and forward delay in the order the
-// kernel accepts: with STP on, delays outside 2..30 s are rejected, so the
-// delay is set while STP is off (or already in range) and STP is switched off
-// before an out-of-range delay is written.
-func ensureSTP(idx int, want stpState) error {
-	cur, err := bridgeSTP(idx)
-	if err != nil {
-		return err
+// stpChange is one STP message: the state or the forward delay.
+type stpChange struct {
+	on    *bool
+	delay *uint32
+}
+
+// stpChanges returns the STP messages that take a bridge from cur to want, in
+// the order the kernel accepts: with STP on, delays outside 2..30 s are
+// rejected, so the delay is set while STP is off (or already in range) and
+// STP is switched off before an out-of-range delay is written. The kernel
+// applies IFLA_BR_FORWARD_DELAY before IFLA_BR_STP_STATE within one message,
+// hence one message each.
+func stpChanges(cur, want stpState) []stpChange {
+	var delay, state []stpChange
+	if cur.Delay != want.Delay {
+		delay = []stpChange{{delay: &want.Delay}}
 	}
-	if cur == want {
-		return nil
-	}
-	setDelay := func() error {
-		if cur.Delay == want.Delay {
-			return nil
-		}
-		return setBridgeSTP(idx, nil, &want.Delay)
-	}
-	setState := func() error {
-		if cur.On == want.On {
-			return nil
-		}
-		return setBridgeSTP(idx, &want.On, nil)
+	if cur.On != want.On {
+		state = []stpChange{{on: &want.On}}
 	}
 	if want.On {
-		if err := setDelay(); err != nil {
-			return err
-		}
-		return setState()
+		return append(delay, state...)
 	}
-	if err := setState(); err != nil {
-		return err
-	}
-	return setDelay()
+	return append(state, delay...)
 }
 
 func hasAddr(have []netlink.Addr, p netip.Prefix) bool {
@@ -317,99 +494,26 @@ func DeleteBridge(name string) error {
 	return nil
 }
 
-// VerifyBridge compares the live bridge with the network: it exists, is a
-// bridge, is up, has the network's MAC, MTU, STP state and forward delay, every
-// <ip> address, every static route and the per-bridge IPv6 sysctls. It
-// returns nil, a *DriftError listing the differences, or another error when
-// the state could not be read.
+// VerifyBridge compares the live bridge with the network: it is the bridge
+// vnet created for the network, is up, has the network's MAC, MTU, STP state
+// and forward delay, every <ip> address, every static route and the
+// per-bridge IPv6 sysctls. It returns nil, a *DriftError listing the
+// differences, or another error (a foreign link, state that could not be
+// read). It is ConvergeBridge with a recording executor: it changes nothing.
 func VerifyBridge(n *netxml.Network) error {
-	s, err := specOf(n)
-	if err != nil {
+	var rec Record
+	if _, err := ConvergeBridge(n, &rec); err != nil {
 		return err
 	}
-	h, err := newHandle()
-	if err != nil {
-		return fmt.Errorf("bridge %q: %w", s.name, err)
+	if len(rec.Steps) == 0 {
+		return nil
 	}
-	defer h.Close()
-	drift := &DriftError{Object: fmt.Sprintf("bridge %q", s.name)}
-	problem := func(format string, args ...any) {
-		drift.Problems = append(drift.Problems, fmt.Sprintf(format, args...))
+	obj := fmt.Sprintf("bridge %q", n.BridgeName())
+	drift := &DriftError{Object: obj}
+	for _, p := range Problems(rec.Steps) {
+		drift.Problems = append(drift.Problems, strings.TrimPrefix(p, obj+": "))
 	}
-
-	link, err := h.linkByName(s.name)
-	if err != nil {
-		return fmt.Errorf("bridge %q: look up: %w", s.name, err)
-	}
-	if link == nil {
-		problem("does not exist")
-		return drift
-	}
-	if link.Type() != "bridge" {
-		problem("is a %s link, not a bridge", link.Type())
-		return drift
-	}
-	a := link.Attrs()
-	if a.Flags&net.FlagUp == 0 {
-		problem("is down")
-	}
-	if s.mac != nil && !bytes.Equal(a.HardwareAddr, s.mac) {
-		problem("mac is %s, want %s", a.HardwareAddr, s.mac)
-	}
-	if s.mtu != 0 && a.MTU != s.mtu {
-		problem("mtu is %d, want %d", a.MTU, s.mtu)
-	}
-	cur, err := bridgeSTP(a.Index)
-	if err != nil {
-		return fmt.Errorf("bridge %q: read stp: %w", s.name, err)
-	}
-	if cur.On != s.stp.On {
-		problem("stp is %s, want %s", onOff(cur.On), onOff(s.stp.On))
-	}
-	if cur.Delay != s.stp.Delay {
-		problem("forward delay is %s, want %s", centis(cur.Delay), centis(s.stp.Delay))
-	}
-	have, err := h.addrs(link)
-	if err != nil {
-		return fmt.Errorf("bridge %q: list addresses: %w", s.name, err)
-	}
-	for _, p := range s.addrs {
-		if !hasAddr(have, p) {
-			problem("address %s missing", p)
-		}
-	}
-	if len(s.routes) > 0 {
-		rts, err := h.routes(link, netlink.FAMILY_ALL)
-		if err != nil {
-			return fmt.Errorf("bridge %q: list routes: %w", s.name, err)
-		}
-		for _, r := range s.routes {
-			if !hasRoute(rts, r) {
-				problem("route %s missing", r)
-			}
-		}
-	}
-	disable := "1"
-	if s.v6 {
-		disable = "0"
-	}
-	for _, kv := range [][2]string{{"disable_ipv6", disable}, {"accept_ra", "0"}, {"autoconf", "0"}} {
-		sc := sysctl{"net", "ipv6", "conf", s.name, kv[0]}
-		v, err := sc.read()
-		if err != nil {
-			if !s.v6 {
-				continue // no IPv6 in this kernel: nothing to check
-			}
-			return fmt.Errorf("bridge %q: %w", s.name, err)
-		}
-		if v != kv[1] {
-			problem("sysctl %s is %s, want %s", sc, v, kv[1])
-		}
-	}
-	if len(drift.Problems) > 0 {
-		return drift
-	}
-	return nil
+	return drift
 }
 
 func onOff(b bool) string {
@@ -454,15 +558,17 @@ func LinkIndex(name string) int {
 	return l.Attrs().Index
 }
 
-// RetireBridge takes a bridge out of service at once and deletes it in the
-// background: it sets the link down and removes its addresses (so the subnet
-// and the network's traffic are gone when it returns), then deletes the link
-// in a goroutine and closes the returned channel when the link is gone.
+// RetireBridge takes the bridge vnet created for network out of service at
+// once and deletes it in the background: it sets the link down and removes
+// its addresses (so the subnet and the network's traffic are gone when it
+// returns), then deletes the link in a goroutine and closes the returned
+// channel when the link is gone. A link of that name vnet did not create for
+// network is not touched (ErrNotOurs).
 //
 // Why: the kernel's unregistration of a net device waits for RCU grace
 // periods, about 40 ms on a small VM, which would be most of a net-destroy.
 // Callers must wait on the channel before anything reuses the name.
-func RetireBridge(name string) (<-chan error, error) {
+func RetireBridge(name, network string) (<-chan error, error) {
 	h, err := newHandle()
 	if err != nil {
 		return nil, fmt.Errorf("bridge %q: %w", name, err)
@@ -479,9 +585,9 @@ func RetireBridge(name string) (<-chan error, error) {
 		close(done)
 		return done, nil
 	}
-	if link.Type() != "bridge" {
+	if link.Type() != "bridge" || !ownedBy(link, network) {
 		h.Close()
-		return nil, fmt.Errorf("bridge %q: %w", name, ErrNotBridge)
+		return nil, fmt.Errorf("bridge %q: %w", name, ErrNotOurs)
 	}
 	if err := h.LinkSetDown(link); err != nil && !errors.Is(err, unix.ENODEV) {
 		h.Close()

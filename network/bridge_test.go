@@ -17,7 +17,7 @@ import (
 	netxml "vnet/xml"
 )
 
-// natNetwork is a NAT network with every bridge feature EnsureBridge handles.
+// natNetwork is a NAT network with every bridge feature ConvergeBridge handles.
 func natNetwork(br string) *netxml.Network {
 	return &netxml.Network{Network: libvirtxml.Network{
 		Name:    "nat-" + br,
@@ -108,6 +108,9 @@ func sysctlIn(t *testing.T, ns *netnstest.NS, name string) string {
 	return strings.TrimSpace(mustRun(t, ns, "sysctl", "-n", name))
 }
 
+// ensureBridge converges the bridge with the executor that changes the host.
+func ensureBridge(n *netxml.Network) (bool, error) { return ConvergeBridge(n, &Apply{}) }
+
 func do(t *testing.T, ns *netnstest.NS, f func() error) {
 	t.Helper()
 	if err := ns.Do(f); err != nil {
@@ -122,8 +125,8 @@ func TestEnsureBridgeNAT(t *testing.T) {
 
 	var created bool
 	start := time.Now()
-	do(t, ns, func() (err error) { created, err = EnsureBridge(n); return err })
-	t.Logf("EnsureBridge (create): %v", time.Since(start))
+	do(t, ns, func() (err error) { created, err = ensureBridge(n); return err })
+	t.Logf("ConvergeBridge (create): %v", time.Since(start))
 	if !created {
 		t.Error("created = false for a new bridge")
 	}
@@ -171,8 +174,8 @@ func TestEnsureBridgeNAT(t *testing.T) {
 	do(t, ns, func() error { idx = LinkIndex(br); return nil })
 	events := watch(t, ns)
 	start = time.Now()
-	do(t, ns, func() (err error) { created, err = EnsureBridge(n); return err })
-	t.Logf("EnsureBridge (no-op): %v", time.Since(start))
+	do(t, ns, func() (err error) { created, err = ensureBridge(n); return err })
+	t.Logf("ConvergeBridge (no-op): %v", time.Since(start))
 	if created {
 		t.Error("created = true on an existing bridge")
 	}
@@ -182,7 +185,7 @@ func TestEnsureBridgeNAT(t *testing.T) {
 		t.Errorf("ifindex %d → %d: bridge re-created", idx, idx2)
 	}
 	for _, e := range events(100 * time.Millisecond) {
-		t.Errorf("event during no-op EnsureBridge: %s", e)
+		t.Errorf("event during no-op ConvergeBridge: %s", e)
 	}
 	if got := addrSet(t, ns, br); !slices.Equal(got, wantAddrs) {
 		t.Errorf("addresses after 2nd call = %v, want %v", got, wantAddrs)
@@ -245,7 +248,7 @@ func TestEnsureBridgeVariants(t *testing.T) {
 		n.IPs = n.IPs[:1]
 		n.Routes = nil
 		n.MAC, n.MTU = nil, nil
-		do(t, ns, func() error { _, err := EnsureBridge(n); return err })
+		do(t, ns, func() error { _, err := ensureBridge(n); return err })
 		d := bridgeData(t, linkJSON(t, ns, "vbr-off"))
 		if d["stp_state"] != float64(0) || d["forward_delay"] != float64(500) {
 			t.Errorf("stp_state %v forward_delay %v, want 0 500", d["stp_state"], d["forward_delay"])
@@ -261,7 +264,7 @@ func TestEnsureBridgeVariants(t *testing.T) {
 		n.Bridge.STP, n.Bridge.Delay = "off", "5"
 		n.Routes = nil
 		n.MAC, n.MTU = nil, nil
-		do(t, ns, func() error { _, err := EnsureBridge(n); return err })
+		do(t, ns, func() error { _, err := ensureBridge(n); return err })
 		if got := sysctlIn(t, ns, "net.ipv6.conf.vbr-off.disable_ipv6"); got != "0" {
 			t.Errorf("disable_ipv6 = %s, want 0 with an IPv6 address", got)
 		}
@@ -272,12 +275,14 @@ func TestEnsureBridgeVariants(t *testing.T) {
 	})
 
 	t.Run("adopt existing bridge", func(t *testing.T) {
+		// A bridge vnet created for the network (a daemon restart adopts it).
 		mustRun(t, ns, "ip", "link", "add", "vbr-old", "type", "bridge", "stp_state", "1", "forward_delay", "1500")
+		mustRun(t, ns, "ip", "link", "set", "vbr-old", "alias", "vnet:nat-vbr-old")
 		mustRun(t, ns, "ip", "addr", "add", "10.99.0.1/24", "dev", "vbr-old")
 		n := natNetwork("vbr-old")
 		n.Bridge.STP, n.Bridge.Delay = "off", "0"
 		var created bool
-		do(t, ns, func() (err error) { created, err = EnsureBridge(n); return err })
+		do(t, ns, func() (err error) { created, err = ensureBridge(n); return err })
 		if created {
 			t.Error("created = true for an adopted bridge")
 		}
@@ -291,7 +296,7 @@ func TestEnsureBridgeVariants(t *testing.T) {
 		}
 		// Back to STP on: the delay must be set before STP goes on.
 		n.Bridge.STP, n.Bridge.Delay = "on", "4"
-		do(t, ns, func() error { _, err := EnsureBridge(n); return err })
+		do(t, ns, func() error { _, err := ensureBridge(n); return err })
 		d = bridgeData(t, linkJSON(t, ns, "vbr-old"))
 		if d["stp_state"] != float64(1) || d["forward_delay"] != float64(400) {
 			t.Errorf("stp_state %v forward_delay %v, want 1 400", d["stp_state"], d["forward_delay"])
@@ -301,7 +306,7 @@ func TestEnsureBridgeVariants(t *testing.T) {
 	t.Run("mtu kept when a port joins", func(t *testing.T) {
 		n := natNetwork("vbr-mtu")
 		n.IPs, n.Routes = nil, nil
-		do(t, ns, func() error { _, err := EnsureBridge(n); return err })
+		do(t, ns, func() error { _, err := ensureBridge(n); return err })
 		plainLink(t, ns, "port0", "mtu", "1500", "master", "vbr-mtu")
 		if got := linkJSON(t, ns, "vbr-mtu")["mtu"]; got != float64(9000) {
 			t.Errorf("bridge mtu after port joined = %v, want 9000", got)
@@ -310,9 +315,9 @@ func TestEnsureBridgeVariants(t *testing.T) {
 
 	t.Run("name is a veth link", func(t *testing.T) {
 		plainLink(t, ns, "vbr-dummy")
-		err := ns.Do(func() error { _, err := EnsureBridge(natNetwork("vbr-dummy")); return err })
-		if !errors.Is(err, ErrNotBridge) || err.Error() != `bridge "vbr-dummy": exists and is not a bridge` {
-			t.Errorf("EnsureBridge on a veth: %v", err)
+		err := ns.Do(func() error { _, err := ensureBridge(natNetwork("vbr-dummy")); return err })
+		if err == nil || err.Error() != "error creating bridge interface vbr-dummy: File exists" {
+			t.Errorf("ConvergeBridge on a veth: %v", err)
 		}
 		err = ns.Do(func() error { return DeleteBridge("vbr-dummy") })
 		if !errors.Is(err, ErrNotBridge) {
@@ -327,7 +332,7 @@ func TestEnsureBridgeVariants(t *testing.T) {
 	})
 
 	t.Run("name too long", func(t *testing.T) {
-		err := ns.Do(func() error { _, err := EnsureBridge(natNetwork("vb-name-longer-than-15")); return err })
+		err := ns.Do(func() error { _, err := ensureBridge(natNetwork("vb-name-longer-than-15")); return err })
 		want := `bridge "vb-name-longer-than-15": name is 22 bytes long, the kernel allows at most 15`
 		if err == nil || err.Error() != want {
 			t.Errorf("got %v, want %s", err, want)
@@ -337,7 +342,7 @@ func TestEnsureBridgeVariants(t *testing.T) {
 	t.Run("host bridge mode unsupported", func(t *testing.T) {
 		n := natNetwork("br0")
 		n.Forward.Mode = "bridge"
-		_, err := EnsureBridge(n) // fails before touching the kernel
+		_, err := ensureBridge(n) // fails before touching the kernel
 		if netxml.KindOf(err) != netxml.KindUnsupported {
 			t.Errorf("got %v, want an unsupported-configuration error", err)
 		}
@@ -347,7 +352,7 @@ func TestEnsureBridgeVariants(t *testing.T) {
 		n := natNetwork("vbr-bigmtu")
 		n.MTU.Size = 70000
 		var created bool
-		err := ns.Do(func() (err error) { created, err = EnsureBridge(n); return err })
+		err := ns.Do(func() (err error) { created, err = ensureBridge(n); return err })
 		if err == nil || !strings.HasPrefix(err.Error(), `bridge "vbr-bigmtu": set mtu 70000: `) {
 			t.Errorf("got %v", err)
 		}
@@ -361,7 +366,7 @@ func TestVerifyBridge(t *testing.T) {
 	ns := netnstest.New(t, "vfy")
 	const br = "vbr-vfy"
 	n := natNetwork(br)
-	do(t, ns, func() error { _, err := EnsureBridge(n); return err })
+	do(t, ns, func() error { _, err := ensureBridge(n); return err })
 	do(t, ns, func() error { return VerifyBridge(n) })
 
 	ns.MustRun("ip", "addr", "del", "192.168.150.1/24", "dev", br)
@@ -378,8 +383,8 @@ func TestVerifyBridge(t *testing.T) {
 	}
 	t.Log(err)
 
-	// EnsureBridge repairs it.
-	do(t, ns, func() error { _, err := EnsureBridge(n); return err })
+	// ConvergeBridge repairs it.
+	do(t, ns, func() error { _, err := ensureBridge(n); return err })
 	do(t, ns, func() error { return VerifyBridge(n) })
 
 	ns.MustRun("ip", "link", "del", br)

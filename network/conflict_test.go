@@ -22,7 +22,7 @@ func TestCheckHostConflicts(t *testing.T) {
 	mustRun(t, ns, "ip", "route", "add", "blackhole", "10.90.0.0/16")
 	// The bridge of network "own" already carries its address (daemon restart).
 	do(t, ns, func() error {
-		_, err := EnsureBridge(&netxml.Network{Network: libvirtxml.Network{Name: "own",
+		_, err := ensureBridge(&netxml.Network{Network: libvirtxml.Network{Name: "own",
 			Bridge: &libvirtxml.NetworkBridge{Name: "vbr-own"},
 			IPs:    []libvirtxml.NetworkIP{{Address: "10.62.0.1", Prefix: 24}}}})
 		return err

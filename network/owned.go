@@ -1,38 +1,24 @@
 package network
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
 
 // ownedAliasPrefix marks, in a bridge's interface alias (IFLA_IFALIAS), that
-// vnet created it; the rest of the alias is the network name.
+// vnet created it; the rest of the alias is the network name (cut to the
+// alias's 255 bytes). ConvergeBridge sets it right after creating a bridge
+// and adopts or changes only bridges carrying the mark of their network;
+// RetireBridge deletes only those, PruneBridges only marked ones; a bridge
+// left behind by a crash (a net-destroy killed between taking the bridge out
+// of service and the kernel deleting it) is recognised by it at the next
+// start.
 const ownedAliasPrefix = "vnet:"
 
-// MarkOwned records on the bridge that vnet created it for network, so that a
-// bridge left behind by a crash (a net-destroy killed between taking the
-// bridge out of service and the kernel deleting it) can be recognised and
-// removed at the next start. A name that is too long for an alias is cut:
-// the mark, not the name, is what matters.
-func MarkOwned(bridge, network string) error {
-	h, err := newHandle()
-	if err != nil {
-		return fmt.Errorf("bridge %q: %w", bridge, err)
-	}
-	defer h.Close()
-	link, err := h.linkByName(bridge)
-	if err != nil || link == nil {
-		return fmt.Errorf("bridge %q: look up: %v", bridge, err)
-	}
-	alias := ownedAliasPrefix + network
-	if len(alias) > 255 {
-		alias = alias[:255]
-	}
-	if err := h.LinkSetAlias(link, alias); err != nil {
-		return fmt.Errorf("bridge %q: set alias: %w", bridge, err)
-	}
-	return nil
-}
+// ErrNotOurs is wrapped when a link exists under a network's bridge name but
+// vnet did not create it for that network: it is left alone.
+var ErrNotOurs = errors.New("not created by vnet for this network; left alone")
 
 // PruneBridges deletes every bridge vnet created (MarkOwned) whose name is not
 // in keep, and returns their names. Bridges of anyone else are never touched.

@@ -1,9 +1,7 @@
 package network
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"strings"
 
@@ -32,20 +30,14 @@ func (s sysctl) read() (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// ensure writes value unless the sysctl already has it, and reports whether it
-// wrote, so that callers can log exactly the host settings vnet changed.
-func (s sysctl) ensure(value string) (bool, error) {
-	cur, err := s.read()
-	if err != nil {
-		return false, fmt.Errorf("sysctl %s: %w", s, err)
-	}
-	if cur == value {
-		return false, nil
-	}
-	if err := os.WriteFile(s.path(), []byte(value), 0o644); err != nil {
-		return false, fmt.Errorf("sysctl %s=%s: %w", s, value, err)
-	}
-	return true, nil
+// step is the Step that writes value to the sysctl.
+func (s sysctl) step(problem, value string) Step {
+	return Step{Problem: problem, Cmd: fmt.Sprintf("sysctl -w %s=%s", s, value), Do: func() error {
+		if err := os.WriteFile(s.path(), []byte(value), 0o644); err != nil {
+			return fmt.Errorf("sysctl %s=%s: %w", s, value, err)
+		}
+		return nil
+	}}
 }
 
 var (
@@ -53,59 +45,35 @@ var (
 	sysctlIPv6Forward = sysctl{"net", "ipv6", "conf", "all", "forwarding"}
 )
 
-// EnsureForwarding sets the global forwarding sysctls libvirt sets for the
-// forward mode of n: net.ipv4.ip_forward=1 for nat, route and open, plus
-// net.ipv6.conf.all.forwarding=1 when n also has an IPv6 address. Isolated
-// networks (and modes using a host bridge) change nothing. It never resets a
-// value, and returns the sysctls it changed as "name=value".
-func EnsureForwarding(n *netxml.Network) (changed []string, err error) {
+// ConvergeForwarding sets, through ex, the global forwarding sysctls libvirt
+// sets for the forward mode of n: net.ipv4.ip_forward=1 for nat, route and
+// open, plus net.ipv6.conf.all.forwarding=1 when n also has an IPv6 address.
+// Isolated networks (and modes using a host bridge) change nothing. It never
+// resets a value; a value someone reset is set again (drift repair).
+func ConvergeForwarding(n *netxml.Network, ex Executor) error {
 	switch n.ForwardMode() {
 	case "nat", "route", "open":
 	default:
-		return nil, nil
+		return nil
 	}
 	want := []sysctl{sysctlIPv4Forward}
 	if hasIPv6(n.IPs) {
 		want = append(want, sysctlIPv6Forward)
-		if cur, err := sysctlIPv6Forward.read(); err == nil && cur != "1" {
-			if err := checkAcceptRA(); err != nil {
-				return nil, err
-			}
-		}
 	}
 	for _, s := range want {
-		did, err := s.ensure("1")
+		cur, err := s.read()
 		if err != nil {
-			return changed, fmt.Errorf("network %q: enable forwarding: %w", n.Name, err)
+			return fmt.Errorf("sysctl %s: %w", s, err)
 		}
-		if did {
-			changed = append(changed, s.String()+"=1")
+		if cur == "1" {
+			continue
 		}
-	}
-	return changed, nil
-}
-
-// ensureBridgeSysctls sets the per-bridge IPv6 sysctls as libvirt does:
-// disable_ipv6 (1 without IPv6 address, else 0), accept_ra=0 so guests cannot
-// hijack the host's routing with router advertisements, and autoconf=0 as for
-// any gateway interface.
-func ensureBridgeSysctls(br string, v6 bool) error {
-	conf := func(key string) sysctl { return sysctl{"net", "ipv6", "conf", br, key} }
-	disable := "1"
-	if v6 {
-		disable = "0"
-	}
-	if _, err := conf("disable_ipv6").ensure(disable); err != nil {
-		// Why: with IPv6 disabled on the kernel command line
-		// (ipv6.disable=1) there is no net/ipv6 tree; that is only an
-		// error when the network wants IPv6.
-		if errors.Is(err, fs.ErrNotExist) && !v6 {
-			return nil
+		if s.String() == sysctlIPv6Forward.String() {
+			if err := checkAcceptRA(); err != nil {
+				return err
+			}
 		}
-		return err
-	}
-	for _, key := range []string{"accept_ra", "autoconf"} {
-		if _, err := conf(key).ensure("0"); err != nil {
+		if err := ex.Run(s.step(fmt.Sprintf("sysctl %s is %s, want 1", s, cur), "1")); err != nil {
 			return err
 		}
 	}

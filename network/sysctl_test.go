@@ -23,6 +23,18 @@ func readRoot(t *testing.T, path string) string {
 	return strings.TrimSpace(string(b))
 }
 
+// ensureForwarding converges the forwarding sysctls with the executor that
+// changes the host and returns the ones it set as "name=value".
+func ensureForwarding(n *netxml.Network) ([]string, error) {
+	var ex Apply
+	err := ConvergeForwarding(n, &ex)
+	var changed []string
+	for _, s := range ex.Ran {
+		changed = append(changed, strings.TrimPrefix(s.Cmd, "sysctl -w "))
+	}
+	return changed, err
+}
+
 func TestEnsureForwarding(t *testing.T) {
 	netnstest.RequireRoot(t)
 	v4 := libvirtxml.NetworkIP{Address: "10.80.0.1", Prefix: 24}
@@ -55,7 +67,7 @@ func TestEnsureForwarding(t *testing.T) {
 				n.Forward = &libvirtxml.NetworkForward{Mode: c.mode}
 			}
 			var changed []string
-			do(t, ns, func() (err error) { changed, err = EnsureForwarding(n); return err })
+			do(t, ns, func() (err error) { changed, err = ensureForwarding(n); return err })
 			if !slices.Equal(changed, c.want) {
 				t.Errorf("changed = %q, want %q", changed, c.want)
 			}
@@ -65,7 +77,7 @@ func TestEnsureForwarding(t *testing.T) {
 			if got := sysctlIn(t, ns, "net.ipv6.conf.all.forwarding"); got != c.wantV6 {
 				t.Errorf("ipv6 forwarding = %s, want %s", got, c.wantV6)
 			}
-			do(t, ns, func() (err error) { changed, err = EnsureForwarding(n); return err })
+			do(t, ns, func() (err error) { changed, err = ensureForwarding(n); return err })
 			if len(changed) != 0 {
 				t.Errorf("second call changed %q", changed)
 			}
@@ -83,7 +95,7 @@ func TestEnsureForwardingNeverResets(t *testing.T) {
 	ns := netnstest.New(t, "fwdk")
 	mustRun(t, ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 	n := &netxml.Network{Network: libvirtxml.Network{Name: "iso", IPs: []libvirtxml.NetworkIP{{Address: "10.81.0.1", Prefix: 24}}}}
-	do(t, ns, func() error { _, err := EnsureForwarding(n); return err })
+	do(t, ns, func() error { _, err := ensureForwarding(n); return err })
 	if sysctlIn(t, ns, "net.ipv4.ip_forward") != "1" || sysctlIn(t, ns, "net.ipv6.conf.all.forwarding") != "1" {
 		t.Error("an isolated network reset forwarding")
 	}
@@ -102,7 +114,7 @@ func TestAcceptRAGuard(t *testing.T) {
 	n := &netxml.Network{Network: libvirtxml.Network{Name: "v6", Forward: &libvirtxml.NetworkForward{Mode: "nat"},
 		IPs: []libvirtxml.NetworkIP{{Family: "ipv6", Address: "fd00:81::1", Prefix: 64}}}}
 	var err error
-	_ = ns.Do(func() error { _, err = EnsureForwarding(n); return nil })
+	_ = ns.Do(func() error { _, err = ensureForwarding(n); return nil })
 	want := "operation failed: Check the host setup: enabling IPv6 forwarding with RA routes without accept_ra set to 2 is likely to cause routes loss. Interfaces to look at: up0"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %s", err, want)
@@ -111,5 +123,5 @@ func TestAcceptRAGuard(t *testing.T) {
 		t.Fatalf("forwarding turned on despite the error: %s", v)
 	}
 	mustRun(t, ns, "sysctl", "-q", "-w", "net.ipv6.conf.up0.accept_ra=2")
-	do(t, ns, func() (err error) { _, err = EnsureForwarding(n); return err })
+	do(t, ns, func() (err error) { _, err = ensureForwarding(n); return err })
 }

@@ -1,0 +1,169 @@
+package test
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"vnet/internal/netnstest"
+)
+
+// Networks without dnsmasq (no DNS, no DHCP) exercise the bridge, the
+// sysctls and the firewall; vnetd then only needs some path for the dnsmasq
+// binary, so these tests also run where dnsmasq is not installed.
+const noDnsmasq = "/bin/false"
+
+// plainNAT is a NAT network with IPv4 and IPv6, a static route, MAC, MTU and
+// STP settings, and no dnsmasq.
+func plainNAT(name, bridge string, octet int) string {
+	return fmt.Sprintf(`<network>
+  <name>%s</name>
+  <forward mode='nat'/>
+  <bridge name='%s' stp='on' delay='3'/>
+  <mac address='52:54:00:aa:%02x:01'/>
+  <mtu size='9000'/>
+  <dns enable='no'/>
+  <ip address='10.%d.0.1' prefix='24'/>
+  <ip family='ipv6' address='fd00:%d::1' prefix='64'/>
+  <route address='10.%d.5.0' prefix='24' gateway='10.%d.0.2'/>
+</network>
+`, name, bridge, octet, octet, octet, octet, octet)
+}
+
+// mustWait fails t unless cond holds within timeout.
+func mustWait(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !waitFor(timeout, cond) {
+		t.Fatalf("%s: not within %v", what, timeout)
+	}
+}
+
+// TestForeignBridgeRefused: a bridge vnet did not create is never adopted,
+// changed or deleted. net-start (and its dry run) fails with libvirt's
+// message and leaves the bridge as it was; net-destroy and net-undefine do
+// not delete it.
+func TestForeignBridgeRefused(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host := netnstest.New(t, "foreign")
+	host.MustRun("ip", "link", "add", "vb-x", "type", "bridge")
+	host.MustRun("ip", "addr", "add", "198.51.100.1/24", "dev", "vb-x")
+	host.MustRun("ip", "link", "set", "vb-x", "up")
+	stp := regexp.MustCompile(`forward_delay \d+ .* stp_state \d+`)
+	snapshot := func() string {
+		return host.MustRun("ip", "-o", "link", "show", "dev", "vb-x") +
+			host.MustRun("ip", "-o", "-4", "addr", "show", "dev", "vb-x") +
+			stp.FindString(host.MustRun("ip", "-d", "link", "show", "dev", "vb-x")) + "\n" +
+			host.MustRun("sysctl", "net.ipv6.conf.vb-x.accept_ra", "net.ipv6.conf.vb-x.autoconf", "net.ipv6.conf.vb-x.disable_ipv6")
+	}
+	before := snapshot()
+
+	d := newDaemon(t, host)
+	d.start("--dnsmasq", noDnsmasq, "--no-default-network")
+	d.mustCtl("net-define", writeFile(t, "fb.xml", plainNAT("fb", "vb-x", 171)))
+	const want = "error: Failed to start network fb\nerror: error creating bridge interface vb-x: File exists\n"
+	for _, args := range [][]string{{"net-start", "--dry-run", "fb"}, {"net-start", "fb"}} {
+		_, stderr, code := d.ctl(args...)
+		if code != 1 || stderr != want {
+			t.Errorf("vnetctl %s: exit %d, stderr %q; want 1, %q", strings.Join(args, " "), code, stderr, want)
+		}
+	}
+	d.ctl("net-destroy", "fb")
+	d.mustCtl("net-undefine", "fb")
+	if after := snapshot(); after != before {
+		t.Fatalf("foreign bridge changed:\n%s\n---\n%s\nvnetd log:\n%s", before, after, d.log)
+	}
+}
+
+// TestOwnBridgeAdoptedAfterRestart: the bridge vnet created (and marked) is
+// adopted by the next daemon without being re-created, and net-destroy then
+// deletes it.
+func TestOwnBridgeAdoptedAfterRestart(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host := netnstest.New(t, "adopt")
+	d := newDaemon(t, host)
+	d.start("--dnsmasq", noDnsmasq, "--no-default-network")
+	d.mustCtl("net-create", writeFile(t, "ad.xml", plainNAT("ad", "vbr-ad", 172)))
+	index := func() string { return strings.Fields(host.MustRun("ip", "-o", "link", "show", "dev", "vbr-ad"))[0] }
+	before := index()
+	d.stop()
+	d.start("--dnsmasq", noDnsmasq, "--no-default-network")
+	if out := d.mustCtl("net-list", "--name"); !strings.Contains(out, "ad") {
+		t.Fatalf("network not adopted: %q\n%s", out, d.log)
+	}
+	if after := index(); after != before {
+		t.Fatalf("bridge re-created: ifindex %s → %s", before, after)
+	}
+	if strings.Contains(d.log.String(), "File exists") {
+		t.Fatalf("own bridge refused:\n%s", d.log)
+	}
+	d.mustCtl("net-destroy", "ad")
+	mustWait(t, 2*time.Second, "bridge deleted", func() bool {
+		_, err := host.Run("ip", "link", "show", "dev", "vbr-ad")
+		return err != nil
+	})
+}
+
+// TestForwardingSysctlRepaired: net.ipv4.ip_forward reset by someone after
+// the start is set again by drift repair (here through the periodic check,
+// which includes the sysctls), and the repair is logged.
+func TestForwardingSysctlRepaired(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host := netnstest.New(t, "fwd")
+	host.MustRun("sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
+	d := newDaemon(t, host)
+	d.start("--dnsmasq", noDnsmasq, "--no-default-network", "--verify-interval", "200ms")
+	d.mustCtl("net-create", writeFile(t, "fw.xml", plainNAT("fw", "vbr-fw", 173)))
+	read := func() string { return strings.TrimSpace(host.MustRun("sysctl", "-n", "net.ipv4.ip_forward")) }
+	if v := read(); v != "1" {
+		t.Fatalf("ip_forward after start = %s", v)
+	}
+	host.MustRun("sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
+	mustWait(t, 3*time.Second, "ip_forward back to 1", func() bool { return read() == "1" })
+	mustWait(t, time.Second, "repair logged", func() bool {
+		return strings.Contains(d.log.String(), `repaired network drift" network=fw repaired="sysctl net.ipv4.ip_forward is 0, want 1"`)
+	})
+	d.mustCtl("net-destroy", "fw")
+}
+
+// stepLine matches the debug line vnetd logs for every host step it ran.
+var stepLine = regexp.MustCompile(`msg="host step" network=(\S+) step=("(?:[^"\\]|\\.)*"|\S+)`)
+
+// TestDryRunIsWhatStartDoes: `net-start --dry-run` prints exactly the bridge
+// and sysctl steps the real start then runs (taken from vnetd's debug log),
+// in the same order, and the firewall step.
+func TestDryRunIsWhatStartDoes(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host := netnstest.New(t, "dry")
+	host.MustRun("sysctl", "-q", "-w", "net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0")
+	d := newDaemon(t, host)
+	d.start("--dnsmasq", noDnsmasq, "--no-default-network")
+	d.mustCtl("net-define", writeFile(t, "dr.xml", plainNAT("dr", "vbr-dr", 174)))
+	plan := d.mustCtl("net-start", "--dry-run", "dr")
+	var dry []string
+	for _, l := range strings.Split(plan, "\n") {
+		if strings.HasPrefix(l, "ip ") || strings.HasPrefix(l, "sysctl ") || strings.HasPrefix(l, "# firewall ") {
+			dry = append(dry, l)
+		}
+	}
+	d.mustCtl("net-start", "dr")
+	var ran []string
+	for _, m := range stepLine.FindAllStringSubmatch(d.log.String(), -1) {
+		if m[1] != "dr" {
+			continue
+		}
+		step := m[2]
+		if s, err := strconv.Unquote(step); err == nil {
+			step = s
+		}
+		ran = append(ran, step)
+	}
+	if len(dry) < 10 || !slices.Equal(dry, ran) {
+		t.Fatalf("dry run:\n  %s\nstart ran:\n  %s\nplan:\n%s", strings.Join(dry, "\n  "), strings.Join(ran, "\n  "), plan)
+	}
+	t.Logf("steps:\n  %s", strings.Join(ran, "\n  "))
+	d.mustCtl("net-destroy", "dr")
+}
