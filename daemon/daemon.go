@@ -286,6 +286,12 @@ func (m *Manager) startRepair(ctx context.Context, interval time.Duration, iptab
 		}
 	}()
 	go func() {
+		// Forwarding sysctls reset by someone: check every network.
+		if err := network.WatchForwarding(ctx, func() { r.hint(allNetworks) }); err != nil {
+			m.log.Warn("no netconf events; sysctl drift is found by the periodic check only", "err", err)
+		}
+	}()
+	go func() {
 		err := firewall.Watch(ctx, firewall.Options{}, func(table string) { r.tableChanged(table, iptables) })
 		if err != nil {
 			m.log.Warn("no nftables events; firewall drift is found by the periodic check only", "err", err)
