@@ -315,13 +315,13 @@ func (h *realHost) Verify(n *netxml.Network) ([]string, error) {
 	return network.Problems(rec.Steps), err
 }
 
-// logChanges logs the host-wide settings a converge changed (forwarding
-// sysctls): they outlive the network, so an admin must be able to find who
-// changed them.
+// logChanges logs the host-wide settings a converge changed (Step.Global:
+// forwarding sysctls): they outlive the network, so an admin must be able to
+// find who changed them.
 func logChanges(log *slog.Logger, n *netxml.Network, ran []network.Step) {
 	for _, s := range ran {
-		if set, ok := strings.CutPrefix(s.Cmd, "sysctl -w "); ok && !strings.Contains(set, "."+n.BridgeName()+".") {
-			log.Info("changed host sysctl", "network", n.Name, "sysctl", set)
+		if s.Global {
+			log.Info("changed host setting", "network", n.Name, "step", s.Cmd)
 		}
 	}
 }

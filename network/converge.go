@@ -18,6 +18,9 @@ type Step struct {
 	Cmd string
 	// Detail is extra text a dry-run prints below Cmd (rules, file contents).
 	Detail string
+	// Global marks a change of host-wide state that outlives the network
+	// (a forwarding sysctl): callers log it so an admin can find who made it.
+	Global bool
 	// Do makes the change.
 	Do func() error
 }

@@ -73,7 +73,9 @@ func ConvergeForwarding(n *netxml.Network, ex Executor) error {
 				return err
 			}
 		}
-		if err := ex.Run(s.step(fmt.Sprintf("sysctl %s is %s, want 1", s, cur), "1")); err != nil {
+		st := s.step(fmt.Sprintf("sysctl %s is %s, want 1", s, cur), "1")
+		st.Global = true
+		if err := ex.Run(st); err != nil {
 			return err
 		}
 	}

@@ -328,7 +328,7 @@ type fakeHost struct {
 
 func (h *fakeHost) Check(*netxml.Network) error { return nil }
 
-func (h *fakeHost) Ensure(n *netxml.Network, undo bool) error {
+func (h *fakeHost) Start(n *netxml.Network) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.up == nil {
@@ -339,8 +339,8 @@ func (h *fakeHost) Ensure(n *netxml.Network, undo bool) error {
 	return nil
 }
 
-func (h *fakeHost) Verify(*netxml.Network) ([]string, error) { return nil, nil }
-func (h *fakeHost) Repair(*netxml.Network) ([]string, error) { return nil, nil }
+func (h *fakeHost) Verify(*netxml.Network) ([]string, error)   { return nil, nil }
+func (h *fakeHost) Converge(*netxml.Network) ([]string, error) { return nil, nil }
 
 func (h *fakeHost) Remove(n *netxml.Network) error {
 	h.mu.Lock()
