@@ -2,10 +2,13 @@ package test
 
 import (
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,27 +150,12 @@ func TestForwardingSysctlRepaired(t *testing.T) {
 // stepLine matches the debug line vnetd logs for every host step it ran.
 var stepLine = regexp.MustCompile(`msg="host step" network=(\S+) step=("(?:[^"\\]|\\.)*"|\S+)`)
 
-// TestDryRunIsWhatStartDoes: `net-start --dry-run` prints exactly the bridge
-// and sysctl steps the real start then runs (taken from vnetd's debug log),
-// in the same order, and the firewall step.
-func TestDryRunIsWhatStartDoes(t *testing.T) {
-	netnstest.RequireRoot(t)
-	host := netnstest.New(t, "dry")
-	host.MustRun("sysctl", "-q", "-w", "net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0")
-	d := newDaemon(t, host)
-	d.start("--dnsmasq", noDnsmasq, "--no-default-network")
-	d.mustCtl("net-define", writeFile(t, "dr.xml", plainNAT("dr", "vbr-dr", 174)))
-	plan := d.mustCtl("net-start", "--dry-run", "dr")
-	var dry []string
-	for _, l := range strings.Split(plan, "\n") {
-		if strings.HasPrefix(l, "ip ") || strings.HasPrefix(l, "sysctl ") || strings.HasPrefix(l, "# firewall ") {
-			dry = append(dry, l)
-		}
-	}
-	d.mustCtl("net-start", "dr")
+// ranSteps returns the steps vnetd logged for network name, from the
+// log offset on.
+func ranSteps(log string, name string) []string {
 	var ran []string
-	for _, m := range stepLine.FindAllStringSubmatch(d.log.String(), -1) {
-		if m[1] != "dr" {
+	for _, m := range stepLine.FindAllStringSubmatch(log, -1) {
+		if m[1] != name {
 			continue
 		}
 		step := m[2]
@@ -176,9 +164,79 @@ func TestDryRunIsWhatStartDoes(t *testing.T) {
 		}
 		ran = append(ran, step)
 	}
+	return ran
+}
+
+var (
+	fakeDnsmasqOnce sync.Once
+	fakeDnsmasqPath string
+	fakeDnsmasqErr  error
+)
+
+// fakeDnsmasq builds test/fakednsmasq (a stand-in that only writes its pid
+// file) once and returns its path.
+func fakeDnsmasq(t *testing.T) string {
+	t.Helper()
+	fakeDnsmasqOnce.Do(func() {
+		fakeDnsmasqPath = filepath.Join(binDir, "fakednsmasq")
+		out, err := exec.Command("go", "build", "-o", fakeDnsmasqPath, "vnet/test/fakednsmasq").CombinedOutput()
+		if err != nil {
+			fakeDnsmasqErr = fmt.Errorf("build fakednsmasq: %v: %s", err, out)
+		}
+	})
+	if fakeDnsmasqErr != nil {
+		t.Fatal(fakeDnsmasqErr)
+	}
+	return fakeDnsmasqPath
+}
+
+// TestDryRunIsWhatStartDoes: `net-start --dry-run` prints exactly the steps
+// the real start then runs (taken from vnetd's debug log), in the same
+// order: bridge, sysctls, the firewall step and dnsmasq's command line (a
+// stand-in dnsmasq: what is compared is vnet's side). After a daemon
+// restart the running network is adopted as it is: no step but adopting
+// dnsmasq, whose pid stays the same.
+func TestDryRunIsWhatStartDoes(t *testing.T) {
+	netnstest.RequireRoot(t)
+	host := netnstest.New(t, "dry")
+	host.MustRun("sysctl", "-q", "-w", "net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0")
+	d := newDaemon(t, host)
+	dns := fakeDnsmasq(t)
+	d.start("--dnsmasq", dns, "--no-default-network")
+	xml := strings.Replace(plainNAT("dr", "vbr-dr", 174), "<dns enable='no'/>", "", 1)
+	xml = strings.Replace(xml, "<ip address='10.174.0.1' prefix='24'/>",
+		"<ip address='10.174.0.1' prefix='24'><dhcp><range start='10.174.0.10' end='10.174.0.20'/></dhcp></ip>", 1)
+	d.mustCtl("net-define", writeFile(t, "dr.xml", xml))
+	plan := d.mustCtl("net-start", "--dry-run", "dr")
+	var dry []string
+	for _, l := range strings.Split(plan, "\n") {
+		for _, p := range []string{"ip ", "sysctl ", "# firewall ", dns + " "} {
+			if strings.HasPrefix(l, p) {
+				dry = append(dry, l)
+			}
+		}
+	}
+	if !strings.Contains(plan, "dhcp-range=10.174.0.10,10.174.0.20") {
+		t.Errorf("plan lacks dnsmasq's conf:\n%s", plan)
+	}
+	d.mustCtl("net-start", "dr")
+	ran := ranSteps(d.log.String(), "dr")
 	if len(dry) < 10 || !slices.Equal(dry, ran) {
 		t.Fatalf("dry run:\n  %s\nstart ran:\n  %s\nplan:\n%s", strings.Join(dry, "\n  "), strings.Join(ran, "\n  "), plan)
 	}
 	t.Logf("steps:\n  %s", strings.Join(ran, "\n  "))
+
+	pid := func() string { return strings.TrimSpace(host.MustRun("sh", "-c", "cat "+d.runDir+"/dnsmasq/*.pid")) }
+	before := pid()
+	d.stop()
+	d.log = nil
+	d.start("--dnsmasq", dns, "--no-default-network")
+	ran = ranSteps(d.log.String(), "dr")
+	if len(ran) != 1 || !strings.Contains(ran[0], "adopt it") {
+		t.Errorf("adoption ran %q, want only dnsmasq's adoption\n%s", ran, d.log)
+	}
+	if after := pid(); after != before {
+		t.Errorf("dnsmasq pid %s → %s: not adopted", before, after)
+	}
 	d.mustCtl("net-destroy", "dr")
 }
