@@ -293,7 +293,7 @@ func (h *realHost) Start(n *netxml.Network) error {
 		}
 	}
 	if c.createdBridge {
-		if rerr := network.DeleteBridge(n.BridgeName()); rerr != nil {
+		if rerr := network.DeleteBridge(n.BridgeName(), n.Name); rerr != nil {
 			h.log.Warn("rollback: delete bridge", "network", n.Name, "err", rerr)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"net"
 	"net/netip"
@@ -27,10 +28,6 @@ import (
 
 // maxNameLen is the longest interface name the kernel accepts (IFNAMSIZ-1).
 const maxNameLen = unix.IFNAMSIZ - 1
-
-// ErrNotBridge is wrapped when a link with the bridge's name exists but is not
-// a bridge, so vnet must not adopt or delete it.
-var ErrNotBridge = errors.New("exists and is not a bridge")
 
 // DriftError lists how the live state of an object differs from the network
 // definition. VerifyBridge returns it; drift repair and `vnetctl doctor` show
@@ -193,7 +190,7 @@ func readSysctls(m map[string]string, s bridgeSpec, dev string) error {
 }
 
 // ownedAlias is the interface alias that marks a bridge as created by vnet
-// for network (see MarkOwned).
+// for network (see ownedAliasPrefix).
 func ownedAlias(network string) string {
 	alias := ownedAliasPrefix + network
 	if len(alias) > 255 {
@@ -215,15 +212,98 @@ func foreignLink(name string) error {
 	return netxml.Errorf(netxml.KindPlain, "error creating bridge interface %s: File exists", name)
 }
 
-// createCmd is the `ip` command that creates the bridge (with its MAC, given
-// at creation so the kernel marks it as set by the user and keeps it when
-// ports join: NET_ADDR_SET).
-func createCmd(s bridgeSpec) string {
-	cmd := "ip link add " + s.name
+// stagingPrefix starts the name a bridge is created under before it is
+// marked and renamed (see createBridge). Only vnet uses it ('~' is in no
+// name vnet or libvirt generate), so any link named so is a leftover of an
+// interrupted start and may be deleted.
+const stagingPrefix = "vnet~"
+
+// stagingName is the name the bridge br is created under: fixed per bridge
+// name, so that a dry run prints what the start does.
+func stagingName(br string) string {
+	h := fnv.New32a()
+	h.Write([]byte(br))
+	return fmt.Sprintf("%s%08x", stagingPrefix, h.Sum32())
+}
+
+// createBridge creates the bridge as vnet's, issuing the steps through ex: it
+// is created under a staging name, marked (the kernel ignores IFLA_IFALIAS in
+// the message that creates a link) and renamed. Why not create it under its
+// name: a daemon killed between creating and marking it would leave an
+// unmarked bridge of that name, which the next start must refuse as
+// foreign. A staging leftover is deleted first. When the name was taken
+// meanwhile, the staging bridge is deleted and libvirt's "File exists" error
+// returned; on any failure nothing of it is left.
+func createBridge(h handle, n *netxml.Network, s bridgeSpec, ex Executor) error {
+	obj := fmt.Sprintf("bridge %q", s.name)
+	tmp := stagingName(s.name)
+	dropTmp := func() {
+		if l, err := h.linkByName(tmp); err == nil && l != nil {
+			_ = h.LinkDel(l)
+		}
+	}
+	old, err := h.linkByName(tmp)
+	if err != nil {
+		return fmt.Errorf("bridge %q: look up: %w", tmp, err)
+	}
+	if old != nil {
+		err := ex.Run(Step{Problem: fmt.Sprintf("bridge %q: left by an interrupted start of %s", tmp, obj), Cmd: "ip link del " + tmp, Do: func() error {
+			if err := h.LinkDel(old); err != nil && !errors.Is(err, unix.ENODEV) {
+				return fmt.Errorf("bridge %q: delete: %w", tmp, err)
+			}
+			return nil
+		}})
+		if err != nil {
+			return err
+		}
+	}
+	cmd := "ip link add " + tmp
 	if s.mac != nil {
 		cmd += " address " + s.mac.String()
 	}
-	return cmd + " type bridge"
+	err = ex.Run(Step{Problem: obj + ": does not exist", Cmd: cmd + " type bridge", Do: func() error {
+		la := netlink.NewLinkAttrs()
+		la.Name = tmp
+		// The MAC is given at creation so the kernel marks it as set by
+		// the user and keeps it when ports join (NET_ADDR_SET).
+		la.HardwareAddr = s.mac
+		if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil {
+			return fmt.Errorf("%s: create: %w", obj, err)
+		}
+		return nil
+	}})
+	if err != nil {
+		return err
+	}
+	alias := ownedAlias(n.Name)
+	err = ex.Run(Step{Cmd: fmt.Sprintf("ip link set %s alias %s", tmp, alias), Do: func() error {
+		if err := setAlias(h, tmp, alias); err != nil {
+			dropTmp()
+			return err
+		}
+		return nil
+	}})
+	if err != nil {
+		return err
+	}
+	return ex.Run(Step{Cmd: fmt.Sprintf("ip link set %s name %s", tmp, s.name), Do: func() error {
+		l, err := h.linkByName(tmp)
+		if err == nil && l == nil {
+			err = errors.New("link disappeared")
+		}
+		if err == nil {
+			err = h.LinkSetName(l, s.name)
+		}
+		if err != nil {
+			dropTmp()
+			if errors.Is(err, unix.EEXIST) {
+				// Created by someone else since we looked: not ours.
+				return foreignLink(s.name)
+			}
+			return fmt.Errorf("%s: rename from %s: %w", obj, tmp, err)
+		}
+		return nil
+	}})
 }
 
 // ConvergeBridge makes the bridge of a network that owns its bridge match the
@@ -257,33 +337,10 @@ func ConvergeBridge(n *netxml.Network, ex Executor) (created bool, err error) {
 	}
 	var st bridgeState
 	if link == nil {
-		err := ex.Run(Step{Problem: obj + ": does not exist", Cmd: createCmd(s), Do: func() error {
-			la := netlink.NewLinkAttrs()
-			la.Name = s.name
-			la.HardwareAddr = s.mac
-			err := h.LinkAdd(&netlink.Bridge{LinkAttrs: la})
-			if errors.Is(err, unix.EEXIST) {
-				// Created by someone else since we looked: not ours.
-				return foreignLink(s.name)
-			}
-			if err != nil {
-				return fmt.Errorf("%s: create: %w", obj, err)
-			}
-			return nil
-		}})
-		if err != nil {
+		if err := createBridge(h, n, s, ex); err != nil {
 			return false, err
 		}
 		created = true
-		// Why a second step: the kernel ignores IFLA_IFALIAS in the
-		// message that creates a link.
-		alias := ownedAlias(n.Name)
-		err = ex.Run(Step{Cmd: fmt.Sprintf("ip link set %s alias %s", s.name, alias), Do: func() error {
-			return setAlias(h, s.name, alias)
-		}})
-		if err != nil {
-			return created, err
-		}
 		if ex.Live() {
 			if link, err = h.linkByName(s.name); err != nil || link == nil {
 				return created, fmt.Errorf("%s: look up after create: %w", obj, orGone(err))
@@ -470,9 +527,10 @@ func hasRoute(have []netlink.Route, r route) bool {
 	})
 }
 
-// DeleteBridge deletes the bridge named name. A missing link is not an error;
-// a link of that name that is not a bridge is left alone (ErrNotBridge).
-func DeleteBridge(name string) error {
+// DeleteBridge deletes the bridge vnet created for network (the rollback of
+// a failed start). A missing link is not an error; a link of that name vnet
+// did not create for network is left alone (ErrNotOurs).
+func DeleteBridge(name, network string) error {
 	h, err := newHandle()
 	if err != nil {
 		return fmt.Errorf("bridge %q: %w", name, err)
@@ -485,8 +543,8 @@ func DeleteBridge(name string) error {
 	if link == nil {
 		return nil
 	}
-	if link.Type() != "bridge" {
-		return fmt.Errorf("bridge %q: %w", name, ErrNotBridge)
+	if link.Type() != "bridge" || !ownedBy(link, network) {
+		return fmt.Errorf("bridge %q: %w", name, ErrNotOurs)
 	}
 	if err := h.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("bridge %q: delete: %w", name, err)

@@ -191,12 +191,12 @@ func TestEnsureBridgeNAT(t *testing.T) {
 		t.Errorf("addresses after 2nd call = %v, want %v", got, wantAddrs)
 	}
 
-	do(t, ns, func() error { return DeleteBridge(br) })
+	do(t, ns, func() error { return DeleteBridge(br, n.Name) })
 	do(t, ns, func() error {
 		if LinkExists(br) {
 			return errors.New("bridge still exists after DeleteBridge")
 		}
-		return DeleteBridge(br) // absent: no error
+		return DeleteBridge(br, n.Name) // absent: no error
 	})
 }
 
@@ -319,8 +319,8 @@ func TestEnsureBridgeVariants(t *testing.T) {
 		if err == nil || err.Error() != "error creating bridge interface vbr-dummy: File exists" {
 			t.Errorf("ConvergeBridge on a veth: %v", err)
 		}
-		err = ns.Do(func() error { return DeleteBridge("vbr-dummy") })
-		if !errors.Is(err, ErrNotBridge) {
+		err = ns.Do(func() error { return DeleteBridge("vbr-dummy", "nat-vbr-dummy") })
+		if !errors.Is(err, ErrNotOurs) {
 			t.Errorf("DeleteBridge on a veth: %v", err)
 		}
 		do(t, ns, func() error {

@@ -20,8 +20,9 @@ const ownedAliasPrefix = "vnet:"
 // vnet did not create it for that network: it is left alone.
 var ErrNotOurs = errors.New("not created by vnet for this network; left alone")
 
-// PruneBridges deletes every bridge vnet created (MarkOwned) whose name is not
-// in keep, and returns their names. Bridges of anyone else are never touched.
+// PruneBridges deletes every bridge vnet created (marked vnet:NAME, or still
+// under its staging name after an interrupted start) whose name is not in
+// keep, and returns their names. Bridges of anyone else are never touched.
 func PruneBridges(keep map[string]bool) ([]string, error) {
 	h, err := newHandle()
 	if err != nil {
@@ -35,7 +36,8 @@ func PruneBridges(keep map[string]bool) ([]string, error) {
 	var pruned []string
 	for _, l := range links {
 		a := l.Attrs()
-		if l.Type() != "bridge" || !strings.HasPrefix(a.Alias, ownedAliasPrefix) || keep[a.Name] {
+		staging := strings.HasPrefix(a.Name, stagingPrefix)
+		if l.Type() != "bridge" || !(staging || strings.HasPrefix(a.Alias, ownedAliasPrefix)) || keep[a.Name] {
 			continue
 		}
 		if err := h.LinkDel(l); err != nil {

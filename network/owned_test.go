@@ -112,3 +112,40 @@ func TestDryRunMatchesApply(t *testing.T) {
 		mustRun(t, ns, "ip", "link", "del", n.BridgeName())
 	}
 }
+
+// TestInterruptedCreate: a daemon killed while creating a bridge leaves it
+// under its staging name (unmarked, or marked but not renamed), never as an
+// unmarked bridge under the network's bridge name. The next converge removes
+// the leftover and creates the bridge; PruneBridges removes staging
+// leftovers too.
+func TestInterruptedCreate(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ns := netnstest.New(t, "staging")
+	n := natNetwork("vbr-int")
+	tmp := stagingName("vbr-int")
+	if len(tmp) > maxNameLen {
+		t.Fatalf("staging name %q too long", tmp)
+	}
+	mustRun(t, ns, "ip", "link", "add", tmp, "type", "bridge")
+	var rec Record
+	do(t, ns, func() error { _, err := ConvergeBridge(n, &rec); return err })
+	if got := rec.Steps[0].Cmd; got != "ip link del "+tmp {
+		t.Errorf("first step %q, want the leftover's removal", got)
+	}
+	do(t, ns, func() error { _, err := ensureBridge(n); return err })
+	do(t, ns, func() error { return VerifyBridge(n) })
+	if _, err := ns.Run("ip", "link", "show", "dev", tmp); err == nil {
+		t.Error("staging leftover still there")
+	}
+	if !strings.Contains(mustRun(t, ns, "ip", "-d", "link", "show", "dev", "vbr-int"), "alias vnet:nat-vbr-int") {
+		t.Error("bridge not marked")
+	}
+
+	other := stagingName("vbr-other")
+	mustRun(t, ns, "ip", "link", "add", other, "type", "bridge")
+	var pruned []string
+	do(t, ns, func() (err error) { pruned, err = PruneBridges(map[string]bool{"vbr-int": true}); return err })
+	if !slices.Equal(pruned, []string{other}) {
+		t.Errorf("pruned %v, want [%s]", pruned, other)
+	}
+}

@@ -754,7 +754,7 @@ func TestFidelityDryRun(t *testing.T) {
 			br, sub = "vbr-dry2", "192.168.171."
 		}
 		for _, want := range []string{
-			"ip link add " + br + " type bridge",
+			"name " + br + "\n",
 			"ip addr add " + sub + "1/24 dev " + br,
 			"ip link set " + br + " up",
 			"sysctl -w net.ipv4.ip_forward=1",
