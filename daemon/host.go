@@ -60,9 +60,6 @@ type realHost struct {
 	dns *dnsmasq.Manager
 	log *slog.Logger
 
-	// stepHook, when set (tests), sees every step Start and Converge ran.
-	stepHook func(network.Step)
-
 	// retiring holds bridges taken out of service whose deletion the
 	// kernel is still finishing (see network.RetireBridge).
 	mu       sync.Mutex
@@ -235,28 +232,19 @@ func (h *realHost) convergeDnsmasq(n *netxml.Network, ex network.Executor) error
 	argv := strings.Join(h.dns.Argv(n.Name), " ")
 	pid := h.dns.Pid(n.Name)
 	if pid == 0 {
-		var detail strings.Builder
-		for _, p := range paths {
-			fmt.Fprintf(&detail, "# file %s\n%s", p, files[p])
-			if files[p] != "" && !strings.HasSuffix(files[p], "\n") {
-				detail.WriteString("\n")
-			}
-		}
-		return ex.Run(network.Step{Problem: fmt.Sprintf("dnsmasq of network '%s' not running", n.Name), Cmd: argv, Detail: detail.String(), Do: start})
+		return ex.Run(network.Step{Problem: fmt.Sprintf("dnsmasq of network '%s' not running", n.Name), Cmd: argv, Detail: fileDetail(paths, files), Do: start})
 	}
 	var differ []string
-	var detail strings.Builder
 	for _, p := range paths {
 		if cur, err := os.ReadFile(p); err != nil || string(cur) != files[p] {
 			differ = append(differ, p)
-			fmt.Fprintf(&detail, "# file %s\n%s", p, files[p])
 		}
 	}
 	if len(differ) > 0 {
 		return ex.Run(network.Step{
 			Problem: fmt.Sprintf("dnsmasq of network '%s': %s differs from the definition", n.Name, strings.Join(differ, ", ")),
 			Cmd:     fmt.Sprintf("# dnsmasq (pid %d): rewrite %s, reload or restart", pid, strings.Join(differ, ", ")),
-			Detail:  detail.String(),
+			Detail:  fileDetail(differ, files),
 			Do:      start,
 		})
 	}
@@ -267,14 +255,24 @@ func (h *realHost) convergeDnsmasq(n *netxml.Network, ex network.Executor) error
 	return nil
 }
 
+// fileDetail prints files (by path, in the order of paths) for a dry run.
+func fileDetail(paths []string, files map[string]string) string {
+	var b strings.Builder
+	for _, p := range paths {
+		fmt.Fprintf(&b, "# file %s\n%s", p, files[p])
+		if files[p] != "" && !strings.HasSuffix(files[p], "\n") {
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
 // run returns the executor that changes the host for network n, logging
-// every step.
+// every step (at debug level: the end-to-end test compares these lines with
+// the dry run).
 func (h *realHost) run(n *netxml.Network) *network.Apply {
 	return &network.Apply{OnStep: func(s network.Step) {
 		h.log.Debug("host step", "network", n.Name, "step", s.Cmd)
-		if h.stepHook != nil {
-			h.stepHook(s)
-		}
 	}}
 }
 
