@@ -79,6 +79,21 @@ func TestForeignBridgeRefused(t *testing.T) {
 	if after := snapshot(); after != before {
 		t.Fatalf("foreign bridge changed:\n%s\n---\n%s\nvnetd log:\n%s", before, after, d.log)
 	}
+
+	// The bridge of an active network replaced by someone else's: repair
+	// does not take it over, net-destroy does not delete it.
+	d.mustCtl("net-create", writeFile(t, "fy.xml", plainNAT("fy", "vb-y", 175)))
+	// Renamed away rather than deleted: a deletion takes the kernel ~40 ms,
+	// during which a repair already under way could re-create the bridge.
+	host.MustRun("ip", "-batch", writeFile(t, "replace.batch", "link set vb-y down\nlink set vb-y name vb-gone\nlink add vb-y type bridge\n"))
+	host.MustRun("ip", "addr", "add", "198.51.100.1/24", "dev", "vb-y")
+	mustWait(t, 2*time.Second, "failed repair logged", func() bool {
+		return strings.Contains(d.log.String(), `repairing network failed" network=fy err="error creating bridge interface vb-y: File exists"`)
+	})
+	d.mustCtl("net-destroy", "fy")
+	if out := host.MustRun("ip", "-o", "-4", "addr", "show", "dev", "vb-y"); !strings.Contains(out, "198.51.100.1/24") {
+		t.Fatalf("foreign bridge changed by net-destroy: %q", out)
+	}
 }
 
 // TestOwnBridgeAdoptedAfterRestart: the bridge vnet created (and marked) is
