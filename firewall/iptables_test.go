@@ -443,6 +443,10 @@ func TestIptablesDescribe(t *testing.T) {
 	if got, err := b.Describe(planOf(t, `<network><name>o</name><bridge name='br9'/><forward mode='open'/><ip address='10.9.0.1' prefix='24'/></network>`)); got != "" || err != nil {
 		t.Errorf("open network describes %q, %v", got, err)
 	}
+	// The caller names the network: the backend names only the tool.
+	if err := b.Apply(planOf(t, "nat-default.xml")); err == nil || !strings.HasPrefix(err.Error(), "/bin/false -w --noflush: exit status 1") {
+		t.Errorf("apply with a failing iptables-restore: %v", err)
+	}
 }
 
 // TestIptablesDescribeMatchesApply checks that Describe prints what Apply

@@ -60,7 +60,7 @@ func (s tcSteps) run(h *netlink.Handle, link netlink.Link) (tcSteps, error) {
 		htb := netlink.NewHtb(netlink.QdiscAttrs{LinkIndex: link.Attrs().Index, Handle: checksumQdisc, Parent: netlink.HANDLE_ROOT})
 		htb.Defcls = 2
 		if err := h.QdiscAdd(htb); err != nil {
-			return done, fmt.Errorf("add htb root qdisc 1:: %w", err)
+			return done, fmt.Errorf("add root qdisc 1: (htb): %w", err)
 		}
 		done.addQdisc = true
 	}
