@@ -291,6 +291,9 @@ func (s *nftSteps) build(c *nftables.Conn) {
 
 // script renders the steps as a shell script doing the same with the nft
 // and tc tools: the batch as one `nft -f` transaction, then the tc commands.
+// Owned tables are written with "destroy" and "flags owner,persist", which
+// older nft tools (Debian 12's 1.0.6) do not parse; the text is what Apply
+// sends over netlink all the same.
 func (s *nftSteps) script() string {
 	var w strings.Builder
 	w.WriteString("nft -f - <<'EOF'\n")

@@ -525,3 +525,43 @@ func nftDrift(t *testing.T, err error) []string {
 	}
 	return nft
 }
+
+// TestDescribeChecksumSteps checks that Describe reads the bridge: where
+// the kernel has the csum action, it describes the tc steps the bridge
+// lacks, all of them for a bridge that does not exist yet (the start creates
+// it), and none where the kernel has no csum action.
+func TestDescribeChecksumSteps(t *testing.T) {
+	ns, _ := nsBackend(t, "fwdtc")
+	h, err := ns.Handle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	b := &nftBackend{log: slogDiscard(), netns: int(h)}
+	p := planOf(t, "nat-default.xml")
+	qdisc := "tc qdisc add dev virbr0 root handle 1: htb default 2\n"
+	filter := "tc filter add dev virbr0 prio 2 protocol ip parent 1: u32 match ip dport 68 ffff action csum ip and udp\n"
+	describe := func() string {
+		t.Helper()
+		s, err := b.Describe(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s[strings.Index(s, "EOF\n")+4:]
+	}
+	if got := describe(); got != qdisc+filter {
+		t.Errorf("bare bridge: tc steps %q", got)
+	}
+	ns.MustRun("tc", "qdisc", "add", "dev", "virbr0", "root", "handle", "1:", "htb", "default", "2")
+	if got := describe(); got != filter {
+		t.Errorf("bridge with the qdisc: tc steps %q", got)
+	}
+	ns.MustRun("ip", "link", "del", "virbr0")
+	if got := describe(); got != qdisc+filter {
+		t.Errorf("no bridge yet: tc steps %q", got)
+	}
+	b.noCsum = true
+	if got := describe(); got != "" {
+		t.Errorf("no csum action: tc steps %q", got)
+	}
+}
