@@ -90,8 +90,8 @@ func (b *nftBackend) write(build func(c *nftables.Conn)) error {
 }
 
 // delTable adds to c the deletion of t that is no error when t is absent.
-func (b *nftBackend) delTable(c *nftables.Conn, t *nftables.Table) {
-	if b.owner == nil {
+func delTable(c *nftables.Conn, t *nftables.Table, owned bool) {
+	if !owned {
 		// Add-then-delete. (With owned tables DELTABLE goes as
 		// DESTROYTABLE, and the add would be refused on a table that
 		// is neither ours nor orphaned.)
@@ -211,8 +211,9 @@ func (b *nftBackend) netlinkHandle() (*netlink.Handle, error) {
 var nftFamily = map[Family]nftables.TableFamily{IPv4: nftables.TableFamilyIPv4, IPv6: nftables.TableFamilyIPv6}
 
 // nftSteps is what Apply does for one plan, computed against the live state
-// by prepare; Apply carries it out (run), Describe renders it (script). Both
-// go through here so that a dry run prints exactly what a start does.
+// by prepare; Apply carries it out (build, then the tc steps), Describe
+// renders it (script). Both go through here so that a dry run prints exactly
+// what a start does.
 type nftSteps struct {
 	p *Plan
 	// owned says the tables are written over the owner socket: DELTABLE
@@ -265,13 +266,7 @@ func (b *nftBackend) prepare(p *Plan, describe bool) (*nftSteps, *netlink.Handle
 func (s *nftSteps) build(c *nftables.Conn) {
 	for _, f := range []Family{IPv4, IPv6} {
 		t := &nftables.Table{Name: s.p.TableName(), Family: nftFamily[f]}
-		if !s.owned {
-			// With owned tables DELTABLE goes as DESTROYTABLE, and the
-			// add would be refused on a table that is neither ours nor
-			// orphaned.
-			c.AddTable(t)
-		}
-		c.DelTable(t)
+		delTable(c, t, s.owned)
 		if !familyHasRules(s.p, f) {
 			continue
 		}
@@ -405,7 +400,7 @@ func (b *nftBackend) Remove(p *Plan) error {
 	start := time.Now()
 	err := b.write(func(c *nftables.Conn) {
 		for _, f := range []Family{IPv4, IPv6} {
-			b.delTable(c, &nftables.Table{Name: p.TableName(), Family: nftFamily[f]})
+			delTable(c, &nftables.Table{Name: p.TableName(), Family: nftFamily[f]}, b.owner != nil)
 		}
 	})
 	if err != nil {
