@@ -199,15 +199,24 @@ func (h *realHost) convergeFirewall(n *netxml.Network, plan *firewall.Plan, ex n
 		}
 		problem = verr.Error()
 	}
+	var detail string
+	if !ex.Live() {
+		// Only a recording needs the text: Describe reads the live
+		// rules, which a start or repair need not pay for twice.
+		d, err := h.fw.Describe(plan)
+		if err != nil {
+			return fmt.Errorf("network '%s': firewall: %w", n.Name, err)
+		}
+		detail = d
+	}
 	return ex.Run(network.Step{
 		Problem: problem,
 		Cmd:     fmt.Sprintf("# firewall (%s): replace the rules of network '%s' in one transaction", h.fw.Name(), n.Name),
-		Detail:  describeFirewall(h.fw, plan),
+		Detail:  detail,
 		Do: func() error {
-			// Unwrapped: the backends' errors name the network and
-			// what they applied.
+			// The backends name what they touched, never the network.
 			if err := h.fw.Apply(plan); err != nil {
-				return err
+				return fmt.Errorf("network '%s': firewall: %w", n.Name, err)
 			}
 			*applied = true
 			return nil
@@ -337,7 +346,7 @@ func (h *realHost) Remove(n *netxml.Network) error {
 		if plan, err := firewall.PlanFor(n); err != nil {
 			errs = append(errs, err)
 		} else if err := h.fw.Remove(plan); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("network '%s': firewall: %w", n.Name, err))
 		}
 		t.step("firewall")
 		if err := h.retire(n.BridgeName(), n.Name); err != nil {
@@ -419,19 +428,6 @@ func (h *realHost) Plan(n *netxml.Network) (string, error) {
 		return fmt.Sprintf("# network '%s' is in place: nothing to change\n", n.Name), nil
 	}
 	return network.Commands(rec.Steps), nil
-}
-
-// describeFirewall prints the plan as the commands of the active backend:
-// the firewall part of --dry-run.
-func describeFirewall(fw firewall.Backend, p *firewall.Plan) string {
-	switch fw.Name() {
-	case "nftables":
-		return firewall.RenderNft(p)
-	case "iptables":
-		return firewall.RenderIptables(p)
-	default:
-		return fmt.Sprintf("# no text rendering for the %s backend\n", fw.Name())
-	}
 }
 
 // checkForeignModes handles the forward modes whose devices vnet does not

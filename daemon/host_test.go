@@ -19,11 +19,12 @@ type unusableFirewall struct{}
 
 func (unusableFirewall) Name() string { return "nftables" }
 func (unusableFirewall) Apply(p *firewall.Plan) error {
-	// As the nftables backend words it: the network, then what failed.
-	return fmt.Errorf("network '%s': apply nftables table %s: %w", p.Network, p.TableName(), errors.New("netlink receive: operation not supported"))
+	// As the nftables backend words it: what it touched, then why.
+	return fmt.Errorf("apply nftables table %s: %w", p.TableName(), errors.New("netlink receive: operation not supported"))
 }
-func (unusableFirewall) Remove(*firewall.Plan) error { return nil }
-func (unusableFirewall) Verify(*firewall.Plan) error { return nil }
+func (unusableFirewall) Remove(*firewall.Plan) error             { return nil }
+func (unusableFirewall) Verify(*firewall.Plan) error             { return nil }
+func (unusableFirewall) Describe(*firewall.Plan) (string, error) { return "", nil }
 
 // TestStartWithoutFirewallCapability: when the kernel refuses our firewall,
 // a start fails with an error naming the network and the firewall, and the
@@ -49,7 +50,7 @@ func TestStartWithoutFirewallCapability(t *testing.T) {
 	}
 	// The network is named once (not "network 'nofw': apply firewall
 	// rules: network 'nofw': …").
-	if want := "network 'nofw': apply nftables table vnet-vbr-nofw: netlink receive: operation not supported"; startErr == nil || startErr.Error() != want {
+	if want := "network 'nofw': firewall: apply nftables table vnet-vbr-nofw: netlink receive: operation not supported"; startErr == nil || startErr.Error() != want {
 		t.Fatalf("start error %v, want %s", startErr, want)
 	}
 	if after := ns.MustRun("ip", "-o", "link"); after != before {

@@ -8,7 +8,10 @@ import (
 )
 
 // Backend installs, removes and checks the firewall of one network at a time.
-// Implementations are safe for concurrent use.
+// Implementations are safe for concurrent use. Errors of its methods name
+// what they touched (bridge, table, tool) but never the network: the caller
+// wraps them with the network's name. A *DriftError, a finding rather than a
+// failure, names the network itself.
 type Backend interface {
 	// Name returns the backend name ("nftables" or "iptables").
 	Name() string
@@ -25,6 +28,14 @@ type Backend interface {
 	// *DriftError listing what is missing or unexpected (other errors mean
 	// the state could not be read).
 	Verify(p *Plan) error
+	// Describe returns the steps Apply would run for the plan on this host
+	// now, computed by the same code against the live state and rendered
+	// as a shell script of the backend's own tools (nft / iptables-restore
+	// input / tc), without changing anything. Steps Apply would skip (the tc
+	// checksum fix on a kernel without the csum action, iptables chains that
+	// exist) are not in it. A bridge that does not exist yet is described as
+	// new, as the start creates it before applying the firewall.
+	Describe(p *Plan) (string, error)
 }
 
 // Options configure a backend.

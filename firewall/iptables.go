@@ -171,9 +171,10 @@ func (b *iptBackend) Name() string { return "iptables" }
 // Apply implements Backend: per family (both in parallel), one
 // iptables-save and, when the live rules differ from the plan, one
 // iptables-restore --noflush that creates the missing chains and jump rules
-// and replaces the network's rules in the chains where they differ. A family
-// without rules in the plan loses the network's rules (and the whole
-// structure when no other network uses it).
+// and replaces the network's rules in the chains where they differ (see
+// applyDiff). A family without rules in the plan loses the network's rules
+// (and the whole structure when no other network uses it). Its debug log
+// holds the batches written, as Describe renders them.
 func (b *iptBackend) Apply(p *Plan) error {
 	if p.Bridge == "" {
 		return nil
@@ -185,25 +186,86 @@ func (b *iptBackend) Apply(p *Plan) error {
 	if err != nil {
 		return err
 	}
-	var changes [2]int
+	var written [2]string
 	err = b.eachFamily(p, func(f Family) error {
 		var err error
-		changes[f], err = b.sync(f, func(st *iptState) *iptDiff {
-			want := b.wantRules(p, f, comment)
-			if len(want) == 0 {
-				return diffRemove(st, comment)
-			}
-			return diffApply(st, comment, want)
-		}, familyHasRules(p, f))
+		written[f], err = b.sync(f, b.applyDiff(p, f, comment), familyHasRules(p, f))
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("network '%s': %w", p.Network, err)
+		return err
 	}
 	b.log.Debug("firewall applied", "network", p.Network, "backend", "iptables",
-		"changes", changes[IPv4]+changes[IPv6], "took", time.Since(start))
+		"took", time.Since(start), "steps", iptScriptValue{b, written})
 	return nil
 }
+
+// applyDiff returns the computation of what Apply writes in family f.
+func (b *iptBackend) applyDiff(p *Plan, f Family, comment string) func(*iptState) *iptDiff {
+	return func(st *iptState) *iptDiff {
+		want := b.wantRules(p, f, comment)
+		if len(want) == 0 {
+			return diffRemove(st, comment)
+		}
+		return diffApply(st, comment, want)
+	}
+}
+
+// Describe implements Backend: per family, the iptables-restore batch Apply
+// would write now (none when the live rules already match), computed from
+// the same iptables-save reading and difference as Apply, as a shell script.
+func (b *iptBackend) Describe(p *Plan) (string, error) {
+	if p.Bridge == "" {
+		return "", nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	comment, err := iptComment(p.Network)
+	if err != nil {
+		return "", err
+	}
+	var batches [2]string
+	err = b.eachFamily(p, func(f Family) error {
+		t := &b.tools[f]
+		if t.err != nil {
+			if familyHasRules(p, f) {
+				return t.err
+			}
+			return nil
+		}
+		st, err := b.read(t)
+		if err != nil {
+			return err
+		}
+		batches[f], _ = b.applyDiff(p, f, comment)(st).restoreInput()
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return b.script(batches), nil
+}
+
+// script renders the batches of both families as a shell script feeding
+// each to its iptables-restore.
+func (b *iptBackend) script(batches [2]string) string {
+	var w strings.Builder
+	for f, in := range batches {
+		if in != "" {
+			w.WriteString(b.tools[f].name + "-restore -w --noflush <<'EOF'\n" + in + "EOF\n")
+		}
+	}
+	return w.String()
+}
+
+// iptScriptValue logs the script of the batches only when the record is
+// written.
+type iptScriptValue struct {
+	b       *iptBackend
+	batches [2]string
+}
+
+func (v iptScriptValue) LogValue() slog.Value { return slog.StringValue(v.b.script(v.batches)) }
 
 // Remove implements Backend: it deletes the network's rules of both
 // families; when no other network has rules left in a family, it also
@@ -224,7 +286,7 @@ func (b *iptBackend) Remove(p *Plan) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("network '%s': %w", p.Network, err)
+		return err
 	}
 	b.log.Debug("firewall removed", "network", p.Network, "backend", "iptables", "took", time.Since(start))
 	return nil
@@ -269,7 +331,7 @@ func (b *iptBackend) Verify(p *Plan) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("network '%s': %w", p.Network, err)
+		return err
 	}
 	drift := &DriftError{Network: p.Network}
 	for f, d := range diffs {
@@ -325,32 +387,32 @@ func (b *iptBackend) wantRules(p *Plan, f Family, comment string) map[tableChain
 // batch. When the batch fails on the CHECKSUM target, the target is marked
 // unavailable and the batch recomputed without it; any other failure (most
 // likely a concurrent change by another tool) is retried from a fresh read.
-// need says the family's tools are required. It returns the number of batch
-// lines written.
-func (b *iptBackend) sync(f Family, diff func(*iptState) *iptDiff, need bool) (int, error) {
+// need says the family's tools are required. It returns the batch written
+// ("" when nothing had to change).
+func (b *iptBackend) sync(f Family, diff func(*iptState) *iptDiff, need bool) (string, error) {
 	t := &b.tools[f]
 	if t.err != nil {
 		if need {
-			return 0, t.err
+			return "", t.err
 		}
-		return 0, nil
+		return "", nil
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		st, err := b.read(t)
 		if err != nil {
-			return 0, err
+			return "", err
 		}
 		d := diff(st)
 		if len(d.ops) == 0 {
 			b.clean[f].Store(!st.hasVnetChain())
-			return 0, nil
+			return "", nil
 		}
-		input, lines := d.restoreInput()
+		input, _ := d.restoreInput()
 		b.clean[f].Store(false)
 		if err = b.write(t, input); err == nil {
 			b.clean[f].Store(d.teardown || (!st.hasVnetChain() && !strings.Contains(input, "-N ")))
-			return lines, nil
+			return input, nil
 		}
 		lastErr = err
 		if strings.Contains(err.Error(), "CHECKSUM") && !b.noCsum.Swap(true) {
@@ -360,7 +422,7 @@ func (b *iptBackend) sync(f Family, diff func(*iptState) *iptDiff, need bool) (i
 			b.log.Warn("iptables CHECKSUM target unavailable, skipping the DHCP checksum fix", "err", err)
 		}
 	}
-	return 0, lastErr
+	return "", lastErr
 }
 
 // read runs <family>-save and parses it.
@@ -552,34 +614,6 @@ func iptNATTarget(r Rule) []string {
 // iptChecksumSpec is libvirt's DHCPv4 checksum fix, in the mangle table.
 func iptChecksumSpec(bridge, comment string) string {
 	return "-o " + bridge + " -p udp -m udp --dport 68 -m comment --comment \"" + comment + "\" -j CHECKSUM --checksum-fill"
-}
-
-// RenderIptables renders the plan as what Apply writes on a host without
-// vnet's chains, for a dry run: per family with rules, a comment line naming
-// the command ("# iptables-restore -w --noflush") followed by its input,
-// which creates the chains, inserts the network's rules and the jump rules.
-// An empty plan renders as "".
-func RenderIptables(p *Plan) string {
-	comment, err := iptComment(p.Network)
-	if err != nil {
-		return ""
-	}
-	empty, _ := parseIptSave("")
-	b := &iptBackend{}
-	var out strings.Builder
-	for _, f := range []Family{IPv4, IPv6} {
-		want := b.wantRules(p, f, comment)
-		if len(want) == 0 {
-			continue
-		}
-		input, _ := diffApply(empty, comment, want).restoreInput()
-		name := "iptables"
-		if f == IPv6 {
-			name = "ip6tables"
-		}
-		out.WriteString("# " + name + "-restore -w --noflush\n" + input)
-	}
-	return out.String()
 }
 
 // iptState is the parsed iptables-save output of one family.
@@ -861,7 +895,7 @@ func (b *iptBackend) prune(keep []*Plan) error {
 		}
 		kept[c] = true
 	}
-	var dropped [2]int
+	var dropped [2]string
 	err := b.eachFamily(nil, func(f Family) error {
 		var err error
 		dropped[f], err = b.sync(f, func(st *iptState) *iptDiff {
@@ -872,8 +906,8 @@ func (b *iptBackend) prune(keep []*Plan) error {
 	if err != nil {
 		return fmt.Errorf("prune iptables rules: %w", err)
 	}
-	if dropped[IPv4]+dropped[IPv6] > 0 {
-		b.log.Info("removed iptables rules of networks that are not active", "changes", dropped[IPv4]+dropped[IPv6])
+	if n := strings.Count(dropped[IPv4]+dropped[IPv6], "\n-"); n > 0 {
+		b.log.Info("removed iptables rules of networks that are not active", "changes", n)
 	}
 	return nil
 }

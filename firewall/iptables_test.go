@@ -422,15 +422,75 @@ func benchIptables(b *testing.B, src string) {
 	fmt.Printf("iptables %s: apply %.1f ms, unchanged re-apply %.1f ms, remove %.1f ms\n", src, ms(apply), ms(again), ms(remove))
 }
 
-// TestRenderIptables pins the dry-run text of the default NAT network and
-// checks that a network with IPv6 renders both families.
-func TestRenderIptables(t *testing.T) {
-	golden(t, filepath.Join("testdata", "render-iptables-nat-default.txt"), RenderIptables(planOf(t, "nat-default.xml")))
-	if got := RenderIptables(planOf(t, "nat-ipv6-masquerade.xml")); !strings.Contains(got, "# ip6tables-restore -w --noflush\n*filter\n-N VNET_INP\n") {
-		t.Errorf("no IPv6 batch:\n%s", got)
+// TestIptablesDescribe pins the dry-run text of the default NAT network on
+// a host without vnet's chains (fake tools: save prints nothing), and checks
+// that an open network describes nothing.
+func TestIptablesDescribe(t *testing.T) {
+	dir := t.TempDir()
+	save := filepath.Join(dir, "save")
+	writeScript(t, save, "#!/bin/sh\nexit 0\n")
+	b := &iptBackend{log: slogDiscard()}
+	b.tools[IPv4] = iptTool{name: "iptables", save: save, restore: "/bin/false"}
+	b.tools[IPv6] = iptTool{name: "ip6tables", save: save, restore: "/bin/false"}
+	got, err := b.Describe(planOf(t, "nat-default.xml"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := RenderIptables(planOf(t, `<network><name>o</name><bridge name='br9'/><forward mode='open'/><ip address='10.9.0.1' prefix='24'/></network>`)); got != "" {
-		t.Errorf("open network renders %q", got)
+	golden(t, filepath.Join("testdata", "describe-iptables-nat-default.txt"), got)
+	if got, err := b.Describe(planOf(t, "nat-ipv6-masquerade.xml")); err != nil || !strings.Contains(got, "ip6tables-restore -w --noflush <<'EOF'\n*filter\n-N VNET_INP\n") {
+		t.Errorf("no IPv6 batch: %v\n%s", err, got)
+	}
+	if got, err := b.Describe(planOf(t, `<network><name>o</name><bridge name='br9'/><forward mode='open'/><ip address='10.9.0.1' prefix='24'/></network>`)); got != "" || err != nil {
+		t.Errorf("open network describes %q, %v", got, err)
+	}
+	// The caller names the network: the backend names only the tool.
+	if err := b.Apply(planOf(t, "nat-default.xml")); err == nil || !strings.HasPrefix(err.Error(), "/bin/false -w --noflush: exit status 1") {
+		t.Errorf("apply with a failing iptables-restore: %v", err)
+	}
+}
+
+// TestIptablesDescribeMatchesApply checks that Describe prints what Apply
+// then writes (recorded by its debug log): on a fresh namespace, for a second
+// network sharing the chains, and for an unchanged network (nothing). The
+// described batches, run with iptables-restore in another namespace, must
+// give the same rules.
+func TestIptablesDescribeMatchesApply(t *testing.T) {
+	log := &stepsLog{}
+	ns, _ := iptNS(t, "iptdesc")
+	h, err := ns.Handle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	b, err := New("iptables", Options{NetNS: int(h), Logger: slog.New(log)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsCLI, bCLI := iptNS(t, "iptdescc")
+	for i, p := range []*Plan{planOf(t, "nat-default.xml"), planOf(t, xmlRouted), planOf(t, "nat-default.xml")} {
+		want, err := b.Describe(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Apply(p); err != nil {
+			t.Fatal(err)
+		}
+		if got := log.last(t); got != want {
+			t.Errorf("step %d: apply wrote\n%s\nDescribe said\n%s", i+1, got, want)
+		}
+		if i == 2 && want != "" {
+			t.Errorf("unchanged network: Describe said\n%s", want)
+		}
+		script, err := bCLI.Describe(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nsCLI.MustRun("sh", "-ec", script)
+	}
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		if got, want := saved(ns, tool), saved(nsCLI, tool); got != want {
+			t.Errorf("%s: Apply gave\n%s\nDescribe's batches gave\n%s", tool, got, want)
+		}
 	}
 }
 

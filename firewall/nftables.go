@@ -90,8 +90,8 @@ func (b *nftBackend) write(build func(c *nftables.Conn)) error {
 }
 
 // delTable adds to c the deletion of t that is no error when t is absent.
-func (b *nftBackend) delTable(c *nftables.Conn, t *nftables.Table) {
-	if b.owner == nil {
+func delTable(c *nftables.Conn, t *nftables.Table, owned bool) {
+	if !owned {
 		// Add-then-delete. (With owned tables DELTABLE goes as
 		// DESTROYTABLE, and the add would be refused on a table that
 		// is neither ours nor orphaned.)
@@ -210,10 +210,131 @@ func (b *nftBackend) netlinkHandle() (*netlink.Handle, error) {
 
 var nftFamily = map[Family]nftables.TableFamily{IPv4: nftables.TableFamilyIPv4, IPv6: nftables.TableFamilyIPv6}
 
-// Apply implements Backend: one batch per call that, for both families,
-// deletes the network's table if it exists (add-then-delete, so a missing
-// table is no error) and re-creates it with the plan's chains and rules. The
-// kernel applies the batch atomically: there is no moment without rules.
+// nftSteps is what Apply does for one plan, computed against the live state
+// by prepare; Apply carries it out (build, then the tc steps), Describe
+// renders it (script). Both go through here so that a dry run prints exactly
+// what a start does.
+type nftSteps struct {
+	p *Plan
+	// owned says the tables are written over the owner socket: DELTABLE
+	// goes as DESTROYTABLE and NEWTABLE carries the flags owner,persist.
+	owned bool
+	// link is the bridge; nil when Describe runs before the bridge exists.
+	link    netlink.Link
+	ifindex uint32
+	// tc is what the bridge lacks of the checksum fix: nothing when the
+	// plan has none or the kernel has no csum action.
+	tc tcSteps
+}
+
+// prepare computes the steps of Apply. It returns the rtnetlink handle it
+// opened (nil when the plan needs none), which the caller closes. With
+// describe, a bridge that does not exist yet is no error: the steps are
+// then those for a new bridge, and when no tc step can arise no handle is
+// opened at all (the rule text names the bridge, it needs no index).
+func (b *nftBackend) prepare(p *Plan, describe bool) (*nftSteps, *netlink.Handle, error) {
+	s := &nftSteps{p: p, owned: b.owner != nil}
+	tc := p.ChecksumFix && !b.noCsum
+	if len(p.Rules) == 0 && !p.ChecksumFix || describe && !tc {
+		return s, nil, nil
+	}
+	h, err := b.netlinkHandle()
+	if err != nil {
+		return nil, nil, err
+	}
+	link, err := h.LinkByName(p.Bridge)
+	var nf netlink.LinkNotFoundError
+	switch {
+	case err == nil:
+		s.link, s.ifindex = link, uint32(link.Attrs().Index)
+	case !describe || !errors.As(err, &nf):
+		h.Close()
+		return nil, nil, fmt.Errorf("bridge %q: look up: %w", p.Bridge, err)
+	}
+	if tc {
+		if s.tc, err = checksumFixSteps(h, s.link); err != nil {
+			h.Close()
+			return nil, nil, fmt.Errorf("bridge %q: %w", p.Bridge, err)
+		}
+	}
+	return s, h, nil
+}
+
+// build adds the batch to c: for both families, delete the network's table
+// if it exists (add-then-delete, or DESTROYTABLE when owned, so a missing
+// table is no error) and re-create it with the plan's chains and rules.
+func (s *nftSteps) build(c *nftables.Conn) {
+	for _, f := range []Family{IPv4, IPv6} {
+		t := &nftables.Table{Name: s.p.TableName(), Family: nftFamily[f]}
+		delTable(c, t, s.owned)
+		if !familyHasRules(s.p, f) {
+			continue
+		}
+		c.AddTable(t)
+		for _, spec := range nftChains {
+			rules := s.p.chainRules(f, spec)
+			if len(rules) == 0 {
+				continue
+			}
+			ch := c.AddChain(nftChain(t, spec))
+			for _, r := range rules {
+				c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: ruleExprs(r, s.ifindex)})
+			}
+		}
+	}
+}
+
+// script renders the steps as a shell script doing the same with the nft
+// and tc tools: the batch as one `nft -f` transaction, then the tc commands.
+// Owned tables are written with "destroy" and "flags owner,persist", which
+// older nft tools (Debian 12's 1.0.6) do not parse; the text is what Apply
+// sends over netlink all the same.
+func (s *nftSteps) script() string {
+	var w strings.Builder
+	w.WriteString("nft -f - <<'EOF'\n")
+	for _, f := range []Family{IPv4, IPv6} {
+		table := "table " + f.String() + " " + s.p.TableName()
+		if s.owned {
+			w.WriteString("destroy " + table + "\n")
+		} else {
+			w.WriteString("add " + table + "\ndelete " + table + "\n")
+		}
+		if !familyHasRules(s.p, f) {
+			continue
+		}
+		if s.owned {
+			w.WriteString("add " + table + " { flags owner,persist; }\n")
+		} else {
+			w.WriteString("add " + table + "\n")
+		}
+		for _, spec := range nftChains {
+			rules := s.p.chainRules(f, spec)
+			if len(rules) == 0 {
+				continue
+			}
+			chain := "add chain " + f.String() + " " + s.p.TableName() + " " + spec.name
+			fmt.Fprintf(&w, "%s { type %s hook %s priority %d; policy accept; }\n", chain, spec.typ, spec.hook, spec.priority)
+			for _, r := range rules {
+				w.WriteString("add rule " + f.String() + " " + s.p.TableName() + " " + spec.name + " " + strings.Join(nftRuleArgs(r), " ") + "\n")
+			}
+		}
+	}
+	w.WriteString("EOF\n")
+	for _, c := range s.tc.commands(s.p.Bridge) {
+		w.WriteString(c + "\n")
+	}
+	return w.String()
+}
+
+// scriptValue logs the script of steps only when the record is written.
+type scriptValue struct{ s *nftSteps }
+
+func (v scriptValue) LogValue() slog.Value { return slog.StringValue(v.s.script()) }
+
+// Apply implements Backend: one batch that replaces the network's tables
+// (see nftSteps.build; the kernel applies it atomically: there is no moment
+// without rules), then the parts of the tc checksum fix the bridge lacks.
+// Its debug log holds the steps as Describe renders them.
 func (b *nftBackend) Apply(p *Plan) error {
 	if p.Bridge == "" {
 		return nil
@@ -221,49 +342,19 @@ func (b *nftBackend) Apply(p *Plan) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	start := time.Now()
-
-	var ifindex uint32
-	var link netlink.Link
-	var h *netlink.Handle
-	if len(p.Rules) > 0 || p.ChecksumFix {
-		var err error
-		if h, err = b.netlinkHandle(); err != nil {
-			return fmt.Errorf("network '%s': %w", p.Network, err)
-		}
-		defer h.Close()
-		if link, err = h.LinkByName(p.Bridge); err != nil {
-			return fmt.Errorf("network '%s': bridge %q: %w", p.Network, p.Bridge, err)
-		}
-		ifindex = uint32(link.Attrs().Index)
-	}
-
-	n := 0
-	err := b.write(func(c *nftables.Conn) {
-		for _, f := range []Family{IPv4, IPv6} {
-			t := &nftables.Table{Name: p.TableName(), Family: nftFamily[f]}
-			b.delTable(c, t)
-			if !familyHasRules(p, f) {
-				continue
-			}
-			c.AddTable(t)
-			for _, spec := range nftChains {
-				rules := p.chainRules(f, spec)
-				if len(rules) == 0 {
-					continue
-				}
-				ch := c.AddChain(nftChain(t, spec))
-				for _, r := range rules {
-					c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: ruleExprs(r, ifindex)})
-					n++
-				}
-			}
-		}
-	})
+	s, h, err := b.prepare(p, false)
 	if err != nil {
-		return fmt.Errorf("network '%s': apply nftables table %s: %w", p.Network, p.TableName(), err)
+		return err
 	}
-	if p.ChecksumFix && !b.noCsum {
-		err := ensureChecksumFix(h, link)
+	if h != nil {
+		defer h.Close()
+	}
+	if err := b.write(s.build); err != nil {
+		return fmt.Errorf("replace nftables table %s: %w", p.TableName(), err)
+	}
+	if s.tc != (tcSteps{}) {
+		done, err := s.tc.run(h, s.link)
+		s.tc = done
 		if errors.Is(err, errNoCsumAction) {
 			// Only guests that drop DHCP replies with partial checksums
 			// (vhost-net + e.g. FreeBSD) need the fix; failing every
@@ -271,11 +362,30 @@ func (b *nftBackend) Apply(p *Plan) error {
 			b.noCsum = true
 			b.log.Warn("DHCP checksum fix unavailable, skipping it", "bridge", p.Bridge, "err", err)
 		} else if err != nil {
-			return fmt.Errorf("network '%s': bridge %q: %w", p.Network, p.Bridge, err)
+			return fmt.Errorf("bridge %q: %w", p.Bridge, err)
 		}
 	}
-	b.log.Debug("firewall applied", "network", p.Network, "table", p.TableName(), "rules", n, "took", time.Since(start))
+	b.log.Debug("firewall applied", "network", p.Network, "table", p.TableName(), "rules", len(p.Rules),
+		"took", time.Since(start), "steps", scriptValue{s})
 	return nil
+}
+
+// Describe implements Backend: the steps Apply would run now, as a shell
+// script of nft and tc commands (see nftSteps.script).
+func (b *nftBackend) Describe(p *Plan) (string, error) {
+	if p.Bridge == "" {
+		return "", nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, h, err := b.prepare(p, true)
+	if err != nil {
+		return "", err
+	}
+	if h != nil {
+		h.Close()
+	}
+	return s.script(), nil
 }
 
 // Remove implements Backend: one batch deleting the network's tables of both
@@ -290,11 +400,11 @@ func (b *nftBackend) Remove(p *Plan) error {
 	start := time.Now()
 	err := b.write(func(c *nftables.Conn) {
 		for _, f := range []Family{IPv4, IPv6} {
-			b.delTable(c, &nftables.Table{Name: p.TableName(), Family: nftFamily[f]})
+			delTable(c, &nftables.Table{Name: p.TableName(), Family: nftFamily[f]}, b.owner != nil)
 		}
 	})
 	if err != nil {
-		return fmt.Errorf("network '%s': delete nftables table %s: %w", p.Network, p.TableName(), err)
+		return fmt.Errorf("delete nftables table %s: %w", p.TableName(), err)
 	}
 	b.log.Debug("firewall removed", "network", p.Network, "table", p.TableName(), "took", time.Since(start))
 	return nil
@@ -310,44 +420,28 @@ func (b *nftBackend) Verify(p *Plan) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	drift := &DriftError{Network: p.Network}
-
-	var ifindex uint32
-	var link netlink.Link
-	var h *netlink.Handle
-	if len(p.Rules) > 0 || p.ChecksumFix {
-		var err error
-		if h, err = b.netlinkHandle(); err != nil {
-			return fmt.Errorf("network '%s': %w", p.Network, err)
-		}
-		defer h.Close()
-		link, err = h.LinkByName(p.Bridge)
-		if err != nil {
-			var nf netlink.LinkNotFoundError
-			if !errors.As(err, &nf) {
-				return fmt.Errorf("network '%s': bridge %q: %w", p.Network, p.Bridge, err)
-			}
-			drift.Missing = append(drift.Missing, "bridge "+p.Bridge)
-			return drift
-		}
-		ifindex = uint32(link.Attrs().Index)
+	s, h, err := b.prepare(p, false)
+	var nf netlink.LinkNotFoundError
+	if errors.As(err, &nf) {
+		drift.Missing = append(drift.Missing, "bridge "+p.Bridge)
+		return drift
 	}
-
+	if err != nil {
+		return err
+	}
+	if h != nil {
+		defer h.Close()
+	}
 	c, err := b.conn()
 	if err != nil {
-		return fmt.Errorf("network '%s': %w", p.Network, err)
+		return err
 	}
 	for _, f := range []Family{IPv4, IPv6} {
-		if err := b.verifyFamily(c, p, f, ifindex, drift); err != nil {
-			return fmt.Errorf("network '%s': %w", p.Network, err)
+		if err := b.verifyFamily(c, p, f, s.ifindex, drift); err != nil {
+			return err
 		}
 	}
-	if p.ChecksumFix && !b.noCsum {
-		missing, err := checksumFixMissing(h, link)
-		if err != nil {
-			return fmt.Errorf("network '%s': bridge %q: %w", p.Network, p.Bridge, err)
-		}
-		drift.Missing = append(drift.Missing, missing...)
-	}
+	drift.Missing = append(drift.Missing, s.tc.missing(p.Bridge)...)
 	if drift.empty() {
 		return nil
 	}

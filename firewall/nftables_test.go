@@ -1,14 +1,17 @@
 package firewall
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +30,12 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // nftables backend working in it.
 func nsBackend(t testing.TB, tag string) (*netnstest.NS, Backend) {
 	t.Helper()
+	return nsBackendLog(t, tag, nil)
+}
+
+// nsBackendLog is nsBackend with the backend logging to log.
+func nsBackendLog(t testing.TB, tag string, log *slog.Logger) (*netnstest.NS, Backend) {
+	t.Helper()
 	for _, tool := range []string{"nft", "tc"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("needs the %s tool", tool)
@@ -42,7 +51,7 @@ func nsBackend(t testing.TB, tag string) (*netnstest.NS, Backend) {
 		t.Fatalf("open netns: %v", err)
 	}
 	t.Cleanup(func() { h.Close() })
-	b, err := New("nftables", Options{NetNS: int(h)})
+	b, err := New("nftables", Options{NetNS: int(h), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,8 +217,8 @@ func TestApplyReplacesFamilies(t *testing.T) {
 // libvirt's tc commands install.
 func TestChecksumFixLikeTc(t *testing.T) {
 	nsTc, _ := nsBackend(t, "fwtc")
-	for _, c := range tcChecksumArgs("virbr0")[1:] {
-		if out, err := nsTc.Run(c...); err != nil {
+	for _, c := range (tcSteps{addQdisc: true, addFilter: true}).commands("virbr0") {
+		if out, err := nsTc.Run(strings.Fields(c)...); err != nil {
 			if strings.Contains(out, "Failed to load TC action module") {
 				t.Skip("kernel has no tc csum action (CONFIG_NET_ACT_CSUM)")
 			}
@@ -236,8 +245,12 @@ func TestBridgeMissing(t *testing.T) {
 	ns, b := nsBackend(t, "fwnobr")
 	ns.MustRun("ip", "link", "del", "virbr0")
 	p := planOf(t, "nat-default.xml")
-	if err := b.Apply(p); err == nil || !strings.Contains(err.Error(), `bridge "virbr0"`) {
+	// The caller names the network: the backend names only the bridge.
+	if err := b.Apply(p); err == nil || !strings.HasPrefix(err.Error(), `bridge "virbr0": look up: `) {
 		t.Errorf("apply without bridge: %v", err)
+	}
+	if _, err := b.Describe(p); err != nil {
+		t.Errorf("describe before the bridge exists: %v", err)
 	}
 	wantDrift(t, b.Verify(p), "bridge virbr0")
 	if err := b.Remove(p); err != nil {
@@ -295,48 +308,97 @@ func BenchmarkApplyRemove(b *testing.B) {
 	b.ReportMetric(float64(remove.Microseconds())/float64(b.N), "µs/remove")
 }
 
-// TestRenderNftMatchesApply runs RenderNft's nft commands with the nft tool in
-// one namespace and Apply in another: the rulesets must list the same, and
-// Verify must accept the tool's result, which proves the expressions Apply
-// builds are byte for byte those nft generates from the rendered text.
-func TestRenderNftMatchesApply(t *testing.T) {
-	for _, src := range []string{"nat-port-range-ipv6.xml", "forward-dev.xml", "route-default.xml", "isolated.xml", "nat-tftp.xml"} {
-		t.Run(strings.TrimSuffix(src, ".xml"), func(t *testing.T) {
+// stepsLog records the "steps" of every "firewall applied" debug record.
+type stepsLog struct {
+	mu    sync.Mutex
+	steps []string
+}
+
+func (l *stepsLog) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l *stepsLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "firewall applied" {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "steps" {
+			l.mu.Lock()
+			l.steps = append(l.steps, a.Value.Resolve().String())
+			l.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+func (l *stepsLog) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *stepsLog) WithGroup(string) slog.Handler      { return l }
+
+// last returns the steps of the latest Apply.
+func (l *stepsLog) last(t *testing.T) string {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.steps) == 0 {
+		t.Fatal("Apply logged no steps")
+	}
+	return l.steps[len(l.steps)-1]
+}
+
+// TestDescribeMatchesApply checks that Describe prints what Apply then does:
+// in one namespace Describe, then Apply, whose debug log records the steps it
+// ran, twice (the second time the checksum fix, if any, is in place); in
+// another, Describe's script is run with the nft and tc tools. The rulesets
+// and tc state must be the same, and Verify must accept the tools' result.
+func TestDescribeMatchesApply(t *testing.T) {
+	for _, src := range []string{"nat-default.xml", "nat-port-range-ipv6.xml", "forward-dev.xml", "route-default.xml", "isolated.xml", "nat-tftp.xml",
+		`<network><name>open</name><bridge name='virbr0'/><forward mode='open'/><ip address='10.9.0.1' prefix='24'/></network>`} {
+		name := strings.TrimSuffix(src, ".xml")
+		if strings.HasPrefix(src, "<") {
+			name = src[strings.Index(src, "<name>")+6 : strings.Index(src, "</name>")]
+		}
+		t.Run(name, func(t *testing.T) {
 			p := planOf(t, src)
-			nsCLI, bCLI := nsBackend(t, "fwcli")
-			var script []string
-			for _, line := range strings.Split(RenderNft(p), "\n") {
-				if strings.HasPrefix(line, "nft ") {
-					script = append(script, line)
+			log := &stepsLog{}
+			nsAPI, bAPI := nsBackendLog(t, "fwapi", slog.New(log))
+			for i := 0; i < 2; i++ {
+				want, err := bAPI.Describe(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := bAPI.Apply(p); err != nil {
+					t.Fatal(err)
+				}
+				if got := log.last(t); got != want {
+					t.Errorf("apply #%d ran\n%s\nDescribe said\n%s", i+1, got, want)
 				}
 			}
-			nsCLI.MustRun("sh", "-ec", strings.Join(script, "\n"))
-			nsAPI, bAPI := nsBackend(t, "fwapi")
-			if err := bAPI.Apply(p); err != nil {
+
+			// The nft tool of Debian 12 knows neither table ownership nor
+			// "destroy": describe for plain tables there.
+			nsCLI, _ := nsBackend(t, "fwcli")
+			h, err := nsCLI.Handle()
+			if err != nil {
 				t.Fatal(err)
 			}
-			// The nft tool's tables are not owned (their owner, the
-			// tool, exits): compare everything but ownership.
+			defer h.Close()
+			bCLI := &nftBackend{log: slogDiscard(), netns: int(h), noCsum: bAPI.(*nftBackend).noCsum}
+			script, err := bCLI.Describe(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nsCLI.MustRun("sh", "-ec", script)
 			want := nsCLI.MustRun("nft", "list", "ruleset")
 			if got := unowned(nsAPI.MustRun("nft", "list", "ruleset")); got != want {
-				t.Errorf("Apply gave\n%s\nthe nft tool gave\n%s", got, want)
+				t.Errorf("Apply gave\n%s\nDescribe's script gave\n%s", got, want)
 			}
-			err := bCLI.Verify(p)
-			var d *DriftError
-			if errors.As(err, &d) {
-				// The nft tool did not install the tc fix; only nft
-				// drift counts here.
-				var nft []string
-				for _, m := range append(d.Missing, d.Unexpected...) {
-					if !strings.HasPrefix(m, "tc ") && !strings.HasSuffix(m, " ownership (flags owner,persist)") {
-						nft = append(nft, m)
-					}
+			for _, show := range [][]string{{"tc", "qdisc", "show", "dev", "virbr0"}, {"tc", "filter", "show", "dev", "virbr0"}} {
+				if got, want := nsAPI.MustRun(show...), nsCLI.MustRun(show...); got != want {
+					t.Errorf("%s: Apply gave\n%s\nDescribe's script gave\n%s", strings.Join(show, " "), got, want)
 				}
-				if len(nft) > 0 {
-					t.Errorf("verify of the nft tool's ruleset: %v", nft)
-				}
-			} else if err != nil {
-				t.Fatal(err)
+			}
+			if err := bCLI.Verify(p); err != nil {
+				t.Errorf("verify of the script's result: %v", err)
 			}
 		})
 	}
@@ -462,4 +524,44 @@ func nftDrift(t *testing.T, err error) []string {
 		}
 	}
 	return nft
+}
+
+// TestDescribeChecksumSteps checks that Describe reads the bridge: where
+// the kernel has the csum action, it describes the tc steps the bridge
+// lacks, all of them for a bridge that does not exist yet (the start creates
+// it), and none where the kernel has no csum action.
+func TestDescribeChecksumSteps(t *testing.T) {
+	ns, _ := nsBackend(t, "fwdtc")
+	h, err := ns.Handle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	b := &nftBackend{log: slogDiscard(), netns: int(h)}
+	p := planOf(t, "nat-default.xml")
+	qdisc := "tc qdisc add dev virbr0 root handle 1: htb default 2\n"
+	filter := "tc filter add dev virbr0 prio 2 protocol ip parent 1: u32 match ip dport 68 ffff action csum ip and udp\n"
+	describe := func() string {
+		t.Helper()
+		s, err := b.Describe(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s[strings.Index(s, "EOF\n")+4:]
+	}
+	if got := describe(); got != qdisc+filter {
+		t.Errorf("bare bridge: tc steps %q", got)
+	}
+	ns.MustRun("tc", "qdisc", "add", "dev", "virbr0", "root", "handle", "1:", "htb", "default", "2")
+	if got := describe(); got != filter {
+		t.Errorf("bridge with the qdisc: tc steps %q", got)
+	}
+	ns.MustRun("ip", "link", "del", "virbr0")
+	if got := describe(); got != qdisc+filter {
+		t.Errorf("no bridge yet: tc steps %q", got)
+	}
+	b.noCsum = true
+	if got := describe(); got != "" {
+		t.Errorf("no csum action: tc steps %q", got)
+	}
 }

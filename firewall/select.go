@@ -127,12 +127,12 @@ func cleanupIptables(o Options) error {
 			continue
 		}
 		b.tools[f] = t
-		n, err := b.sync(f, func(st *iptState) *iptDiff {
+		written, err := b.sync(f, func(st *iptState) *iptDiff {
 			return removeStructure(st, func(c string) bool { return strings.HasPrefix(c, iptChainPrefix) })
 		}, false)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("clean up %s: %w", t.name, err))
-		} else if n > 0 && o.Logger != nil {
+		} else if written != "" && o.Logger != nil {
 			o.Logger.Info("removed iptables chains left by an earlier run", "tool", t.name)
 		}
 	}

@@ -22,54 +22,87 @@ const (
 	checksumFlags = netlink.TCA_CSUM_UPDATE_FLAG_IPV4HDR | netlink.TCA_CSUM_UPDATE_FLAG_UDP
 )
 
-// ensureChecksumFix installs, unless present, the htb root qdisc 1: (default
-// class 2) and the u32 filter "match ip dport 68 ffff action csum ip and udp".
-// An existing root qdisc 1: is kept whatever its kind, as libvirt does (it may
-// carry <bandwidth> classes).
-func ensureChecksumFix(h *netlink.Handle, link netlink.Link) error {
+// tcSteps are the parts of the checksum fix a bridge lacks: the htb root
+// qdisc 1: (default class 2) and the u32 filter "match ip dport 68 ffff
+// action csum ip and udp". An existing root qdisc 1: is kept whatever its
+// kind, as libvirt does (it may carry <bandwidth> classes).
+type tcSteps struct {
+	addQdisc, addFilter bool
+}
+
+// checksumFixSteps reads the bridge's qdiscs and filters and returns what
+// the checksum fix lacks there. A nil link is a bridge that does not exist
+// yet (a dry run before the start creates it): it lacks everything.
+func checksumFixSteps(h *netlink.Handle, link netlink.Link) (tcSteps, error) {
+	if link == nil {
+		return tcSteps{addQdisc: true, addFilter: true}, nil
+	}
 	q, err := rootQdisc1(h, link)
 	if err != nil {
-		return err
+		return tcSteps{}, err
 	}
 	if q == nil {
+		return tcSteps{addQdisc: true, addFilter: true}, nil
+	}
+	ok, err := hasChecksumFilter(h, link)
+	if err != nil {
+		return tcSteps{}, err
+	}
+	return tcSteps{addFilter: !ok}, nil
+}
+
+// run carries the steps out and returns those done. A kernel without the
+// csum action refuses the filter: then it returns errNoCsumAction with the
+// qdisc step (if any) done.
+func (s tcSteps) run(h *netlink.Handle, link netlink.Link) (tcSteps, error) {
+	var done tcSteps
+	if s.addQdisc {
 		htb := netlink.NewHtb(netlink.QdiscAttrs{LinkIndex: link.Attrs().Index, Handle: checksumQdisc, Parent: netlink.HANDLE_ROOT})
 		htb.Defcls = 2
 		if err := h.QdiscAdd(htb); err != nil {
-			return fmt.Errorf("add htb root qdisc 1:: %w", err)
+			return done, fmt.Errorf("add root qdisc 1: (htb): %w", err)
 		}
+		done.addQdisc = true
 	}
-	ok, err := hasChecksumFilter(h, link)
-	if err != nil || ok {
-		return err
-	}
-	if err := h.FilterAdd(checksumFilter(link)); err != nil {
-		// The kernel answers ENOENT when it has no csum action (built
-		// without CONFIG_NET_ACT_CSUM and no module to load).
-		if errors.Is(err, unix.ENOENT) {
-			return errNoCsumAction
+	if s.addFilter {
+		if err := h.FilterAdd(checksumFilter(link)); err != nil {
+			// The kernel answers ENOENT when it has no csum action (built
+			// without CONFIG_NET_ACT_CSUM and no module to load).
+			if errors.Is(err, unix.ENOENT) {
+				return done, errNoCsumAction
+			}
+			return done, fmt.Errorf("add u32 checksum filter: %w", err)
 		}
-		return fmt.Errorf("add u32 checksum filter: %w", err)
+		done.addFilter = true
 	}
-	return nil
+	return done, nil
+}
+
+// commands renders the steps as the tc commands doing the same.
+func (s tcSteps) commands(bridge string) []string {
+	var out []string
+	if s.addQdisc {
+		out = append(out, "tc qdisc add dev "+bridge+" root handle 1: htb default 2")
+	}
+	if s.addFilter {
+		out = append(out, "tc filter add dev "+bridge+" prio 2 protocol ip parent 1: u32 match ip dport 68 ffff action csum ip and udp")
+	}
+	return out
 }
 
 // errNoCsumAction reports a kernel without the tc csum action.
 var errNoCsumAction = errors.New("kernel has no tc csum action (CONFIG_NET_ACT_CSUM)")
 
-// checksumFixMissing describes the parts of the fix that are not installed.
-func checksumFixMissing(h *netlink.Handle, link netlink.Link) ([]string, error) {
-	q, err := rootQdisc1(h, link)
-	if err != nil {
-		return nil, err
+// missing describes the steps as Verify findings.
+func (s tcSteps) missing(bridge string) []string {
+	var out []string
+	if s.addQdisc {
+		out = append(out, "tc root qdisc 1: on "+bridge)
 	}
-	if q == nil {
-		return []string{"tc root qdisc 1: on " + link.Attrs().Name, "tc u32 checksum filter on " + link.Attrs().Name}, nil
+	if s.addFilter {
+		out = append(out, "tc u32 checksum filter on "+bridge)
 	}
-	ok, err := hasChecksumFilter(h, link)
-	if err != nil || ok {
-		return nil, err
-	}
-	return []string{"tc u32 checksum filter on " + link.Attrs().Name}, nil
+	return out
 }
 
 func rootQdisc1(h *netlink.Handle, link netlink.Link) (netlink.Qdisc, error) {
