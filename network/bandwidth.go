@@ -659,7 +659,9 @@ func readLiveTC(h handle, link netlink.Link) (*liveTC, error) {
 	for _, q := range qs {
 		a := q.Attrs()
 		switch {
-		case a.Parent == netlink.HANDLE_ROOT:
+		case a.Parent == netlink.HANDLE_ROOT && a.Handle != 0:
+			// Handle 0 is the kernel's default (noqueue, pfifo_fast,
+			// mq…), which cannot be deleted and is no one's.
 			l.root = q
 		case a.Parent == netlink.HANDLE_INGRESS && q.Type() == "ingress":
 			l.ingress = q
@@ -737,8 +739,18 @@ func sameKeys(a, b *netlink.TcU32Sel) bool {
 	return true
 }
 
+// classParent normalises a class's parent: the kernel reports a class
+// directly under the qdisc with parent TC_H_ROOT, tc and we create it with
+// parent 1:.
+func classParent(p uint32) uint32 {
+	if p == rootHandle {
+		return netlink.HANDLE_ROOT
+	}
+	return p
+}
+
 func sameClass(live, want *netlink.HtbClass) bool {
-	return live.Parent == want.Parent && live.Rate == want.Rate && live.Ceil == want.Ceil &&
+	return classParent(live.Parent) == classParent(want.Parent) && live.Rate == want.Rate && live.Ceil == want.Ceil &&
 		live.Buffer == want.Buffer && live.Cbuffer == want.Cbuffer && live.Quantum == want.Quantum && live.Prio == want.Prio
 }
 
@@ -920,7 +932,7 @@ func (s *tcSpec) planEgress(live *liveTC, index int) []Step {
 		case !ok:
 			add(fmt.Sprintf("tc class add dev %s parent %s classid 1:%s %s", dev, handleText(c.parent), hex16(c.minor), c.args()),
 				fmt.Sprintf("tc class 1:%s on %s missing", hex16(c.minor), dev), func(h handle) error { return h.ClassAdd(nc) })
-		case lc.Parent != nc.Parent:
+		case classParent(lc.Parent) != classParent(nc.Parent):
 			// A class cannot move: rebuild the tree.
 			root := live.root
 			out := []Step{{Cmd: fmt.Sprintf("tc qdisc del dev %s root", dev), Drift: fmt.Sprintf("tc class 1:%s on %s has parent %s", hex16(c.minor), dev, handleText(lc.Parent)), do: func(h handle) error { return h.QdiscDel(root) }}}
@@ -971,6 +983,7 @@ func (s *tcSpec) planEgressRemoval(live *liveTC) []Step {
 	var steps []Step
 	dev := s.link
 	foreign := 0
+	keep := map[uint32]bool{} // classes a foreign filter points at
 	for _, f := range live.rootFilters {
 		old := f
 		switch {
@@ -980,6 +993,18 @@ func (s *tcSpec) planEgressRemoval(live *liveTC) []Step {
 			steps = append(steps, Step{Cmd: fmt.Sprintf("tc filter del dev %s prio 2 handle 800::%x u32", dev, f.Attrs().Handle&0xfff), Drift: fmt.Sprintf("unexpected tc floor filter on %s", dev), do: func(h handle) error { return h.FilterDel(old) }})
 		default:
 			foreign++
+			if u, ok := f.(*netlink.U32); ok && u.ClassId != 0 {
+				keep[u.ClassId] = true
+			}
+		}
+	}
+	// A kept class keeps its parents.
+	for changed := true; changed; {
+		changed = false
+		for hd := range keep {
+			if c, ok := live.classes[hd]; ok && classParent(c.Parent) != netlink.HANDLE_ROOT && !keep[c.Parent] {
+				keep[c.Parent], changed = true, true
+			}
 		}
 	}
 	if foreign == 0 {
@@ -987,8 +1012,10 @@ func (s *tcSpec) planEgressRemoval(live *liveTC) []Step {
 		return append(steps, Step{Cmd: fmt.Sprintf("tc qdisc del dev %s root", dev), Drift: fmt.Sprintf("unexpected tc root qdisc htb 1: on %s", dev), do: func(h handle) error { return h.QdiscDel(root) }})
 	}
 	var cs []*netlink.HtbClass
-	for _, c := range live.classes {
-		cs = append(cs, c)
+	for hd, c := range live.classes {
+		if !keep[hd] {
+			cs = append(cs, c)
+		}
 	}
 	sort.Slice(cs, func(i, j int) bool {
 		if cs[i].Level != cs[j].Level {
