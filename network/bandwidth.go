@@ -124,6 +124,24 @@ type Step struct {
 // String returns the tc command line.
 func (s Step) String() string { return s.Cmd }
 
+// Run makes the change on its own netlink socket (in the calling thread's
+// network namespace), for executors that run steps one by one. Steps of a
+// plan for a link that did not exist cannot run.
+func (s Step) Run() error {
+	if s.do == nil {
+		return fmt.Errorf("%s: step has no action", s.Cmd)
+	}
+	h, err := newHandle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if err := s.do(h); err != nil {
+		return fmt.Errorf("%s: %w", s.Cmd, err)
+	}
+	return nil
+}
+
 // BandwidthPlan is the list of changes that bring a link to its desired
 // bandwidth state, computed from the live qdiscs, classes and filters.
 type BandwidthPlan struct {
@@ -206,6 +224,9 @@ func PlanBandwidth(link string, bw *libvirtxml.NetworkBandwidth, opts BandwidthO
 	if l == nil {
 		p := &BandwidthPlan{Link: link, missing: true}
 		p.Steps = want.plan(&liveTC{}, 0)
+		for i := range p.Steps {
+			p.Steps[i].do = nil // described, not runnable
+		}
 		return p, nil
 	}
 	live, err := readLiveTC(h, l)
@@ -306,11 +327,14 @@ func CheckFloor(netName, bridge, forwardMode string, netBW *libvirtxml.NetworkBa
 
 // PlugFloor adds a port's floor class, sfq qdisc and MAC filter to the
 // network's bridge and lowers class 1:2 by the floor (libvirt's
-// networkPlugBandwidth). opts holds the floors already plugged. It returns
-// the commands it ran.
+// networkPlugBandwidth). opts holds the floors already plugged. A port
+// without a floor is no change. It returns the commands it ran.
 func PlugFloor(bridge string, netBW *libvirtxml.NetworkBandwidth, opts BandwidthOptions, port FloorPort) ([]string, error) {
 	if netBW == nil || netBW.Inbound == nil {
 		return nil, netxml.Errorf(netxml.KindUnsupported, "Bridge '%s' has no QoS set, therefore unable to set 'floor' on '%s'", bridge, port.MAC)
+	}
+	if port.Floor == 0 {
+		return nil, nil
 	}
 	if port.ClassID < firstFloorClass || port.ClassID > maxFloorClass {
 		return nil, netxml.Errorf(netxml.KindInternal, "Invalid class ID %d", port.ClassID)

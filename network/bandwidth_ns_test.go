@@ -1,6 +1,7 @@
 package network
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -464,5 +465,85 @@ func TestBandwidthKernelThroughput(t *testing.T) {
 	t.Logf("throughput %.0f bytes/s over %v, cap %.0f bytes/s (%.1f%%)", bps, r.dur.Round(time.Millisecond), capBps, 100*bps/capBps)
 	if bps < 0.8*capBps || bps > 1.2*capBps {
 		t.Errorf("throughput %.0f bytes/s not within 20%% of %.0f", bps, capBps)
+	}
+}
+
+// Deleting the root qdisc or a class is reported by WatchTC with the link's
+// name.
+func TestWatchTC(t *testing.T) {
+	kernelMissing(t)
+	ns := netnstest.New(t, "bww")
+	ns.MustRun("ip", "link", "add", "virbr4", "type", "bridge")
+	ns.MustRun("tc", "qdisc", "add", "dev", "virbr4", "root", "handle", "1:", "htb")
+	ctx, cancel := context.WithCancel(context.Background())
+	events := make(chan string, 64)
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- ns.Do(func() error {
+			close(ready)
+			return WatchTC(ctx, func(link string) { events <- link })
+		})
+	}()
+	<-ready
+	// The subscription may lag "ready" by a moment: repeat the change until
+	// an event arrives.
+	deadline := time.After(5 * time.Second)
+	for i := 0; ; i++ {
+		ns.MustRun("tc", "class", "replace", "dev", "virbr4", "parent", "1:", "classid", "1:1", "htb", "rate", fmt.Sprintf("%dkbps", 100+i))
+		select {
+		case l := <-events:
+			if l != "virbr4" {
+				t.Fatalf("event for %q", l)
+			}
+		case <-time.After(100 * time.Millisecond):
+			continue
+		case <-deadline:
+			t.Fatal("no tc event")
+		}
+		break
+	}
+	ns.MustRun("tc", "qdisc", "del", "dev", "virbr4", "root")
+	select {
+	case l := <-events:
+		if l != "virbr4" {
+			t.Errorf("event for %q", l)
+		}
+	case <-deadline:
+		t.Fatal("no event for the root qdisc deletion")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A link that does not exist yet (dry-run of a start) gets libvirt's full
+// command list; the plan cannot be applied.
+func TestPlanBandwidthMissingLink(t *testing.T) {
+	missing := kernelMissing(t)
+	ns := netnstest.New(t, "bwd")
+	bw := &libvirtxml.NetworkBandwidth{Outbound: rate(10, 0, 0, 0)}
+	var p *BandwidthPlan
+	err := ns.Do(func() (err error) { p, err = PlanBandwidth("virbr3", bw, PortBandwidthOptions()); return err })
+	if slices.Contains(missing, featPolice) {
+		var ue *UnsupportedKernelError
+		if !errors.As(err, &ue) {
+			t.Fatalf("want UnsupportedKernelError, got %v", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameLines(t, p.Commands(), []string{
+		"tc qdisc add dev virbr3 ingress",
+		"tc filter add dev virbr3 parent ffff: protocol all u32 match u32 0 0 police rate 10kbps burst 10kb mtu 64kb drop flowid :1",
+	})
+	if err := ns.Do(p.Apply); err == nil {
+		t.Error("a plan for a missing link applied")
+	}
+	if err := ns.Do(p.Steps[0].Run); err == nil {
+		t.Error("a step for a missing link ran")
 	}
 }
