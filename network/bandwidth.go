@@ -675,7 +675,7 @@ func (l *liveTC) ourRoot() bool {
 }
 
 func readLiveTC(h handle, link netlink.Link) (*liveTC, error) {
-	qs, err := retryDump(func() ([]netlink.Qdisc, error) { return h.QdiscList(link) })
+	qs, err := h.qdiscList(link)
 	if err != nil {
 		return nil, fmt.Errorf("list qdiscs: %w", err)
 	}
@@ -694,7 +694,7 @@ func readLiveTC(h handle, link netlink.Link) (*liveTC, error) {
 		}
 	}
 	if l.ourRoot() {
-		cs, err := retryDump(func() ([]netlink.Class, error) { return h.ClassList(link, rootHandle) })
+		cs, err := h.classList(link, rootHandle)
 		if err != nil {
 			return nil, fmt.Errorf("list classes: %w", err)
 		}
@@ -720,7 +720,7 @@ func readLiveTC(h handle, link netlink.Link) (*liveTC, error) {
 // listFilters lists the filters on a qdisc, without u32's hash-table
 // entries (a u32 handle whose node part is 0).
 func listFilters(h handle, link netlink.Link, parent uint32) ([]netlink.Filter, error) {
-	fs, err := retryDump(func() ([]netlink.Filter, error) { return h.FilterList(link, parent) })
+	fs, err := h.filterList(link, parent)
 	if err != nil {
 		return nil, fmt.Errorf("list filters: %w", err)
 	}

@@ -79,9 +79,12 @@ func probeTCHere() (map[string]bool, error) {
 		return nil, fmt.Errorf("open netlink socket: %w", err)
 	}
 	defer h.Close()
-	lo, err := h.LinkByName("lo")
+	lo, err := handle{h}.linkByName("lo")
 	if err != nil {
-		return nil, fmt.Errorf("loopback: %w", err)
+		return nil, fmt.Errorf("loopback of the probe namespace: %w", err)
+	}
+	if lo == nil {
+		return nil, fmt.Errorf("the probe namespace has no loopback")
 	}
 	idx := lo.Attrs().Index
 	missing := map[string]bool{}
