@@ -547,3 +547,26 @@ func TestPlanBandwidthMissingLink(t *testing.T) {
 		t.Error("a step for a missing link ran")
 	}
 }
+
+// A plan that fails midway on a link that had nothing of ours removes what it
+// added.
+func TestBandwidthKernelApplyUndo(t *testing.T) {
+	missing := kernelMissing(t)
+	ns := netnstest.New(t, "bwx")
+	ns.MustRun("ip", "link", "add", "virbr8", "type", "bridge")
+	bw, floors := testNetBW()
+	p := plan(t, ns, "virbr8", bw, NetworkBandwidthOptions(floors))
+	p.fresh = true
+	if !slices.Contains(missing, featSFQ) {
+		// Every step would succeed: make the late "qdisc add ingress" fail.
+		ns.MustRun("tc", "qdisc", "add", "dev", "virbr8", "ingress")
+	}
+	err := ns.Do(p.Apply)
+	if err == nil {
+		t.Fatal("apply did not fail")
+	}
+	t.Logf("apply failed as planned: %v", err)
+	if d := tcDump(t, ns, "virbr8"); len(d) != 0 {
+		t.Errorf("left after a failed apply:\n%s", strings.Join(d, "\n"))
+	}
+}
