@@ -404,9 +404,6 @@ func CheckBandwidth(owner string, bw *libvirtxml.NetworkBandwidth) error {
 				return bad(v.attr, v.v, fmt.Sprintf("at most %d kbps", uint64(maxShapeKbps)))
 			}
 		}
-		if peak > 0 && peak < avg {
-			return bad("peak", peak, fmt.Sprintf("it must not be below average='%d'", avg))
-		}
 		if burst > maxBurstKB {
 			return bad("burst", burst, fmt.Sprintf("at most %d kb (a 32-bit byte count)", uint64(maxBurstKB)))
 		}
@@ -513,7 +510,10 @@ func desiredTC(link string, bw *libvirtxml.NetworkBandwidth, opts BandwidthOptio
 			if sum > 0 {
 				// networkPlugBandwidth: "class change ... 1:2 htb rate
 				// (peak|average) - floor sum ceil peak|average quantum".
-				// A rate of 0 is refused by htb; keep 1 kbps.
+				// A rate of 0 is refused by htb; keep 1 kbps. Without
+				// floors 1:2 is the class of the start (libvirt leaves it
+				// at peak after the last floor leaves; a restart would
+				// not, so repair and restart agree with the start).
 				r := uint64(1)
 				if top > sum {
 					r = top - sum
