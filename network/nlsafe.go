@@ -89,3 +89,15 @@ func (h handle) raRoutes() ([]netlink.Route, error) {
 func addrPrefix(a netlink.Addr) (netip.Prefix, bool) {
 	return fromIPNet(a.IPNet)
 }
+
+func (h handle) qdiscList(link netlink.Link) ([]netlink.Qdisc, error) {
+	return retryDump(func() ([]netlink.Qdisc, error) { return h.QdiscList(link) })
+}
+
+func (h handle) classList(link netlink.Link, parent uint32) ([]netlink.Class, error) {
+	return retryDump(func() ([]netlink.Class, error) { return h.ClassList(link, parent) })
+}
+
+func (h handle) filterList(link netlink.Link, parent uint32) ([]netlink.Filter, error) {
+	return retryDump(func() ([]netlink.Filter, error) { return h.FilterList(link, parent) })
+}

@@ -90,7 +90,8 @@ func TestOverlaps(t *testing.T) {
 // ErrDumpInterrupted with partial results, and only the wrappers in
 // nlsafe.go retry.
 func TestNoRawDumps(t *testing.T) {
-	banned := map[string]bool{"LinkList": true, "LinkByName": true, "AddrList": true, "RouteList": true, "RouteListFiltered": true}
+	banned := map[string]bool{"LinkList": true, "LinkByName": true, "AddrList": true, "RouteList": true, "RouteListFiltered": true,
+		"QdiscList": true, "ClassList": true, "FilterList": true}
 	files, _ := filepath.Glob("*.go")
 	fset := token.NewFileSet()
 	for _, f := range files {

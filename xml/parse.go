@@ -1,6 +1,7 @@
 package netxml
 
 import (
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -505,29 +506,43 @@ func parseVLAN(v *elem) (*libvirtxml.NetworkVLAN, error) {
 	return vl, nil
 }
 
+// parseRate reads <inbound>/<outbound> in the order and with the messages of
+// libvirt's virNetDevBandwidthParseRate: any unsigned 64-bit value, and an
+// attribute given as 0 counts as given (it is then formatted as nothing).
 func parseRate(e *elem, inbound bool) (*libvirtxml.NetworkBandwidthParams, error) {
 	r := &libvirtxml.NetworkBandwidthParams{}
-	for _, f := range []struct {
-		name string
-		dst  **uint
-	}{{"average", &r.Average}, {"peak", &r.Peak}, {"burst", &r.Burst}, {"floor", &r.Floor}} {
-		v, ok, err := uintAttr(e, f.name, 1<<63)
+	has := func(name string) bool { _, ok := e.attr(name); return ok }
+	get := func(name string, dst **uint) error {
+		v, ok, err := uintAttr(e, name, math.MaxUint64)
 		if err != nil {
-			return nil, xmlErr("could not convert bandwidth %s value '%s'", f.name, attrOr(e, f.name))
+			return Errorf(KindUnsupported, "could not convert bandwidth %s value '%s'", name, attrOr(e, name))
 		}
 		if ok && v > 0 {
 			x := v
-			*f.dst = &x
+			*dst = &x
+		}
+		return nil
+	}
+	if has("average") {
+		if err := get("average", &r.Average); err != nil {
+			return nil, err
+		}
+	} else if !has("floor") {
+		return nil, xmlErr("Missing mandatory average or floor attributes")
+	}
+	if (has("peak") || has("burst")) && !has("average") {
+		return nil, Errorf(KindUnsupported, "'peak' and 'burst' require 'average' attribute")
+	}
+	for _, f := range []struct {
+		name string
+		dst  **uint
+	}{{"peak", &r.Peak}, {"burst", &r.Burst}, {"floor", &r.Floor}} {
+		if err := get(f.name, f.dst); err != nil {
+			return nil, err
 		}
 	}
 	if r.Floor != nil && !inbound {
-		return nil, xmlErr("'floor' attribute allowed only in <inbound> element")
-	}
-	if r.Average == nil && r.Floor == nil {
-		return nil, xmlErr("Missing mandatory average or floor attributes")
-	}
-	if (r.Peak != nil || r.Burst != nil) && r.Average == nil {
-		return nil, xmlErr("'peak' and 'burst' require 'average' attribute")
+		return nil, Errorf(KindUnsupported, "'floor' attribute allowed only in <inbound> element")
 	}
 	return r, nil
 }
