@@ -154,6 +154,11 @@ func (h *realHost) converge(n *netxml.Network, ex network.Executor) (c converged
 	if err := checkUnsupported(n); err != nil {
 		return c, err
 	}
+	if n.Bandwidth != nil {
+		if err := network.CheckBandwidthSupport(n.BridgeName(), n.Bandwidth, bandwidthOptions(n)); err != nil {
+			return c, fmt.Errorf("network '%s': %w", n.Name, err)
+		}
+	}
 	if c.plan, err = firewall.PlanFor(n); err != nil {
 		return c, err
 	}
@@ -178,6 +183,14 @@ func (h *realHost) converge(n *netxml.Network, ex network.Executor) (c converged
 		return c, err
 	}
 	t.step("firewall")
+	// Last, as libvirt does: the bridge's tc state shares the root htb
+	// qdisc with the firewall's DHCP checksum fix, which it keeps.
+	if n.Bandwidth != nil {
+		if err = network.ConvergeBandwidth(n.BridgeName(), n.Bandwidth, bandwidthOptions(n), ex); err != nil {
+			return c, fmt.Errorf("network '%s': %w", n.Name, err)
+		}
+		t.step("bandwidth")
+	}
 	if dnsmasq.Needed(n) {
 		if err = h.convergeDnsmasq(n, ex); err != nil {
 			return c, err
@@ -448,13 +461,18 @@ func checkForeignModes(n *netxml.Network) error {
 	}
 }
 
+// bandwidthOptions are the tc options of the network's bridge: libvirt's
+// swapped directions, and the floors of its ports (none yet: ports with a
+// floor are not plugged into the bridge's classes).
+func bandwidthOptions(n *netxml.Network) network.BandwidthOptions {
+	return network.NetworkBandwidthOptions(nil)
+}
+
 // checkUnsupported refuses, before anything changes, the parts of a
 // bridge-owning network that would need host state vnet does not manage yet,
 // rather than starting the network without them.
 func checkUnsupported(n *netxml.Network) error {
 	switch {
-	case n.Bandwidth != nil:
-		return netxml.Errorf(netxml.KindUnsupported, "network '%s': network-wide <bandwidth> (tc shaping on the bridge) is not supported yet", n.Name)
 	case n.Domain != nil && n.Domain.Register == "yes":
 		return netxml.Errorf(netxml.KindUnsupported, "network '%s': <domain register='yes'> (registering guest names with the host's resolver) is not supported yet", n.Name)
 	case n.Bridge != nil && n.Bridge.MACTableManager == "libvirt":

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 
 	"vnet/dnsmasq"
 	"vnet/firewall"
 	"vnet/internal/netnstest"
+	"vnet/network"
 	netxml "vnet/xml"
 )
 
@@ -60,3 +62,63 @@ func TestStartWithoutFirewallCapability(t *testing.T) {
 		t.Fatal("dnsmasq started")
 	}
 }
+
+// TestStartWithBandwidth: a network's <bandwidth> is shaped on its bridge
+// by the start's own converge (and shown by the dry run), or, on a kernel
+// without the qdiscs and actions it needs, refused with a precise error
+// before anything changes.
+func TestStartWithBandwidth(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ns := netnstest.New(t, "bw")
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	dns, err := dnsmasq.NewManager(dnsmasq.Config{Binary: "/bin/false", StateDir: t.TempDir(), RunDir: t.TempDir(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &realHost{fw: okFirewall{}, dns: dns, log: log}
+	n, err := netxml.Parse([]byte(`<network><name>bw</name><bridge name='vbr-bw'/><bandwidth><inbound average='1000' peak='2000' burst='256'/><outbound average='500'/></bandwidth><ip address='10.152.0.1' prefix='24'/></network>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := ns.MustRun("ip", "-o", "link")
+	var plan string
+	var startErr, planErr error
+	if err := ns.Do(func() error {
+		plan, planErr = h.Plan(n)
+		startErr = h.Start(n)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var unsupported *network.UnsupportedKernelError
+	if errors.As(startErr, &unsupported) {
+		if !errors.As(planErr, &unsupported) {
+			t.Errorf("dry run on a kernel without tc support: %v, want the start's error", planErr)
+		}
+		if !strings.HasPrefix(startErr.Error(), "network 'bw': ") || !strings.Contains(startErr.Error(), "not supported by this kernel: ") {
+			t.Errorf("start error %q", startErr)
+		}
+		if after := ns.MustRun("ip", "-o", "link"); after != before {
+			t.Fatalf("links changed:\n%s\n---\n%s", before, after)
+		}
+		t.Skipf("kernel lacks tc parts; refused precisely: %v", startErr)
+	}
+	if startErr != nil || planErr != nil {
+		t.Fatalf("start: %v, dry run: %v", startErr, planErr)
+	}
+	if !strings.Contains(plan, "tc qdisc add dev vbr-bw root handle 1: htb") {
+		t.Errorf("dry run has no tc step:\n%s", plan)
+	}
+	if q := ns.MustRun("tc", "qdisc", "show", "dev", "vbr-bw"); !strings.Contains(q, "htb 1:") || !strings.Contains(q, "ingress") {
+		t.Errorf("bridge qdiscs:\n%s", q)
+	}
+}
+
+// okFirewall is a backend that accepts everything and installs nothing.
+type okFirewall struct{}
+
+func (okFirewall) Name() string                            { return "nftables" }
+func (okFirewall) Apply(*firewall.Plan) error              { return nil }
+func (okFirewall) Remove(*firewall.Plan) error             { return nil }
+func (okFirewall) Verify(*firewall.Plan) error             { return nil }
+func (okFirewall) Describe(*firewall.Plan) (string, error) { return "", nil }

@@ -313,7 +313,6 @@ func (h *fakeHost) Verify(*netxml.Network) ([]string, error) { return nil, nil }
 
 func TestUnsupportedPartsRefused(t *testing.T) {
 	for _, x := range []string{
-		`<network><name>bw</name><bandwidth><inbound average='1000'/></bandwidth><ip address='10.3.0.1' prefix='24'/></network>`,
 		`<network><name>reg</name><domain name='x.test' register='yes'/><ip address='10.3.0.1' prefix='24'/></network>`,
 		`<network><name>mtm</name><bridge macTableManager='libvirt'/><ip address='10.3.0.1' prefix='24'/></network>`,
 	} {

@@ -111,9 +111,9 @@ func (e *UnsupportedKernelError) libvirt() error {
 	return netxml.Errorf(netxml.KindUnsupported, "bandwidth on '%s': not supported by this kernel: %s", e.Link, strings.Join(e.Missing, ", "))
 }
 
-// Step is one tc change: its tc command line (what libvirt would run, for
+// tcStep is one tc change: its tc command line (what libvirt would run, for
 // dry-run and logs), what it repairs (for Verify) and the netlink call.
-type Step struct {
+type tcStep struct {
 	// Cmd is the change as a tc command line.
 	Cmd string
 	// Drift describes the difference this step removes.
@@ -122,12 +122,12 @@ type Step struct {
 }
 
 // String returns the tc command line.
-func (s Step) String() string { return s.Cmd }
+func (s tcStep) String() string { return s.Cmd }
 
 // Run makes the change on its own netlink socket (in the calling thread's
 // network namespace), for executors that run steps one by one. Steps of a
 // plan for a link that did not exist cannot run.
-func (s Step) Run() error {
+func (s tcStep) Run() error {
 	if s.do == nil {
 		return fmt.Errorf("%s: step has no action", s.Cmd)
 	}
@@ -146,7 +146,7 @@ func (s Step) Run() error {
 // bandwidth state, computed from the live qdiscs, classes and filters.
 type BandwidthPlan struct {
 	Link  string
-	Steps []Step
+	Steps []tcStep
 	// fresh is set when nothing of ours was on the link: a failed apply
 	// then removes what it added.
 	fresh   bool
@@ -190,12 +190,16 @@ func (p *BandwidthPlan) Apply() error {
 	return nil
 }
 
-// PlanBandwidth computes what EnsureBandwidth would change on the link (in the
-// calling thread's network namespace). bw nil means no bandwidth: the plan
-// removes our qdiscs, classes and filters. A link that does not exist gets
-// the full list of commands a start would run (dry-run of a new network);
-// such a plan cannot be applied.
-func PlanBandwidth(link string, bw *libvirtxml.NetworkBandwidth, opts BandwidthOptions) (*BandwidthPlan, error) {
+// CheckBandwidthSupport refuses, before anything changes, bandwidth values tc
+// cannot express and a kernel that lacks a qdisc, classifier or action the
+// link's bandwidth needs (*UnsupportedKernelError). It reads nothing of the
+// link itself, so it serves before the link exists.
+func CheckBandwidthSupport(link string, bw *libvirtxml.NetworkBandwidth, opts BandwidthOptions) error {
+	_, err := checkBandwidthSupport(link, bw, opts)
+	return err
+}
+
+func checkBandwidthSupport(link string, bw *libvirtxml.NetworkBandwidth, opts BandwidthOptions) (*tcSpec, error) {
 	if err := CheckBandwidth(link, bw); err != nil {
 		return nil, err
 	}
@@ -211,6 +215,19 @@ func PlanBandwidth(link string, bw *libvirtxml.NetworkBandwidth, opts BandwidthO
 		if len(missing) > 0 {
 			return nil, &UnsupportedKernelError{Link: link, Missing: missing}
 		}
+	}
+	return want, nil
+}
+
+// PlanBandwidth computes what EnsureBandwidth would change on the link (in the
+// calling thread's network namespace). bw nil means no bandwidth: the plan
+// removes our qdiscs, classes and filters. A link that does not exist gets
+// the full list of commands a start would run (dry-run of a new network);
+// such a plan cannot be applied.
+func PlanBandwidth(link string, bw *libvirtxml.NetworkBandwidth, opts BandwidthOptions) (*BandwidthPlan, error) {
+	want, err := checkBandwidthSupport(link, bw, opts)
+	if err != nil {
+		return nil, err
 	}
 	h, err := newHandle()
 	if err != nil {
@@ -250,6 +267,28 @@ func EnsureBandwidth(link string, bw *libvirtxml.NetworkBandwidth, opts Bandwidt
 		return nil, err
 	}
 	return p.Commands(), nil
+}
+
+// ConvergeBandwidth issues, through ex, the tc changes that bring the link to
+// what bw and opts describe: the same plan as EnsureBandwidth, so a dry run
+// prints exactly the tc steps a start runs. A live executor that fails on a
+// link that had none of our tc objects removes what it added.
+func ConvergeBandwidth(link string, bw *libvirtxml.NetworkBandwidth, opts BandwidthOptions, ex Executor) error {
+	p, err := PlanBandwidth(link, bw, opts)
+	if err != nil {
+		return err
+	}
+	for _, s := range p.Steps {
+		if err := ex.Run(Step{Problem: s.Drift, Cmd: s.Cmd, Do: s.Run}); err != nil {
+			if p.fresh && ex.Live() {
+				if rerr := RemoveBandwidth(link); rerr != nil {
+					return errors.Join(fmt.Errorf("bandwidth on %q: %w", link, err), rerr)
+				}
+			}
+			return fmt.Errorf("bandwidth on %q: %w", link, err)
+		}
+	}
+	return nil
 }
 
 // VerifyBandwidth describes how the link's tc state differs from what bw and
@@ -790,10 +829,10 @@ func samePolice(live, want *netlink.PoliceAction) bool {
 
 // plan computes the steps from live to the spec. index 0 means the link does
 // not exist yet (everything is added).
-func (s *tcSpec) plan(live *liveTC, index int) []Step {
-	var steps []Step
+func (s *tcSpec) plan(live *liveTC, index int) []tcStep {
+	var steps []tcStep
 	add := func(cmd, drift string, do func(h handle) error) {
-		steps = append(steps, Step{Cmd: cmd, Drift: drift, do: do})
+		steps = append(steps, tcStep{Cmd: cmd, Drift: drift, do: do})
 	}
 	dev := s.link
 	egressFromScratch := func() {
@@ -889,10 +928,10 @@ func (s *tcSpec) policeMatches(live *liveTC) bool {
 }
 
 // planEgress diffs an existing htb 1: tree against the spec.
-func (s *tcSpec) planEgress(live *liveTC, index int) []Step {
-	var steps []Step
+func (s *tcSpec) planEgress(live *liveTC, index int) []tcStep {
+	var steps []tcStep
 	add := func(cmd, drift string, do func(h handle) error) {
-		steps = append(steps, Step{Cmd: cmd, Drift: drift, do: do})
+		steps = append(steps, tcStep{Cmd: cmd, Drift: drift, do: do})
 	}
 	dev := s.link
 	wantFloor := map[uint32]FloorPort{}
@@ -959,7 +998,7 @@ func (s *tcSpec) planEgress(live *liveTC, index int) []Step {
 		case classParent(lc.Parent) != classParent(nc.Parent):
 			// A class cannot move: rebuild the tree.
 			root := live.root
-			out := []Step{{Cmd: fmt.Sprintf("tc qdisc del dev %s root", dev), Drift: fmt.Sprintf("tc class 1:%s on %s has parent %s", hex16(c.minor), dev, handleText(lc.Parent)), do: func(h handle) error { return h.QdiscDel(root) }}}
+			out := []tcStep{{Cmd: fmt.Sprintf("tc qdisc del dev %s root", dev), Drift: fmt.Sprintf("tc class 1:%s on %s has parent %s", hex16(c.minor), dev, handleText(lc.Parent)), do: func(h handle) error { return h.QdiscDel(root) }}}
 			return append(out, s.planFromScratch(index)...)
 		case !sameClass(lc, nc):
 			add(fmt.Sprintf("tc class change dev %s classid 1:%s %s", dev, hex16(c.minor), c.args()),
@@ -995,7 +1034,7 @@ func (s *tcSpec) planEgress(live *liveTC, index int) []Step {
 }
 
 // planFromScratch is the whole egress tree as a list of additions.
-func (s *tcSpec) planFromScratch(index int) []Step {
+func (s *tcSpec) planFromScratch(index int) []tcStep {
 	onlyEgress := *s
 	onlyEgress.police = nil
 	return onlyEgress.plan(&liveTC{}, index)
@@ -1003,8 +1042,8 @@ func (s *tcSpec) planFromScratch(index int) []Step {
 
 // planEgressRemoval removes our classes and filters from htb 1: and the
 // qdisc itself unless filters of others remain on it.
-func (s *tcSpec) planEgressRemoval(live *liveTC) []Step {
-	var steps []Step
+func (s *tcSpec) planEgressRemoval(live *liveTC) []tcStep {
+	var steps []tcStep
 	dev := s.link
 	foreign := 0
 	keep := map[uint32]bool{} // classes a foreign filter points at
@@ -1012,9 +1051,9 @@ func (s *tcSpec) planEgressRemoval(live *liveTC) []Step {
 		old := f
 		switch {
 		case isOurFw(f):
-			steps = append(steps, Step{Cmd: fmt.Sprintf("tc filter del dev %s parent 1: prio 1 handle %d fw", dev, f.Attrs().Handle), Drift: fmt.Sprintf("unexpected tc fw filter on %s", dev), do: func(h handle) error { return h.FilterDel(old) }})
+			steps = append(steps, tcStep{Cmd: fmt.Sprintf("tc filter del dev %s parent 1: prio 1 handle %d fw", dev, f.Attrs().Handle), Drift: fmt.Sprintf("unexpected tc fw filter on %s", dev), do: func(h handle) error { return h.FilterDel(old) }})
 		case isOurFloor(f):
-			steps = append(steps, Step{Cmd: fmt.Sprintf("tc filter del dev %s prio 2 handle 800::%x u32", dev, f.Attrs().Handle&0xfff), Drift: fmt.Sprintf("unexpected tc floor filter on %s", dev), do: func(h handle) error { return h.FilterDel(old) }})
+			steps = append(steps, tcStep{Cmd: fmt.Sprintf("tc filter del dev %s prio 2 handle 800::%x u32", dev, f.Attrs().Handle&0xfff), Drift: fmt.Sprintf("unexpected tc floor filter on %s", dev), do: func(h handle) error { return h.FilterDel(old) }})
 		default:
 			foreign++
 			if u, ok := f.(*netlink.U32); ok && u.ClassId != 0 {
@@ -1033,7 +1072,7 @@ func (s *tcSpec) planEgressRemoval(live *liveTC) []Step {
 	}
 	if foreign == 0 {
 		root := live.root
-		return append(steps, Step{Cmd: fmt.Sprintf("tc qdisc del dev %s root", dev), Drift: fmt.Sprintf("unexpected tc root qdisc htb 1: on %s", dev), do: func(h handle) error { return h.QdiscDel(root) }})
+		return append(steps, tcStep{Cmd: fmt.Sprintf("tc qdisc del dev %s root", dev), Drift: fmt.Sprintf("unexpected tc root qdisc htb 1: on %s", dev), do: func(h handle) error { return h.QdiscDel(root) }})
 	}
 	var cs []*netlink.HtbClass
 	for hd, c := range live.classes {
@@ -1049,7 +1088,7 @@ func (s *tcSpec) planEgressRemoval(live *liveTC) []Step {
 	})
 	for _, c := range cs {
 		old := c
-		steps = append(steps, Step{Cmd: fmt.Sprintf("tc class del dev %s classid %s", dev, handleText(c.Handle)), Drift: fmt.Sprintf("unexpected tc class %s on %s", handleText(c.Handle), dev), do: func(h handle) error { return h.ClassDel(old) }})
+		steps = append(steps, tcStep{Cmd: fmt.Sprintf("tc class del dev %s classid %s", dev, handleText(c.Handle)), Drift: fmt.Sprintf("unexpected tc class %s on %s", handleText(c.Handle), dev), do: func(h handle) error { return h.ClassDel(old) }})
 	}
 	return steps
 }

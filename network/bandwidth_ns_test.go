@@ -109,8 +109,8 @@ func stepNeeds(cmd string) string {
 }
 
 // supportedSteps keeps the steps the kernel can do.
-func supportedSteps(steps []Step, missing []string) []Step {
-	var out []Step
+func supportedSteps(steps []tcStep, missing []string) []tcStep {
+	var out []tcStep
 	for _, s := range steps {
 		if n := stepNeeds(s.Cmd); n == "" || !slices.Contains(missing, n) {
 			out = append(out, s)
@@ -133,7 +133,7 @@ func kernelMissing(t *testing.T) []string {
 	return m
 }
 
-func applySteps(t *testing.T, ns *netnstest.NS, steps []Step) {
+func applySteps(t *testing.T, ns *netnstest.NS, steps []tcStep) {
 	t.Helper()
 	err := ns.Do(func() error {
 		h, err := newHandle()
