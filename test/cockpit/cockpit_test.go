@@ -361,12 +361,14 @@ func baseEnv(d, xdg string) []string {
 	var env []string
 	for _, e := range os.Environ() {
 		switch strings.SplitN(e, "=", 2)[0] {
-		case "DBUS_SYSTEM_BUS_ADDRESS", "DBUS_SESSION_BUS_ADDRESS", "HOME", "XDG_DATA_DIRS", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "DISPLAY", "WAYLAND_DISPLAY":
+		case "DBUS_SYSTEM_BUS_ADDRESS", "DBUS_SESSION_BUS_ADDRESS", "HOME", "XDG_DATA_DIRS", "XDG_RUNTIME_DIR",
+			"XDG_CONFIG_HOME", "DISPLAY", "WAYLAND_DISPLAY", "LANG", "LANGUAGE", "LC_ALL":
 			continue
 		}
 		env = append(env, e)
 	}
 	return append(env,
+		"LANG=C.UTF-8", // the one locale every Debian has
 		"HOME="+filepath.Join(d, "home"),
 		"XDG_RUNTIME_DIR="+filepath.Join(d, "xdgrun"),
 		"XDG_DATA_DIRS="+xdg+":/usr/local/share:/usr/share",
