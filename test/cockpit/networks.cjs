@@ -1,13 +1,16 @@
 // Drives cockpit-machines' Networks page (Debian 12's 288) in headless
 // Chromium against vnetd's org.libvirt on the bus cockpit's bridge uses, step
 // by step as a person would, and prints one PASS/FAIL line per step.
-// Besides what the page shows, it checks the files vnetd keeps (definition,
-// autostart link, dnsmasq's hostsfile) under vnetd's temp dirs.
-// Usage: node networks.cjs COCKPIT_URL OUT_DIR PROFILE_DIR VNETD_DIR
-// (run.sh sets it up; VNETD_DIR holds vnetd's etc/, lib/ and run/).
+// Besides what the page shows, it checks vnetd's own state: vnetctl net-info
+// and net-dumpxml, and the files vnetd keeps (definition, autostart link,
+// live status, dnsmasq's hostsfile) under vnetd's temp dirs.
+// Usage: VNETCTL=path VNET_SOCKET=path node networks.cjs COCKPIT_URL OUT_DIR PROFILE_DIR VNETD_DIR
+// (cockpit_test.go sets it up; VNETD_DIR holds vnetd's etc/, lib/ and run/).
+// Screenshots are taken on failure only, into OUT_DIR.
 'use strict';
 const fs = require('fs');
 const path = require('path');
+const { execFileSync } = require('child_process');
 const { chromium } = require('playwright-core');
 
 const [base, out, profile, vnetdDir] = process.argv.slice(2);
@@ -28,6 +31,42 @@ const files = {
 	live: path.join(vnetdDir, 'run/networks', NAME + '.xml'),
 	hostsfile: path.join(vnetdDir, 'lib/dnsmasq', NAME + '.hostsfile'),
 };
+const VNETCTL = process.env.VNETCTL;
+if (!VNETCTL || !process.env.VNET_SOCKET) {
+	console.error('networks.cjs: set VNETCTL and VNET_SOCKET');
+	process.exit(2);
+}
+// ctl runs vnetctl against the test's vnetd (VNET_SOCKET) and returns its
+// output and exit code.
+function ctl(...args) {
+	try {
+		return { out: execFileSync(VNETCTL, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }), code: 0 };
+	} catch (e) {
+		return { out: `${e.stdout || ''}${e.stderr || ''}`, code: e.status };
+	}
+}
+// expectInfo fails the step unless `vnetctl net-info name` shows want
+// (e.g. { Active: 'yes', Autostart: 'no' }).
+function expectInfo(name, want) {
+	const r = ctl('net-info', name);
+	if (r.code !== 0) throw new Error(`vnetctl net-info ${name}: exit ${r.code}: ${r.out.trim()}`);
+	const info = {};
+	for (const line of r.out.split('\n')) {
+		const m = /^([A-Za-z ]+):\s+(.*)$/.exec(line);
+		if (m) info[m[1]] = m[2].trim();
+	}
+	for (const [k, v] of Object.entries(want)) {
+		if (info[k] !== v) throw new Error(`vnetctl net-info ${name}: ${k} is "${info[k]}", want "${v}"`);
+	}
+	return info;
+}
+// expectXML fails the step unless `vnetctl net-dumpxml [flags] name` contains
+// (or, with want false, lacks) text.
+function expectXML(name, flags, text, want) {
+	const r = ctl('net-dumpxml', ...flags, name);
+	if (r.code !== 0) throw new Error(`vnetctl net-dumpxml ${name}: exit ${r.code}: ${r.out.trim()}`);
+	if (r.out.includes(text) !== want) throw new Error(`vnetctl net-dumpxml ${flags.join(' ')} ${name}: ${want ? 'lacks' : 'still has'} ${text}`);
+}
 const read = f => { try { return fs.readFileSync(f, 'utf8'); } catch { return ''; } };
 const exists = f => { try { fs.lstatSync(f); return true; } catch { return false; } };
 // expectFile fails the step unless f exists (or not) and contains text.
@@ -94,6 +133,7 @@ async function main() {
 		await f.locator('#network-default-system-name').waitFor();
 		const text = (await row('default').innerText()).replace(/\s+/g, ' ');
 		if (!/virbr0/.test(text) || !/NAT/.test(text) || !/active/.test(text)) throw new Error(`default row shows "${text}"`);
+		expectInfo('default', { Active: 'yes', Bridge: 'virbr0' });
 	});
 
 	await step('details', async () => {
@@ -124,13 +164,15 @@ async function main() {
 		if (!/^virbr\d+$/.test(dev)) throw new Error(`device "${dev}"`);
 		expectFile('definition', files.config, true, '<uuid>');
 		expectFile('live status', files.live, false);
-		await shot('01-networks-list.png');
+		expectInfo(NAME, { Active: 'no', Persistent: 'yes', Autostart: 'no', Bridge: dev });
+		expectXML(NAME, [], "<ip address='192.168.150.1'", true);
 	});
 
 	await step('activate', async () => {
 		await f.locator(`#activate-${NET}`).click();
 		await f.locator(`#${NET}-state`, { hasText: /^active$/ }).waitFor();
 		expectFile('live status', files.live, true);
+		expectInfo(NAME, { Active: 'yes' });
 	});
 
 	await step('autostart on', async () => {
@@ -140,6 +182,7 @@ async function main() {
 		await f.locator(`label[for="${NET}-autostart"]`).click();
 		await f.locator(`#${NET}-autostart:checked`).waitFor({ state: 'attached' });
 		expectFile('autostart link', files.autostart, true);
+		expectInfo(NAME, { Autostart: 'yes' });
 	});
 
 	await step('add static DHCP host', async () => {
@@ -156,7 +199,8 @@ async function main() {
 		// CONFIG|LIVE: in the definition and in the running dnsmasq's hostsfile.
 		expectFile('definition', files.config, true, MAC);
 		expectFile('dnsmasq hostsfile', files.hostsfile, true, MAC);
-		await shot('02-network-details.png');
+		expectXML(NAME, [], `<host mac='${MAC}' ip='${IP}'`, true);
+		expectXML(NAME, ['--inactive'], `<host mac='${MAC}' ip='${IP}'`, true);
 	});
 
 	await step('persisted after reload', async () => {
@@ -180,6 +224,8 @@ async function main() {
 		await f.locator('.overview-tab', { hasText: `MAC: ${MAC}` }).waitFor({ state: 'detached' });
 		if (read(files.config).includes(MAC)) throw new Error(`definition ${files.config} still has ${MAC}`);
 		if (read(files.hostsfile).includes(MAC)) throw new Error(`dnsmasq hostsfile ${files.hostsfile} still has ${MAC}`);
+		expectXML(NAME, [], MAC, false);
+		expectXML(NAME, ['--inactive'], MAC, false);
 	});
 
 	await step('autostart off', async () => {
@@ -187,12 +233,14 @@ async function main() {
 		await f.locator(`label[for="${NET}-autostart"]`).click();
 		await f.locator(`#${NET}-autostart:not(:checked)`).waitFor({ state: 'attached' });
 		expectFile('autostart link', files.autostart, false);
+		expectInfo(NAME, { Autostart: 'no' });
 	});
 
 	await step('deactivate', async () => {
 		await f.locator(`#deactivate-${NET}`).click();
 		await f.locator(`#${NET}-state`, { hasText: /^inactive$/ }).waitFor();
 		expectFile('live status', files.live, false);
+		expectInfo(NAME, { Active: 'no', Persistent: 'yes' });
 	});
 
 	await step('delete (active network)', async () => {
@@ -209,7 +257,9 @@ async function main() {
 		await row(NAME).waitFor({ state: 'detached' });
 		expectFile('definition', files.config, false);
 		expectFile('live status', files.live, false);
-		await shot('03-after-delete.png');
+		const r = ctl('net-info', NAME);
+		if (r.code === 0 || !r.out.includes('Network not found')) throw new Error(`vnetctl net-info ${NAME} after delete: exit ${r.code}: ${r.out.trim()}`);
+		expectInfo('default', { Active: 'yes' });
 	});
 
 	await ctx.close();
@@ -221,6 +271,6 @@ main().catch(e => {
 }).finally(() => {
 	fs.writeFileSync(path.join(out, 'browser-console.log'), consoleLines.join('\n') + '\n');
 	const failed = results.filter(r => !r.ok).length;
-	console.log(`${results.length - failed} passed, ${failed} failed`);
+	console.log(`${results.length - failed} of ${results.length} steps passed`);
 	process.exit(failed ? 1 : 0);
 });
