@@ -294,10 +294,17 @@ func noPort(uuid string) error {
 func portUUID(ref string) (string, error) {
 	u, err := netxml.NormalizeUUID(ref)
 	if err != nil || len(strings.TrimSpace(ref)) < 32 {
-		return "", netxml.Errorf(netxml.KindInvalidArg, "uuidstr in virNetworkPortLookupByUUIDString must be a valid UUID")
+		return "", badPortRef{netxml.Errorf(netxml.KindInvalidArg, "uuidstr in virNetworkPortLookupByUUIDString must be a valid UUID")}
 	}
 	return u, nil
 }
+
+// badPortRef is a port reference that is no UUID: a failed lookup, like an
+// unknown port, for the API's error code.
+type badPortRef struct{ err error }
+
+func (e badPortRef) Error() string { return e.err.Error() }
+func (e badPortRef) Unwrap() error { return e.err }
 
 // CreatePort creates a port on an active network from <networkport> XML
 // (net-port-create): the plug is filled as libvirt's network driver does,

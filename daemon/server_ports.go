@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"net/http"
 
 	"vnet/daemon/api"
@@ -33,10 +34,11 @@ func (m *Manager) portRoutes(mux *http.ServeMux) {
 
 // replyPort is reply with the port error kinds mapped to their codes.
 func replyPort(w http.ResponseWriter, v any, err error) {
-	switch netxml.KindOf(err) {
-	case netxml.KindNoNetworkPort:
+	var bad badPortRef
+	switch kind := netxml.KindOf(err); {
+	case kind == netxml.KindNoNetworkPort || errors.As(err, &bad):
 		writeJSON(w, http.StatusNotFound, &api.Error{Code: api.CodeNoPort, Message: netxml.Message(err)})
-	case netxml.KindNetworkPortExists:
+	case kind == netxml.KindNetworkPortExists:
 		writeJSON(w, http.StatusConflict, &api.Error{Code: api.CodeFailed, Message: netxml.Message(err)})
 	default:
 		reply(w, v, err)
