@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"vnet/daemon"
@@ -119,4 +120,33 @@ $ virsh net-port-list default
 $ virsh net-port-create default
 error: command 'net-port-create' requires <file> option
 `)
+}
+
+// TestNetEventPort: net-event --event port prints vnet's port events (and
+// no lifecycle ones).
+func TestNetEventPort(t *testing.T) {
+	sock := testDriverSocket(t)
+	file := filepath.Join(t.TempDir(), "p.xml")
+	const uuid = "5d744f21-ba4a-4d6e-bdb2-30a35ff3207d"
+	if err := os.WriteFile(file, []byte(`<networkport><uuid>`+uuid+`</uuid><owner><name>b</name><uuid>d54df46f-1ab5-4a22-8618-4560ef5fac2c</uuid></owner><mac address='52:54:00:7b:35:94'/></networkport>`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan result, 1)
+	go func() { done <- vnetctl(sock, "net-event", "default", "--event", "port", "--timeout", "5") }()
+	for {
+		select {
+		case r := <-done:
+			// The subscription may start after any of the calls below.
+			want := regexp.MustCompile("^event 'port' for network default: Port(Created|Deleted) " + uuid + "\nevents received: 1\n\n$")
+			if !want.MatchString(r.stdout) {
+				t.Fatalf("net-event printed %q", r.stdout)
+			}
+			return
+		default:
+		}
+		vnetctl(sock, "net-port-create", "default", file)
+		vnetctl(sock, "net-port-delete", "default", uuid)
+		vnetctl(sock, "net-destroy", "default")
+		vnetctl(sock, "net-start", "default")
+	}
 }
