@@ -81,7 +81,8 @@ func waitPlugged(t testing.TB, h *netlink.Handle, dev, br string, t0 time.Time, 
 
 // TestPortTAPFollowsBridge: a port's TAP made by vnetd is plugged into the
 // network's bridge and stays plugged: after `ip link del` of the bridge
-// (≤ 1 s), after `ip link set TAP nomaster`, after net-destroy + net-start,
+// (≤ 1 s), after `ip link set TAP nomaster`, after its own deletion (made
+// again), after net-destroy + net-start,
 // and over a daemon restart (untouched: same ifindex). Deleting the port
 // deletes the TAP; a foreign device is refused unless adopted, and an
 // adopted one survives its port.
@@ -126,6 +127,12 @@ func TestPortTAPFollowsBridge(t *testing.T) {
 	host.MustRun("ip", "link", "set", "vnet0", "nomaster")
 	took = waitPlugged(t, h, "vnet0", "vbr-port", t0, time.Second)
 	t.Logf("TAP re-plugged %v after nomaster", took)
+
+	// Our TAP deleted by someone: drift repair creates it again.
+	t0 = time.Now()
+	host.MustRun("ip", "link", "del", "vnet0")
+	took = waitPlugged(t, h, "vnet0", "vbr-port", t0, time.Second)
+	t.Logf("TAP re-created and plugged %v after its deletion", took)
 
 	// net-destroy keeps the port and its TAP (unplugged); net-start plugs it.
 	d.mustCtl("net-destroy", "pnet")
