@@ -18,12 +18,16 @@ const (
 	// EventRepaired is vnet's own, not a libvirt lifecycle event: drift on an
 	// active network was found and repaired.
 	EventRepaired
+	// EventPortCreated and EventPortDeleted are vnet's own: a network port
+	// was created or deleted (Event.Port names it).
+	EventPortCreated
+	EventPortDeleted
 )
 
 // IsLifecycle reports whether e is one of libvirt's lifecycle events.
 func (e EventType) IsLifecycle() bool { return e >= EventDefined && e <= EventStopped }
 
-var eventNames = [...]string{"Defined", "Undefined", "Started", "Stopped", "Repaired"}
+var eventNames = [...]string{"Defined", "Undefined", "Started", "Stopped", "Repaired", "PortCreated", "PortDeleted"}
 
 // String returns virsh's name of the event ("Defined" …).
 func (e EventType) String() string {
@@ -39,6 +43,8 @@ type Event struct {
 	UUID string
 	Type EventType
 	Time time.Time
+	// Port is the port's uuid for the port events.
+	Port string
 }
 
 // broker fans events out to subscribers. A slow subscriber loses events

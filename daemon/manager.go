@@ -53,6 +53,7 @@ type Manager struct {
 	host   Host
 	log    *slog.Logger
 	events broker
+	ports  portRegistry // network ports, see ports.go
 	// testDriver gives libvirt's test driver semantics (see NewTestDriver).
 	testDriver bool
 }
@@ -151,6 +152,7 @@ func (m *Manager) info(o *netObj) api.Network {
 	if d := o.current(); d != nil {
 		n.Bridge = d.BridgeName()
 	}
+	n.Ports = m.ports.count(o.name)
 	return n
 }
 
@@ -439,6 +441,7 @@ func (m *Manager) startLocked(o *netObj, def *netxml.Network) (err error) {
 	o.starting = nil
 	o.live = live
 	m.mu.Unlock()
+	m.convergePorts(live) // ports outlive a destroy: plug their TAPs back
 	m.log.Info("network started", "network", o.name, "bridge", live.BridgeName())
 	m.emit(o, EventStarted)
 	return nil
@@ -469,6 +472,7 @@ func (m *Manager) Destroy(ref string) (api.Network, error) {
 	}
 	info := m.info(o)
 	m.mu.Unlock()
+	m.portsStopped(o) // a transient network takes its ports along
 	m.emit(o, EventStopped)
 	if err != nil {
 		m.log.Warn("network stopped with errors", "network", o.name, "err", err)
@@ -491,6 +495,9 @@ func (m *Manager) Undefine(ref string) (api.Network, error) {
 	}
 	if m.testDriver && o.active() {
 		return m.infoR(o), netxml.Errorf(netxml.KindInvalidOperation, "Network '%s' is still running", o.name)
+	}
+	if err := m.checkNoPorts(o); err != nil {
+		return m.infoR(o), err
 	}
 	if err := m.store.DeleteConfig(o.name); err != nil {
 		return m.infoR(o), err
@@ -556,6 +563,7 @@ func (m *Manager) Load(ctx context.Context) error {
 		}
 		m.byName[name] = &netObj{name: name, uuid: n.UUID, def: n, autostart: m.store.Autostart(name)}
 	}
+	m.loadPorts() // before adoption, which plugs them
 	statuses, err := m.store.Statuses()
 	if err != nil {
 		return fmt.Errorf("read network status: %w", err)
@@ -588,6 +596,7 @@ func (m *Manager) Load(ctx context.Context) error {
 			continue
 		}
 		o.live = live
+		repaired = append(repaired, m.convergePorts(live)...)
 		if len(repaired) > 0 {
 			m.log.Warn("adopted active network and restored what was missing", "network", name, "repaired", strings.Join(repaired, "; "))
 		} else {

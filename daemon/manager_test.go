@@ -22,6 +22,7 @@ type fakeHost struct {
 	links   map[string]bool
 	failOn  string // network name whose converge fails
 	ensures int
+	taps    map[string]string // port TAP dev → bridge it is plugged into ("" unplugged); see ports_test.go
 }
 
 func newFakeHost() *fakeHost { return &fakeHost{up: map[string]string{}, links: map[string]bool{}} }

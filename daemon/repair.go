@@ -63,6 +63,9 @@ func (r *repairer) linkChanged(link string) {
 	if name := r.m.networkByBridge(link); name != "" {
 		r.hint(name)
 	}
+	if name := r.m.networkByPortDev(link); name != "" {
+		r.hint(name) // a port's TAP changed (e.g. left the bridge)
+	}
 }
 
 // tableChanged maps an nftables hint (a table name) to networks. Our tables are
@@ -161,6 +164,7 @@ func (r *repairer) repair(name string) {
 	}
 	live := o.live
 	fixed, err := r.m.host.Verify(live)
+	fixed = append(fixed, r.m.verifyPorts(live)...)
 	if err == nil && len(fixed) == 0 {
 		r.mu.Lock()
 		delete(r.limited, name)
@@ -184,6 +188,7 @@ func (r *repairer) repair(name string) {
 		time.AfterFunc(repairRefill, func() { r.hint(name) })
 		return
 	}
+	repaired = append(repaired, r.m.convergePorts(live)...)
 	if len(repaired) > 0 {
 		r.m.log.Warn("repaired network drift", "network", name, "repaired", strings.Join(repaired, "; "))
 		r.m.emit(o, EventRepaired)

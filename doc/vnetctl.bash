@@ -3,7 +3,7 @@ _vnetctl() {
 	local cur prev cmds
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD-1]}
-	cmds="net-define net-undefine net-create net-start net-destroy net-list net-info net-dumpxml net-autostart net-uuid net-name net-edit net-update net-dhcp-leases net-event"
+	cmds="net-define net-undefine net-create net-start net-destroy net-list net-info net-dumpxml net-autostart net-uuid net-name net-edit net-update net-dhcp-leases net-event net-port-create net-port-list net-port-dumpxml net-port-delete"
 	if [ "$COMP_CWORD" -eq 1 ]; then
 		COMPREPLY=($(compgen -W "$cmds --socket -q" -- "$cur"))
 		return

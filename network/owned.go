@@ -16,9 +16,10 @@ import (
 // start.
 const ownedAliasPrefix = "vnet:"
 
-// ErrNotOurs is wrapped when a link exists under a network's bridge name but
-// vnet did not create it for that network: it is left alone.
-var ErrNotOurs = errors.New("not created by vnet for this network; left alone")
+// ErrNotOurs is wrapped when a link exists under the name of a network's
+// bridge or a port's TAP but vnet did not create it for that network or port
+// (and adopting it was not asked for): it is left alone.
+var ErrNotOurs = errors.New("not created by vnet for it; left alone")
 
 // PruneBridges deletes every bridge vnet created (marked vnet:NAME, or still
 // under its staging name after an interrupted start) whose name is not in

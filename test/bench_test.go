@@ -13,6 +13,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"vnet/daemon/api"
 	"vnet/daemon/client"
 	"vnet/internal/netnstest"
 )
@@ -238,4 +239,50 @@ func BenchmarkScale(b *testing.B) {
 		destroy = append(destroy, time.Since(t1))
 	}
 	report(b, "scale net-destroy", destroy)
+}
+
+// BenchmarkPorts prints the time of a net-port-create with a TAP (through
+// the API and through vnetctl) and the time until a guest's TAP is plugged
+// again after `ip link del` of its bridge (re-created and re-plugged by
+// drift repair).
+func BenchmarkPorts(b *testing.B) {
+	netnstest.RequireRoot(b)
+	host := netnstest.New(b, "bports")
+	d := newDaemon(b, host)
+	d.start("--no-default-network", "--dnsmasq", "/bin/false")
+	c := client.New(d.socket())
+	ctx := context.Background()
+	h := nlIn(b, host)
+	if _, err := c.Create(ctx, portNetXML("bports", "vbr-bports", "10.78.0")); err != nil {
+		b.Fatal(err)
+	}
+	const n = 20
+	tap := `<vnet:tap xmlns:vnet='urn:vnet:port:1' user='nobody'/>`
+	var create, createCtl, replug samples
+	for i := 0; i < n; i++ {
+		uuid := fmt.Sprintf("5d744f21-ba4a-4d6e-bdb2-%012x", i)
+		t0 := time.Now()
+		if _, err := c.CreatePort(ctx, "bports", api.PortRequest{XML: portXML(uuid, "52:54:00:78:00:02", tap)}); err != nil {
+			b.Fatal(err)
+		}
+		create = append(create, time.Since(t0))
+		t0 = time.Now()
+		host.MustRun("ip", "link", "del", "vbr-bports")
+		replug = append(replug, waitPlugged(b, h, "vnet0", "vbr-bports", t0, 5*time.Second))
+		if _, err := c.DeletePort(ctx, "bports", uuid); err != nil {
+			b.Fatal(err)
+		}
+		file := writeFile(b, "port.xml", portXML(uuid, "52:54:00:78:00:02", tap))
+		t0 = time.Now()
+		d.mustCtl("net-port-create", "bports", file)
+		createCtl = append(createCtl, time.Since(t0))
+		if _, err := c.DeletePort(ctx, "bports", uuid); err != nil {
+			b.Fatal(err)
+		}
+		// Past the repair rate limit (a burst of 5, then one per 2 s).
+		time.Sleep(settle + 2*time.Second)
+	}
+	report(b, "api net-port-create (tap)", create)
+	report(b, "vnetctl net-port-create", createCtl)
+	report(b, "tap re-plug after bridge del", replug)
 }

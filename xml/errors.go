@@ -33,6 +33,11 @@ const (
 	// KindOperationUnsupported is VIR_ERR_OPERATION_UNSUPPORTED: "Operation not supported: "
 	// (net-update of a section or command libvirt cannot apply).
 	KindOperationUnsupported
+	// KindNoNetworkPort is VIR_ERR_NO_NETWORK_PORT: "network port not found: ".
+	KindNoNetworkPort
+	// KindNetworkPortExists is VIR_ERR_NETWORK_PORT_EXIST, whose text wraps
+	// the message: "network port MSG exists already".
+	KindNetworkPortExists
 )
 
 var kindPrefix = map[Kind]string{
@@ -46,7 +51,13 @@ var kindPrefix = map[Kind]string{
 	KindPlain:                "",
 	KindNotSupported:         "this function is not supported by the connection driver: ",
 	KindOperationUnsupported: "Operation not supported: ",
+	KindNoNetworkPort:        "network port not found: ",
+	KindNetworkPortExists:    "network port ",
 }
+
+// kindSuffix is what libvirt writes after the message for the few kinds
+// whose text surrounds it.
+var kindSuffix = map[Kind]string{KindNetworkPortExists: " exists already"}
 
 // Prefix returns the text libvirt puts before a message of this kind.
 func (k Kind) Prefix() string { return kindPrefix[k] }
@@ -58,7 +69,7 @@ type Error struct {
 	Msg  string
 }
 
-func (e *Error) Error() string { return e.Kind.Prefix() + e.Msg }
+func (e *Error) Error() string { return e.Kind.Prefix() + e.Msg + kindSuffix[e.Kind] }
 
 // Errorf builds an *Error of kind k.
 func Errorf(k Kind, format string, args ...any) error {

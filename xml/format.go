@@ -366,7 +366,11 @@ func formatBandwidth(w *writer, b *libvirtxml.NetworkBandwidth) {
 	if b == nil {
 		return
 	}
-	w.start("bandwidth").open()
+	t := w.start("bandwidth")
+	if b.ClassID != 0 {
+		t.uattr("classID", b.ClassID) // a port's tc class (libvirt's class_id)
+	}
+	t.open()
 	rate := func(name string, r *libvirtxml.NetworkBandwidthParams) {
 		if r == nil || (deref(r.Average) == 0 && deref(r.Floor) == 0) {
 			return

@@ -29,6 +29,7 @@ var notifyInterrupt = func() (c <-chan os.Signal, stop func()) {
 // eventOpts are net-event's options.
 type eventOpts struct {
 	loop, list, timestamp bool
+	port                  bool // --event port
 	timeout               string
 }
 
@@ -58,7 +59,10 @@ func (a *app) netEventCmd() *cobra.Command {
 				}
 				event = vals[1]
 			}
-			if event != "lifecycle" {
+			// "port" is vnet's own type (PortCreated, PortDeleted); --list
+			// keeps virsh's output and does not show it.
+			o.port = event == "port"
+			if event != "lifecycle" && !o.port {
 				return &failure{lines: []string{fmt.Sprintf("unknown event type %s", event)}}
 			}
 			var timeout time.Duration
@@ -103,7 +107,7 @@ func (a *app) eventLoop(ctx context.Context, ref string, timeout time.Duration, 
 	interrupted, stop := notifyInterrupt()
 	defer stop()
 
-	events, errc := a.client().Events(ctx, ref)
+	events, errc := a.client().EventsWith(ctx, ref, o.port)
 	count := 0
 loop:
 	for {
@@ -111,6 +115,9 @@ loop:
 		case ev, ok := <-events:
 			if !ok {
 				return a.streamFailed(ref, count, <-errc)
+			}
+			if o.port != (ev.Port != "") {
+				continue
 			}
 			a.printEvent(ev, o.timestamp)
 			count++
@@ -150,6 +157,9 @@ func (a *app) streamFailed(ref string, count int, err error) error {
 // event's time in UTC with milliseconds.
 func (a *app) printEvent(ev api.Event, timestamp bool) {
 	line := fmt.Sprintf("event 'lifecycle' for network %s: %s\n", ev.Network, ev.Event)
+	if ev.Port != "" {
+		line = fmt.Sprintf("event 'port' for network %s: %s %s\n", ev.Network, ev.Event, ev.Port)
+	}
 	if timestamp {
 		t, err := time.Parse(time.RFC3339Nano, ev.Time)
 		if err != nil {

@@ -169,4 +169,8 @@ func writeInfo(w io.Writer, n api.Network) {
 	if n.Bridge != "" {
 		line("Bridge:", n.Bridge)
 	}
+	if n.Ports > 0 {
+		// vnet's own line, only for a network with ports (virsh has none).
+		line("Ports:", fmt.Sprint(n.Ports))
+	}
 }

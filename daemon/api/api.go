@@ -35,6 +35,8 @@ type Network struct {
 	Autostart  bool   `json:"autostart"`
 	// Bridge is the bridge device name; empty when the network has none.
 	Bridge string `json:"bridge,omitempty"`
+	// Ports is the number of network ports (net-port-list) of the network.
+	Ports int `json:"ports,omitempty"`
 }
 
 // DefineRequest carries network XML for net-define and net-create.
@@ -132,4 +134,6 @@ type Event struct {
 	Event string `json:"event"`
 	// Time is when it happened, in RFC 3339 with milliseconds, UTC.
 	Time string `json:"time"`
+	// Port is the port's uuid for vnet's PortCreated and PortDeleted.
+	Port string `json:"port,omitempty"`
 }

@@ -27,10 +27,16 @@ var ErrStreamEnded = errors.New("vnetd closed the event stream")
 // unknown ref), *ConnectError when it could not be reached. The stream holds
 // a connection until it ends: cancel ctx once no more events are wanted.
 func (c *Client) Events(ctx context.Context, ref string) (<-chan api.Event, <-chan error) {
+	return c.EventsWith(ctx, ref, false)
+}
+
+// EventsWith is Events; with all it also delivers vnet's own events
+// (Repaired, PortCreated, PortDeleted), not only libvirt's lifecycle ones.
+func (c *Client) EventsWith(ctx context.Context, ref string, all bool) (<-chan api.Event, <-chan error) {
 	events := make(chan api.Event)
 	errc := make(chan error, 1)
 	go func() {
-		err := c.stream(ctx, ref, events)
+		err := c.stream(ctx, ref, all, events)
 		close(events)
 		errc <- err
 		close(errc)
@@ -40,10 +46,17 @@ func (c *Client) Events(ctx context.Context, ref string) (<-chan api.Event, <-ch
 
 // stream reads the newline-delimited JSON of GET /v1/events into out until
 // the stream fails or ctx is cancelled, and says why it stopped.
-func (c *Client) stream(ctx context.Context, ref string, out chan<- api.Event) error {
-	u := eventsURL
+func (c *Client) stream(ctx context.Context, ref string, all bool, out chan<- api.Event) error {
+	q := url.Values{}
 	if ref != "" {
-		u += "?network=" + url.QueryEscape(ref)
+		q.Set("network", ref)
+	}
+	if all {
+		q.Set("types", "all")
+	}
+	u := eventsURL
+	if len(q) > 0 {
+		u += "?" + q.Encode()
 	}
 	resp, err := c.roundTrip(ctx, "GET", u, nil)
 	if err != nil {
