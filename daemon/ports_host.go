@@ -34,6 +34,9 @@ func tapSpec(n *netxml.Network, p *netxml.Port, withOwner bool) (network.TAPSpec
 	return s, nil
 }
 
+// realHost plugs ports' TAPs.
+var _ portHost = (*realHost)(nil)
+
 // CheckPort implements portHost.
 func (h *realHost) CheckPort(n *netxml.Network, p *netxml.Port) error {
 	s, err := tapSpec(n, p, true)
