@@ -21,6 +21,7 @@ run: deps build
 # Every test: unit, golden, namespace and end-to-end (needs root for the
 # namespace tests; they skip without it).
 test: deps
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 
