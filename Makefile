@@ -21,6 +21,7 @@ run: deps build
 # Every test: unit, golden, namespace and end-to-end (needs root for the
 # namespace tests; they skip without it).
 test: deps
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 
@@ -40,14 +41,33 @@ clean:
 	rm -rf $(BIN)
 
 # Installs binaries, the systemd unit, tmpfiles, D-Bus policy and activation,
-# man pages and bash completion. DESTDIR is honoured for packaging.
+# man pages and bash completion. DESTDIR is honoured for packaging; the unit's
+# ExecStart follows PREFIX.
+#
+# libvirt-dbus owns the same bus name (org.libvirt): vnet's policy goes under
+# its own name next to libvirt-dbus's org.libvirt.conf, and the activation
+# file, which the system bus only reads under the name org.libvirt.service,
+# is installed only when no other daemon's file of that name is there (see
+# README.md, "vnet and libvirt-dbus").
+DBUS_POLICY = $(DESTDIR)/usr/share/dbus-1/system.d/vnet-org.libvirt.conf
+DBUS_ACTIVATION = $(DESTDIR)/usr/share/dbus-1/system-services/org.libvirt.service
+# What marks an activation file as vnet's own.
+DBUS_OURS = SystemdService=vnetd.service
+
 install: build
 	install -D -m 0755 $(BIN)/vnetd $(DESTDIR)$(PREFIX)/sbin/vnetd
 	install -D -m 0755 $(BIN)/vnetctl $(DESTDIR)$(PREFIX)/bin/vnetctl
-	install -D -m 0644 systemd/vnetd.service $(DESTDIR)/etc/systemd/system/vnetd.service
+	install -d $(DESTDIR)/etc/systemd/system
+	sed -e '/^# Template:/d' -e 's|@SBINDIR@|$(PREFIX)/sbin|g' systemd/vnetd.service.in >$(DESTDIR)/etc/systemd/system/vnetd.service
+	chmod 0644 $(DESTDIR)/etc/systemd/system/vnetd.service
 	install -D -m 0644 systemd/vnetd.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/vnetd.conf
-	install -D -m 0644 systemd/org.libvirt.conf $(DESTDIR)/usr/share/dbus-1/system.d/org.libvirt.conf
-	install -D -m 0644 systemd/org.libvirt.service $(DESTDIR)/usr/share/dbus-1/system-services/org.libvirt.service
+	install -D -m 0644 systemd/org.libvirt.conf $(DBUS_POLICY)
+	@if [ -e $(DBUS_ACTIVATION) ] && ! grep -qx '$(DBUS_OURS)' $(DBUS_ACTIVATION); then \
+		echo "$(DBUS_ACTIVATION) is another daemon's (libvirt-dbus?): left as it is, vnetd is started by its unit"; \
+	else \
+		echo install -D -m 0644 systemd/org.libvirt.service $(DBUS_ACTIVATION); \
+		install -D -m 0644 systemd/org.libvirt.service $(DBUS_ACTIVATION); \
+	fi
 	install -D -m 0644 doc/vnetd.8 $(DESTDIR)$(PREFIX)/share/man/man8/vnetd.8
 	install -D -m 0644 doc/vnetctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/vnetctl.1
 	install -D -m 0644 doc/vnetctl.bash $(DESTDIR)/usr/share/bash-completion/completions/vnetctl
@@ -57,6 +77,7 @@ install: build
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/sbin/vnetd $(DESTDIR)$(PREFIX)/bin/vnetctl
 	rm -f $(DESTDIR)/etc/systemd/system/vnetd.service $(DESTDIR)/usr/lib/tmpfiles.d/vnetd.conf
-	rm -f $(DESTDIR)/usr/share/dbus-1/system.d/org.libvirt.conf $(DESTDIR)/usr/share/dbus-1/system-services/org.libvirt.service
+	rm -f $(DBUS_POLICY)
+	if grep -qx '$(DBUS_OURS)' $(DBUS_ACTIVATION) 2>/dev/null; then rm -f $(DBUS_ACTIVATION); fi
 	rm -f $(DESTDIR)$(PREFIX)/share/man/man8/vnetd.8 $(DESTDIR)$(PREFIX)/share/man/man1/vnetctl.1
 	rm -f $(DESTDIR)/usr/share/bash-completion/completions/vnetctl

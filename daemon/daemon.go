@@ -235,15 +235,16 @@ func Run(ctx context.Context, c Config) error {
 }
 
 // installDefault defines the embedded 'default' network with autostart the
-// first time vnetd runs, like libvirt's libvirt-daemon-config-network. The
-// marker keeps an admin's later net-undefine from being undone.
+// first time vnetd runs, like libvirt's libvirt-daemon-config-network, on a
+// bridge and subnet free on this host (defineDefault). The marker keeps an
+// admin's later net-undefine from being undone.
 func (m *Manager) installDefault(stateDir string) {
 	marker := filepath.Join(stateDir, defaultMarker)
 	if _, err := os.Stat(marker); err == nil {
 		return
 	}
 	if _, err := m.lookup("default", "name"); err != nil {
-		if _, err := m.Define(netxml.DefaultNetworkXML); err != nil {
+		if _, err := m.defineDefault(); err != nil {
 			m.log.Error("cannot define the default network", "err", netxml.Message(err))
 			return
 		}

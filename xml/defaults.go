@@ -29,6 +29,18 @@ const DefaultNetworkXML = `<network>
 </network>
 `
 
+// DefaultNetworkAt returns DefaultNetworkXML moved to 192.168.third.0/24
+// (address .1, DHCP .2–.254) and with the bridge name template virbr%d, so
+// that FillDefaults names the bridge after the lowest virbrN that is free.
+// It is what vnetd defines at its first start when libvirt's own default
+// network (or anything else) already holds virbr0 or 192.168.122.0/24; with
+// third 122 on a host where virbr0 is free it defines DefaultNetworkXML.
+// third must be 0–255.
+func DefaultNetworkAt(third int) string {
+	s := strings.ReplaceAll(DefaultNetworkXML, "192.168.122.", "192.168."+strconv.Itoa(third)+".")
+	return strings.Replace(s, "name='virbr0'", "name='virbr%d'", 1)
+}
+
 // Clone returns a deep copy of n (live fields included).
 func (n *Network) Clone() *Network {
 	if n == nil {

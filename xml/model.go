@@ -1,6 +1,8 @@
-// Package netxml is vnet's model of libvirt network XML: parsing (on
-// libvirt.org/go/libvirtxml), libvirt's defaults, validation with libvirt's
-// messages, and a formatter that writes libvirt's exact byte format.
+// Package netxml is vnet's model of libvirt network XML: the types of
+// libvirt.org/go/libvirtxml, with our own parser (libvirt's checks,
+// normalisation and error messages; libvirtxml's encoding/xml unmarshalling
+// has none of them), libvirt's defaults, validation with libvirt's messages,
+// and our own formatter that writes libvirt's exact byte format.
 //
 // It knows nothing about the host, processes or the daemon.
 package netxml

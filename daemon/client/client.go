@@ -1,6 +1,8 @@
 // Package client talks to vnetd's local API (package api) over its unix
-// socket. vnetctl and the integration tests use it; it holds no state beyond
-// the HTTP connection pool.
+// socket. vnetctl and the integration tests use it. It keeps no state and no
+// connections between calls: each request dials the socket, speaks a minimal
+// HTTP/1.0 (see transport.go) and closes the connection when the response
+// has been read.
 package client
 
 import (
