@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,5 +248,58 @@ func TestRepairRetriesFailure(t *testing.T) {
 	}
 	if n := e.logs.get("repairing network failed"); n != 1 {
 		t.Fatalf("%d failure logs, want 1", n)
+	}
+}
+
+// detachHost fails the test when the host is used after Detach.
+type detachHost struct {
+	*driftHost
+	t        *testing.T
+	detached atomic.Bool
+}
+
+func (h *detachHost) used(what string) {
+	if h.detached.Load() {
+		h.t.Errorf("%s called after Detach", what)
+	}
+}
+
+func (h *detachHost) Verify(n *netxml.Network) ([]string, error) {
+	h.used("Verify")
+	return h.driftHost.Verify(n)
+}
+
+func (h *detachHost) Repair(n *netxml.Network) ([]string, error) {
+	h.used("Repair")
+	// Slow enough that Shutdown often lands in the middle of a repair.
+	time.Sleep(time.Millisecond)
+	h.used("Repair (returning)")
+	return h.driftHost.Repair(n)
+}
+
+func (h *detachHost) Detach() { h.detached.Store(true) }
+
+// TestShutdownJoinsRepair: Shutdown stops the repairer and its watchers and
+// waits for them before it detaches from the host, so no repair reaches the
+// host (dnsmasq, the firewall) afterwards, however busy drift repair is.
+func TestShutdownJoinsRepair(t *testing.T) {
+	for range 20 {
+		h := &detachHost{driftHost: newDriftHost(), t: t}
+		h.drifted = true
+		m := NewManagerWith(NewMemoryStore(), h, slog.New(slog.DiscardHandler))
+		if _, err := m.Create(netXML("a", "", "10.61.0")); err != nil {
+			t.Fatal(err)
+		}
+		hinting := make(chan struct{})
+		m.startRepairWith(time.Millisecond, func(ctx context.Context, r *repairer) {
+			close(hinting)
+			for ctx.Err() == nil {
+				r.hint(allNetworks)
+				runtime.Gosched()
+			}
+		})
+		<-hinting
+		waitUntil(t, "a repair", func() bool { _, r := h.counts("a"); return r >= 1 })
+		m.Shutdown()
 	}
 }
