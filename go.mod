@@ -13,6 +13,7 @@ require (
 	github.com/vishvananda/netlink v1.3.1
 	github.com/vishvananda/netns v0.0.5
 	golang.org/x/sys v0.28.0
+	golang.org/x/time v0.16.0
 	libvirt.org/go/libvirtxml v1.12007.0
 )
 

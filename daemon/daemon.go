@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -154,12 +155,22 @@ func Run(ctx context.Context, c Config) error {
 			return err
 		}
 	}
+	// Front doors listen at once but answer only when the manager is ready:
+	// after adoption and autostart.
+	release := m.HoldReady()
+	defer release()
+	// Every goroutine Run starts is joined before the host is detached, so
+	// none can reach dnsmasq or the firewall after that.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	fdCtx, stopFrontDoors := context.WithCancel(ctx)
+	defer stopFrontDoors()
 	for _, fd := range c.FrontDoors {
-		go func(fd FrontDoor) {
-			if err := fd(ctx, m); err != nil && ctx.Err() == nil {
+		wg.Go(func() {
+			if err := fd(fdCtx, m); err != nil && fdCtx.Err() == nil {
 				log.Error("front door stopped", "err", err)
 			}
-		}(fd)
+		})
 	}
 
 	// Cancelled before Shutdown so that long-lived requests (event streams)
@@ -181,8 +192,7 @@ func Run(ctx context.Context, c Config) error {
 	}
 	// Requests are accepted at once but answered only after autostart, so
 	// a client never sees the half-started state of a booting host.
-	ready := make(chan struct{})
-	handler := waitReady(ready, m.Handler())
+	handler := waitReady(m, m.Handler())
 	servers := []*http.Server{
 		{Handler: rootOnly(handler), ConnContext: withPeerCred, ReadHeaderTimeout: 10 * time.Second,
 			BaseContext: func(net.Listener) context.Context { return reqCtx }},
@@ -190,8 +200,8 @@ func Run(ctx context.Context, c Config) error {
 			BaseContext: func(net.Listener) context.Context { return reqCtx }},
 	}
 	serveErr := make(chan error, 2)
-	go func() { serveErr <- servers[0].Serve(ln) }()
-	go func() { serveErr <- servers[1].Serve(roLn) }()
+	wg.Go(func() { serveErr <- servers[0].Serve(ln) })
+	wg.Go(func() { serveErr <- servers[1].Serve(roLn) })
 	log.Info("vnetd listening", "socket", sock, "read_only_socket", roSock, "firewall", fwName, "driver", c.driverName())
 
 	marker := filepath.Join(c.RunDir, autostartMarker)
@@ -203,13 +213,11 @@ func Run(ctx context.Context, c Config) error {
 		}
 		m.Autostart()
 	}
-	close(ready)
-	repairCtx, stopRepair := context.WithCancel(ctx)
-	defer stopRepair()
+	release()
 	if !m.testDriver {
-		m.startRepair(repairCtx, c.VerifyInterval, fwName == "iptables")
+		m.startRepair(c.VerifyInterval, fwName == "iptables")
 	}
-	go watchdog(repairCtx, log)
+	wg.Go(func() { watchdog(fdCtx, log) })
 	_, _ = daemon.SdNotify(false, "READY=1\nSTATUS=serving")
 
 	select {
@@ -221,7 +229,7 @@ func Run(ctx context.Context, c Config) error {
 	}
 	_, _ = daemon.SdNotify(false, "STOPPING=1")
 	log.Info("vnetd stopping; networks keep running")
-	stopRepair()
+	stopFrontDoors()
 	cancelReqs()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -230,6 +238,9 @@ func Run(ctx context.Context, c Config) error {
 	}
 	_ = os.Remove(sock)
 	_ = os.Remove(roSock)
+	// Front doors return only after their calls in progress finished; the
+	// HTTP servers' Shutdown waited for theirs.
+	wg.Wait()
 	m.Shutdown()
 	return nil
 }
@@ -274,30 +285,44 @@ func lockRunDir(runDir string) (*os.File, error) {
 }
 
 // startRepair starts drift repair: kernel event watchers feeding hints, and
-// the periodic check.
-func (m *Manager) startRepair(ctx context.Context, interval time.Duration, iptables bool) {
+// the periodic check, as background goroutines that Shutdown joins.
+func (m *Manager) startRepair(interval time.Duration, iptables bool) {
+	m.startRepairWith(interval,
+		func(ctx context.Context, r *repairer) {
+			if err := network.Watch(ctx, m.log, r.linkChanged); err != nil {
+				m.log.Warn("no netlink events; drift is found by the periodic check only", "err", err)
+			}
+		},
+		func(ctx context.Context, r *repairer) {
+			// Forwarding sysctls reset by someone: check every network.
+			if err := network.WatchForwarding(ctx, m.log, func() { r.hint(allNetworks) }); err != nil {
+				m.log.Warn("no netconf events; sysctl drift is found by the periodic check only", "err", err)
+			}
+		},
+		func(ctx context.Context, r *repairer) {
+			// A deleted or changed <bandwidth> qdisc, class or filter.
+			if err := network.WatchTC(ctx, m.log, r.linkChanged); err != nil {
+				m.log.Warn("no tc events; bandwidth drift is found by the periodic check only", "err", err)
+			}
+		},
+		func(ctx context.Context, r *repairer) {
+			err := firewall.Watch(ctx, firewall.Options{Logger: m.log}, func(table string) { r.tableChanged(table, iptables) })
+			if err != nil {
+				m.log.Warn("no nftables events; firewall drift is found by the periodic check only", "err", err)
+			}
+		})
+}
+
+// startRepairWith starts the repairer and the given watchers.
+func (m *Manager) startRepairWith(interval time.Duration, watchers ...func(ctx context.Context, r *repairer)) {
 	if interval <= 0 {
 		interval = 30 * time.Second
 	}
 	r := newRepairer(m)
-	go r.run(ctx, interval)
-	go func() {
-		if err := network.Watch(ctx, r.linkChanged); err != nil {
-			m.log.Warn("no netlink events; drift is found by the periodic check only", "err", err)
-		}
-	}()
-	go func() {
-		// Forwarding sysctls reset by someone: check every network.
-		if err := network.WatchForwarding(ctx, func() { r.hint(allNetworks) }); err != nil {
-			m.log.Warn("no netconf events; sysctl drift is found by the periodic check only", "err", err)
-		}
-	}()
-	go func() {
-		err := firewall.Watch(ctx, firewall.Options{}, func(table string) { r.tableChanged(table, iptables) })
-		if err != nil {
-			m.log.Warn("no nftables events; firewall drift is found by the periodic check only", "err", err)
-		}
-	}()
+	m.goBackground(func(ctx context.Context) { r.run(ctx, interval) })
+	for _, w := range watchers {
+		m.goBackground(func(ctx context.Context) { w(ctx, r) })
+	}
 }
 
 // watchdog pings systemd's watchdog at half its interval when one is set.
@@ -336,11 +361,11 @@ func (m *Manager) activePlans() []*firewall.Plan {
 	return plans
 }
 
-// waitReady holds every request until ready is closed.
-func waitReady(ready <-chan struct{}, h http.Handler) http.Handler {
+// waitReady holds every request until the manager is ready.
+func waitReady(m *Manager, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
-		case <-ready:
+		case <-m.Ready():
 			h.ServeHTTP(w, r)
 		case <-r.Context().Done():
 		}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -64,30 +65,8 @@ func (m *Manager) Update(ref string, command, section, parentIndex int, xml stri
 			return m.infoR(o), err
 		}
 	}
-	if newLive != nil && !m.testDriver {
-		if _, err := m.host.Converge(newLive); err != nil {
-			// Put the host back to the running definition.
-			if _, rerr := m.host.Converge(o.live); rerr != nil {
-				m.log.Error("restoring network after failed update", "network", o.name, "err", rerr)
-			}
-			return m.infoR(o), err
-		}
-		text, err := netxml.Format(newLive, 0)
-		if err == nil {
-			err = m.store.SaveStatus(o.name, text)
-		}
-		if err != nil {
-			return m.infoR(o), err
-		}
-	}
-	if newDef != nil {
-		text, err := netxml.Format(newDef, netxml.Inactive)
-		if err == nil {
-			err = m.store.SaveConfig(o.name, text)
-		}
-		if err != nil {
-			return m.infoR(o), err
-		}
+	if err := m.commitUpdate(o, newDef, newLive); err != nil {
+		return m.infoR(o), err
 	}
 	m.mu.Lock()
 	if newDef != nil {
@@ -99,6 +78,70 @@ func (m *Manager) Update(ref string, command, section, parentIndex int, xml stri
 	info := m.info(o)
 	m.mu.Unlock()
 	return info, nil
+}
+
+// commitUpdate makes a net-update's new definitions (nil: unchanged) take
+// effect on disk and on the host, all or nothing: the status and config files
+// are written first, then the host is changed; when a step fails, what the
+// earlier steps changed is put back, so host, disk and memory keep agreeing
+// (a host left at the new definition while memory keeps the old one would be
+// silently undone by the next repair). Rolling back rather than committing
+// keeps the caller's view simple: an error means nothing changed. o.mu is held.
+func (m *Manager) commitUpdate(o *netObj, newDef, newLive *netxml.Network) (err error) {
+	type saved struct {
+		save     func(name, xml string) error
+		old, new string
+	}
+	var steps []saved
+	if newLive != nil {
+		oldText, err := netxml.Format(o.live, 0)
+		if err != nil {
+			return err
+		}
+		newText, err := netxml.Format(newLive, 0)
+		if err != nil {
+			return err
+		}
+		steps = append(steps, saved{m.store.SaveStatus, oldText, newText})
+	}
+	if newDef != nil {
+		oldText, err := netxml.Format(o.def, netxml.Inactive)
+		if err != nil {
+			return err
+		}
+		newText, err := netxml.Format(newDef, netxml.Inactive)
+		if err != nil {
+			return err
+		}
+		steps = append(steps, saved{m.store.SaveConfig, oldText, newText})
+	}
+	done := 0
+	defer func() {
+		if err == nil {
+			return
+		}
+		for _, st := range slices.Backward(steps[:done]) {
+			if rerr := st.save(o.name, st.old); rerr != nil {
+				m.log.Error("net-update rollback: restoring the stored definition failed", "network", o.name, "err", rerr)
+			}
+		}
+	}()
+	for _, st := range steps {
+		if err := st.save(o.name, st.new); err != nil {
+			return err
+		}
+		done++
+	}
+	if newLive != nil && !m.testDriver {
+		if _, err := m.host.Converge(newLive); err != nil {
+			// Put the host back to the running definition.
+			if _, rerr := m.host.Converge(o.live); rerr != nil {
+				m.log.Error("net-update rollback: restoring the network on the host failed", "network", o.name, "err", netxml.Message(rerr))
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // Leases returns the current DHCP leases of an active network, optionally only

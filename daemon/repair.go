@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	netxml "vnet/xml"
 )
 
@@ -25,11 +27,14 @@ const (
 type repairer struct {
 	m    *Manager
 	wake chan struct{}
+	// now and retry are time.Now and repairRefill; tests use a fake clock
+	// and a short retry.
+	now   func() time.Time
+	retry time.Duration
 
 	mu      sync.Mutex
 	pending map[string]bool // network names; allNetworks = every active one
-	tokens  map[string]float64
-	stamp   map[string]time.Time
+	limits  map[string]*rate.Limiter
 	limited map[string]bool // a rate-limit warning was logged
 }
 
@@ -37,9 +42,8 @@ const allNetworks = "\x00all"
 
 func newRepairer(m *Manager) *repairer {
 	return &repairer{
-		m: m, wake: make(chan struct{}, 1),
-		pending: map[string]bool{}, tokens: map[string]float64{},
-		stamp: map[string]time.Time{}, limited: map[string]bool{},
+		m: m, wake: make(chan struct{}, 1), now: time.Now, retry: repairRefill,
+		pending: map[string]bool{}, limits: map[string]*rate.Limiter{}, limited: map[string]bool{},
 	}
 }
 
@@ -128,23 +132,12 @@ func (r *repairer) run(ctx context.Context, interval time.Duration) {
 func (r *repairer) allow(name string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := time.Now()
-	tok, ok := r.tokens[name]
-	if !ok {
-		tok = repairBurst
-	} else {
-		tok += float64(now.Sub(r.stamp[name])) / float64(repairRefill)
-		if tok > repairBurst {
-			tok = repairBurst
-		}
+	l := r.limits[name]
+	if l == nil {
+		l = rate.NewLimiter(rate.Every(repairRefill), repairBurst)
+		r.limits[name] = l
 	}
-	r.stamp[name] = now
-	if tok < 1 {
-		r.tokens[name] = tok
-		return false
-	}
-	r.tokens[name] = tok - 1
-	return true
+	return l.AllowN(r.now(), 1)
 }
 
 func (r *repairer) repair(name string) {
@@ -179,13 +172,13 @@ func (r *repairer) repair(name string) {
 		if first {
 			r.m.log.Warn("network keeps drifting; repairs are rate-limited (is another tool fighting over it?)", "network", name, "drift", strings.Join(fixed, "; "))
 		}
-		time.AfterFunc(repairRefill, func() { r.hint(name) })
+		time.AfterFunc(r.retry, func() { r.hint(name) })
 		return
 	}
 	repaired, err := r.m.host.Converge(live)
 	if err != nil {
 		r.m.log.Error("repairing network failed", "network", name, "err", netxml.Message(err))
-		time.AfterFunc(repairRefill, func() { r.hint(name) })
+		time.AfterFunc(r.retry, func() { r.hint(name) })
 		return
 	}
 	repaired = append(repaired, r.m.convergePorts(live)...)

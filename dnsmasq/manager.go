@@ -22,12 +22,7 @@ import (
 	netxml "vnet/xml"
 )
 
-// Restart backoff of a supervised dnsmasq that died: minBackoff doubling up
-// to maxBackoff; a process that ran for stableAfter resets it.
 const (
-	minBackoff   = 100 * time.Millisecond
-	maxBackoff   = 10 * time.Second
-	stableAfter  = 2 * time.Second
 	termTimeout  = 2 * time.Second
 	stderrKeep   = 4096
 	readyPollGap = 500 * time.Microsecond
@@ -584,7 +579,7 @@ func (m *Manager) supervise(p *netProc) {
 func (m *Manager) run(p *netProc) {
 	defer close(p.done)
 	inst := p.current()
-	backoff := minBackoff
+	var policy restartPolicy
 	for {
 		select {
 		case <-p.stop:
@@ -601,18 +596,18 @@ func (m *Manager) run(p *netProc) {
 			"status", inst.status, "ran", ran.Round(time.Millisecond), "stderr", inst.stderrTail())
 		inst.release()
 		p.setCurrent(nil)
-		if ran >= stableAfter {
-			backoff = minBackoff
-		}
+		wait := policy.died(time.Now())
 		for {
+			if wait > 0 {
+				m.log.Warn("dnsmasq keeps dying; restart delayed", "network", p.name, "delay", wait)
+			}
 			select {
 			case <-p.stop:
 				return
 			case <-p.detach:
 				return
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			}
-			backoff = min(backoff*2, maxBackoff)
 			p.mu.Lock()
 			files := p.files
 			p.mu.Unlock()
@@ -625,7 +620,9 @@ func (m *Manager) run(p *netProc) {
 				m.log.Info("dnsmasq restarted", "network", p.name, "pid", inst.pid)
 				break
 			}
-			m.log.Error("dnsmasq restart failed", "network", p.name, "err", err, "retry_in", backoff)
+			// A start that failed is one more death of the loop.
+			wait = policy.died(time.Now())
+			m.log.Error("dnsmasq restart failed", "network", p.name, "err", err, "retry_in", wait)
 		}
 	}
 }

@@ -486,11 +486,13 @@ func TestManagerRestartBackoff(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	// Attempts at about 0.1, 0.3, 0.7 s: three failures within a second.
-	time.Sleep(1 * time.Second)
-	fails := logs.get("dnsmasq restart failed")
-	if fails < 2 || fails > 4 {
-		t.Errorf("%d failed restarts in 1 s, want about 3 (backoff 100 ms doubling)", fails)
+	// The first crashBurst deaths restart at once; then the crash loop
+	// backs off: the retries after that are at least minBackoff apart.
+	waitFor(t, "a crash loop", 5*time.Second, func() bool { return logs.get("dnsmasq restart failed") >= crashBurst })
+	start, before := time.Now(), logs.get("dnsmasq restart failed")
+	waitFor(t, "two more failed restarts", 5*time.Second, func() bool { return logs.get("dnsmasq restart failed") >= before+2 })
+	if took := time.Since(start); took < minBackoff {
+		t.Errorf("two failed restarts within %v in a crash loop, want backoff (>= %v)", took, minBackoff)
 	}
 	if m.Pid("t4") != 0 {
 		t.Errorf("Pid = %d while dnsmasq cannot start", m.Pid("t4"))

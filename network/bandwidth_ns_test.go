@@ -482,7 +482,7 @@ func TestWatchTC(t *testing.T) {
 	go func() {
 		done <- ns.Do(func() error {
 			close(ready)
-			return WatchTC(ctx, func(link string) { events <- link })
+			return WatchTC(ctx, nil, func(link string) { events <- link })
 		})
 	}()
 	<-ready

@@ -2,10 +2,9 @@ package network
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	"log/slog"
+	"syscall"
 
-	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,35 +15,15 @@ import (
 // net.ipv4.ip_forward=0`. The per-bridge sysctls (accept_ra, autoconf,
 // disable_ipv6) have no such event: the periodic check covers them.
 //
-// It watches the network namespace of the calling thread.
-func WatchForwarding(ctx context.Context, changed func()) error {
-	s, err := nl.Subscribe(unix.NETLINK_ROUTE, unix.RTNLGRP_IPV4_NETCONF, unix.RTNLGRP_IPV6_NETCONF)
-	if err != nil {
-		return fmt.Errorf("subscribe to netconf events: %w", err)
-	}
-	stop := context.AfterFunc(ctx, s.Close)
-	defer func() {
-		if stop() {
-			s.Close()
-		}
-	}()
-	for {
-		msgs, _, err := s.Receive()
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case errors.Is(err, unix.ENOBUFS):
-			// The kernel dropped events: something may have changed.
-			changed()
-			continue
-		case err != nil:
-			return fmt.Errorf("receive netconf events: %w", err)
-		}
+// It watches the network namespace of the calling thread; a closed
+// subscription is logged and opened again.
+func WatchForwarding(ctx context.Context, log *slog.Logger, changed func()) error {
+	return watchGroups(ctx, log, "netconf events", rtnetlinkGroups(unix.RTNLGRP_IPV4_NETCONF, unix.RTNLGRP_IPV6_NETCONF), func(msgs []syscall.NetlinkMessage) {
 		for _, m := range msgs {
 			if m.Header.Type == unix.RTM_NEWNETCONF {
 				changed()
-				break
+				return
 			}
 		}
-	}
+	}, changed)
 }

@@ -21,7 +21,7 @@ func TestWatchForwarding(t *testing.T) {
 	go func() {
 		done <- ns.Do(func() error {
 			close(ready)
-			return WatchForwarding(ctx, func() {
+			return WatchForwarding(ctx, nil, func() {
 				select {
 				case events <- struct{}{}:
 				default:

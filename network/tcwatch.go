@@ -2,8 +2,8 @@ package network
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	"log/slog"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -17,29 +17,9 @@ import (
 // check everything" (the kernel dropped messages). Events of a link that no
 // longer exists are dropped: Watch reports its deletion.
 // The subscription is made in the calling thread's network namespace before
-// WatchTC blocks.
-func WatchTC(ctx context.Context, changed func(link string)) error {
-	s, err := nl.Subscribe(unix.NETLINK_ROUTE, unix.RTNLGRP_TC)
-	if err != nil {
-		return fmt.Errorf("subscribe to tc events: %w", err)
-	}
-	go func() {
-		<-ctx.Done()
-		// Why: Receive blocks in recvfrom; closing the socket ends it.
-		s.Close()
-	}()
-	for {
-		msgs, _, err := s.Receive()
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			if errors.Is(err, unix.ENOBUFS) {
-				changed("")
-				continue
-			}
-			return fmt.Errorf("receive tc events: %w", err)
-		}
+// WatchTC blocks; a closed subscription is logged and opened again.
+func WatchTC(ctx context.Context, log *slog.Logger, changed func(link string)) error {
+	return watchGroups(ctx, log, "tc events", rtnetlinkGroups(unix.RTNLGRP_TC), func(msgs []syscall.NetlinkMessage) {
 		for _, m := range msgs {
 			switch m.Header.Type {
 			case unix.RTM_NEWQDISC, unix.RTM_DELQDISC, unix.RTM_NEWTCLASS, unix.RTM_DELTCLASS, unix.RTM_NEWTFILTER, unix.RTM_DELTFILTER:
@@ -56,5 +36,5 @@ func WatchTC(ctx context.Context, changed func(link string)) error {
 			}
 			changed(l.Attrs().Name)
 		}
-	}
+	}, func() { changed("") })
 }

@@ -80,7 +80,20 @@ func TestRestartUnderPing(t *testing.T) {
 	if err := ping.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Each phase waits for replies instead of a fixed time: the guest's
+	// pings flowed before, between and after the restarts.
+	waitReplies := func(more int) {
+		t.Helper()
+		want := echoReplies(t, g.NS) + more
+		deadline := time.Now().Add(10 * time.Second)
+		for got := echoReplies(t, g.NS); got < want; got = echoReplies(t, g.NS) {
+			if time.Now().After(deadline) {
+				t.Fatalf("guest got %d echo replies, waited for %d", got, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitReplies(10)
 	for i := 0; i < 10; i++ {
 		if i%2 == 0 {
 			d.stop()
@@ -90,9 +103,9 @@ func TestRestartUnderPing(t *testing.T) {
 			d.cmd = nil
 		}
 		d.start()
-		time.Sleep(100 * time.Millisecond)
+		waitReplies(5)
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitReplies(10)
 	_ = ping.Process.Signal(syscall.SIGINT)
 	_ = ping.Wait()
 	m := regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`).FindStringSubmatch(out.String())
@@ -117,6 +130,38 @@ func TestRestartUnderPing(t *testing.T) {
 	if strings.Contains(d.log.String(), "restored what was missing") {
 		t.Errorf("a restart re-created parts of the network:\n%s", d.log)
 	}
+}
+
+// echoReplies returns how many ICMP echo replies the namespace received
+// (the kernel's count, Icmp InEchoReps of /proc/net/snmp).
+func echoReplies(t *testing.T, ns *netnstest.NS) int {
+	t.Helper()
+	out, err := ns.Run("cat", "/proc/net/snmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Icmp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "InEchoReps" && i < len(f) {
+				v, err := strconv.Atoi(f[i])
+				if err != nil {
+					t.Fatalf("/proc/net/snmp: %q", line)
+				}
+				return v
+			}
+		}
+	}
+	t.Fatalf("no Icmp InEchoReps in /proc/net/snmp:\n%s", out)
+	return 0
 }
 
 // events subscribes to every event of the daemon (repairs included).

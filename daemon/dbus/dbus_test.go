@@ -816,3 +816,37 @@ except dbus.exceptions.DBusException as err:
 		t.Error("network 'evil' was defined")
 	}
 }
+
+// TestTestDriverNoHostChecks is libvirt-dbus's own test_connect_network_create_xml:
+// the test driver, like libvirt's, checks only names and uuids, so a network
+// overlapping the fixture's subnet and bridge is created (the network driver
+// would refuse: Network is already in use by interface virbr0).
+func TestTestDriverNoHostChecks(t *testing.T) {
+	e := newTestEnv(t, Options{})
+	c := e.connectPath()
+	const overlapping = `<network>
+  <name>bar</name>
+  <uuid>004b96e1-2d78-c30f-5aa5-f03c87d21e69</uuid>
+  <bridge name='virbr0'/>
+  <forward dev='eth0'/>
+  <ip address='192.168.122.1' netmask='255.255.255.0'>
+    <dhcp>
+      <range start='192.168.122.2' end='192.168.122.254'/>
+    </dhcp>
+  </ip>
+</network>`
+	p := e.must(c, connectI+"NetworkCreateXML", overlapping)[0].(dbus.ObjectPath)
+	all := e.must(p, propsI+"GetAll", "org.libvirt.Network")[0].(map[string]dbus.Variant)
+	checkDoubleWrapped(t, all, map[string]any{"Active": true, "Autostart": false, "Persistent": false, "Name": "bar", "UUID": "004b96e1-2d78-c30f-5aa5-f03c87d21e69"})
+	// Defined and started beside the two: no conflict check either.
+	def := strings.NewReplacer("<name>bar", "<name>baz", "004b96e1", "104b96e1").Replace(overlapping)
+	p = e.must(c, connectI+"NetworkDefineXML", def)[0].(dbus.ObjectPath)
+	e.must(p, networkI+"Create")
+	// What libvirt's test driver does check: the name and the uuid.
+	_, err := e.call(c, connectI+"NetworkCreateXML", overlapping)
+	if err == nil {
+		t.Fatal("NetworkCreateXML of an active network's name succeeded")
+	}
+	_, err = e.call(c, connectI+"NetworkDefineXML", strings.Replace(overlapping, "<name>bar", "<name>other", 1))
+	wantError(t, err, errLibvirt, "operation failed: network '004b96e1-2d78-c30f-5aa5-f03c87d21e69' is already active as 'bar'")
+}

@@ -119,6 +119,19 @@ func (b boundMethod) DecodeArguments(conn *dbus.Conn, sender string, msg *dbus.M
 func (b boundMethod) Call(a ...any) ([]any, error) {
 	c := a[0].(*call)
 	s := c.s
+	if !s.calls.enter() {
+		return nil, libvirtError("internal error: the daemon is shutting down")
+	}
+	defer s.calls.leave()
+	// Held until the daemon is ready (networks adopted and autostarted),
+	// like the local API, so no client sees a half-started state.
+	select {
+	case <-s.m.Ready():
+	case <-c.conn.Context().Done():
+		return nil, libvirtError("internal error: the daemon is shutting down")
+	case <-s.calls.stopping():
+		return nil, libvirtError("internal error: the daemon is shutting down")
+	}
 	if b.m.write {
 		if err := s.authorize(c); err != nil {
 			return nil, err

@@ -73,6 +73,85 @@ type Server struct {
 	mu      sync.Mutex
 	serving bool
 	conns   map[*dbus.Conn]struct{} // connections made with ConnOption
+
+	calls inflight // method calls in progress, joined when Run returns
+}
+
+// inflight counts method calls in progress. Once closed it admits no new
+// call, and wait returns when the last one has finished.
+type inflight struct {
+	mu     sync.Mutex
+	n      int
+	closed bool
+	stop   chan struct{} // closed by close: calls waiting to start give up
+	idle   chan struct{} // closed when n drops to 0 after close
+}
+
+func (f *inflight) init() {
+	if f.stop == nil {
+		f.stop = make(chan struct{})
+	}
+}
+
+// enter admits a call; false once closed.
+func (f *inflight) enter() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.init()
+	if f.closed {
+		return false
+	}
+	f.n++
+	return true
+}
+
+func (f *inflight) leave() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n--
+	if f.closed && f.n == 0 && f.idle != nil {
+		close(f.idle)
+		f.idle = nil
+	}
+}
+
+// stopping is closed once the server stops admitting calls.
+func (f *inflight) stopping() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.init()
+	return f.stop
+}
+
+// closeAndWait admits no more calls and waits for those in progress.
+func (f *inflight) closeAndWait() {
+	f.mu.Lock()
+	f.init()
+	if !f.closed {
+		f.closed = true
+		close(f.stop)
+	}
+	var idle chan struct{}
+	if f.n > 0 {
+		if f.idle == nil {
+			f.idle = make(chan struct{})
+		}
+		idle = f.idle
+	}
+	f.mu.Unlock()
+	if idle != nil {
+		<-idle
+	}
+}
+
+// reopen admits calls again (a new Run after RunWithRetry's wait).
+func (f *inflight) reopen() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		f.closed = false
+		f.stop = make(chan struct{})
+	}
 }
 
 // New returns a server for m. It does nothing until Serve.
@@ -157,8 +236,11 @@ func Connect(address string, opts ...dbus.ConnOption) (*dbus.Conn, error) {
 }
 
 // Run connects to the bus at address (as Connect), serves until ctx is done
-// or the name is lost, and closes the connection.
+// or the name is lost, and closes the connection. It returns only after the
+// method calls in progress have finished: after Run, nothing it served
+// touches the manager.
 func (s *Server) Run(ctx context.Context, address string) error {
+	s.calls.reopen()
 	conn, err := Connect(address, s.ConnOption())
 	if err != nil {
 		return err
@@ -168,6 +250,7 @@ func (s *Server) Run(ctx context.Context, address string) error {
 		delete(s.conns, conn)
 		s.mu.Unlock()
 		_ = conn.Close()
+		s.calls.closeAndWait()
 	}()
 	return s.Serve(ctx, conn)
 }
