@@ -128,8 +128,8 @@ func (r *repairer) run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// allow takes a token from the network's bucket.
-func (r *repairer) allow(name string) bool {
+// limiter returns the network's repair limiter.
+func (r *repairer) limiter(name string) *rate.Limiter {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	l := r.limits[name]
@@ -137,17 +137,22 @@ func (r *repairer) allow(name string) bool {
 		l = rate.NewLimiter(rate.Every(repairRefill), repairBurst)
 		r.limits[name] = l
 	}
-	return l.AllowN(r.now(), 1)
+	return l
 }
 
+// repair checks the network and fixes what drifted, in one pass: the
+// converge reads each part once and changes only what differs, so a healthy
+// network costs one read and a drifted one is not read twice. Only a pass
+// that changed something takes a token; once the tokens are gone, the
+// network is only verified (the recording converge) until one is back.
 func (r *repairer) repair(name string) {
 	o, err := r.m.lookup(name, "name")
 	if err != nil {
 		return
 	}
 	if !o.mu.TryLock() {
-		// An operation on the network is running; it ensures the state
-		// itself. Look again shortly.
+		// An operation on the network is running; it converges the
+		// state itself. Look again shortly.
 		time.AfterFunc(100*time.Millisecond, func() { r.hint(name) })
 		return
 	}
@@ -156,36 +161,53 @@ func (r *repairer) repair(name string) {
 		return
 	}
 	live := o.live
-	fixed, err := r.m.host.Verify(live)
-	fixed = append(fixed, r.m.verifyPorts(live)...)
-	if err == nil && len(fixed) == 0 {
-		r.mu.Lock()
-		delete(r.limited, name)
-		r.mu.Unlock()
-		return
-	}
-	if !r.allow(name) {
-		r.mu.Lock()
-		first := !r.limited[name]
-		r.limited[name] = true
-		r.mu.Unlock()
-		if first {
-			r.m.log.Warn("network keeps drifting; repairs are rate-limited (is another tool fighting over it?)", "network", name, "drift", strings.Join(fixed, "; "))
+	lim := r.limiter(name)
+	if lim.TokensAt(r.now()) < 1 {
+		drift, err := r.m.host.Verify(live)
+		drift = append(drift, r.m.verifyPorts(live)...)
+		if err == nil && len(drift) == 0 {
+			r.setLimited(name, false)
+			return
+		}
+		if r.setLimited(name, true) {
+			r.m.log.Warn("network keeps drifting; repairs are rate-limited (is another tool fighting over it?)", "network", name, "drift", strings.Join(drift, "; "))
 		}
 		time.AfterFunc(r.retry, func() { r.hint(name) })
 		return
 	}
 	repaired, err := r.m.host.Converge(live)
+	if err == nil {
+		repaired = append(repaired, r.m.convergePorts(live)...)
+	}
+	if err != nil || len(repaired) > 0 {
+		lim.AllowN(r.now(), 1)
+	}
+	if len(repaired) > 0 {
+		r.m.log.Warn("repaired network drift", "network", name, "repaired", strings.Join(repaired, "; "))
+		r.m.emit(o, EventRepaired)
+	}
 	if err != nil {
 		r.m.log.Error("repairing network failed", "network", name, "err", netxml.Message(err))
 		time.AfterFunc(r.retry, func() { r.hint(name) })
 		return
 	}
-	repaired = append(repaired, r.m.convergePorts(live)...)
-	if len(repaired) > 0 {
-		r.m.log.Warn("repaired network drift", "network", name, "repaired", strings.Join(repaired, "; "))
-		r.m.emit(o, EventRepaired)
+	if len(repaired) == 0 {
+		r.setLimited(name, false)
 	}
+}
+
+// setLimited records whether the network is rate-limited and reports
+// whether it just became so (the warning is logged once per episode).
+func (r *repairer) setLimited(name string, on bool) (first bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	first = on && !r.limited[name]
+	if on {
+		r.limited[name] = true
+	} else {
+		delete(r.limited, name)
+	}
+	return first
 }
 
 // networkByBridge returns the active network whose bridge is br.

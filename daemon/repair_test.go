@@ -14,7 +14,8 @@ import (
 )
 
 // driftHost is the fake host with drift: Verify reports drift while drifted
-// is set, Converge counts its calls and can fail.
+// is set; Converge checks (counted as a check) and, when drifted, repairs
+// (counted as a repair) or fails.
 type driftHost struct {
 	*fakeHost
 	mu       sync.Mutex
@@ -38,14 +39,20 @@ func (h *driftHost) Verify(n *netxml.Network) ([]string, error) {
 	return nil, nil
 }
 
+// Converge is a check (counted with Verify's) that repairs when drifted.
 func (h *driftHost) Converge(n *netxml.Network) ([]string, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.repairs[n.Name]++
+	h.verifies[n.Name]++
 	if h.failNext > 0 {
 		h.failNext--
+		h.repairs[n.Name]++
 		return nil, errors.New("injected repair failure")
 	}
+	if !h.drifted {
+		return nil, nil
+	}
+	h.repairs[n.Name]++
 	return []string{"bridge " + n.BridgeName() + " set up"}, nil
 }
 
