@@ -47,31 +47,34 @@ func (s TAPSpec) object() string { return fmt.Sprintf("tap %q", s.Name) }
 // ids, with libvirt's messages for names the host does not know. Empty means
 // not set (nil).
 func ResolveOwner(userName, groupName string) (uid, gid *uint32, err error) {
-	if userName != "" {
-		id, err := lookupID(userName, func(n string) (string, error) {
+	for _, o := range []struct {
+		kind, name string
+		dst        **uint32
+		lookup     func(string) (string, error)
+	}{
+		{"user", userName, &uid, func(n string) (string, error) {
 			u, err := user.Lookup(n)
 			if err != nil {
 				return "", err
 			}
 			return u.Uid, nil
-		})
-		if err != nil {
-			return nil, nil, fmt.Errorf("Failed to parse user '%s'", userName)
-		}
-		uid = &id
-	}
-	if groupName != "" {
-		id, err := lookupID(groupName, func(n string) (string, error) {
+		}},
+		{"group", groupName, &gid, func(n string) (string, error) {
 			g, err := user.LookupGroup(n)
 			if err != nil {
 				return "", err
 			}
 			return g.Gid, nil
-		})
-		if err != nil {
-			return nil, nil, fmt.Errorf("Failed to parse group '%s'", groupName)
+		}},
+	} {
+		if o.name == "" {
+			continue
 		}
-		gid = &id
+		id, err := lookupID(o.name, o.lookup)
+		if err != nil {
+			return nil, nil, fmt.Errorf("Failed to parse %s '%s'", o.kind, o.name)
+		}
+		*o.dst = &id
 	}
 	return uid, gid, nil
 }
