@@ -73,7 +73,9 @@ func NewManagerWith(st Store, host Host, log *slog.Logger) *Manager {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	return &Manager{byName: map[string]*netObj{}, store: st, host: host, log: log}
+	m := &Manager{byName: map[string]*netObj{}, store: st, host: host, log: log}
+	m.bindPortFloors()
+	return m
 }
 
 func noNetworkName(ref string) error {
