@@ -20,6 +20,8 @@ type fakeTC struct {
 	shaped  map[string]bool              // TAP dev → shaped
 	missing []string                     // kernel parts the fake kernel lacks
 	failOn  error                        // PlugFloor fails with it
+	// failDelete makes DeletePort fail with it.
+	failDelete error
 }
 
 // checkPlugged fails when the floors the manager says are plugged are not
@@ -243,6 +245,26 @@ func TestPortBandwidthAdmission(t *testing.T) {
 	}
 	if got := h.floorState(br); got != "3="+mac1+" 4="+mac2 {
 		t.Fatalf("floors %q", got)
+	}
+
+	// A delete whose TAP cannot go keeps the port and plugs its floor back.
+	if _, err := m.CreatePort("qos", portXML(port3, "52:54:00:00:00:03", floor(100)+tap)); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	h.tc.failDelete = errors.New("injected delete failure")
+	h.mu.Unlock()
+	if _, err := m.DeletePort("qos", port3); err == nil || err.Error() != "injected delete failure" {
+		t.Fatalf("failed delete: %v", err)
+	}
+	if got := h.floorState(br); got != "3="+mac1+" 4="+mac2+" 5=52:54:00:00:00:03" {
+		t.Fatalf("floors after a failed delete %q", got)
+	}
+	h.mu.Lock()
+	h.tc.failDelete = nil
+	h.mu.Unlock()
+	if _, err := m.DeletePort("qos", port3); err != nil {
+		t.Fatal(err)
 	}
 
 	// Class ids survive a daemon restart (stored in the port).

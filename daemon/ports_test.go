@@ -61,6 +61,9 @@ func (h *fakeHost) VerifyPort(n *netxml.Network, p *netxml.Port) ([]string, erro
 func (h *fakeHost) DeletePort(p *netxml.Port) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.tc.failDelete != nil {
+		return h.tc.failDelete
+	}
 	if !p.TAP.Adopt {
 		delete(h.taps, p.TAP.Dev)
 	}
