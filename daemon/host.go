@@ -64,6 +64,10 @@ type realHost struct {
 	// kernel is still finishing (see network.RetireBridge).
 	mu       sync.Mutex
 	retiring map[string]<-chan error
+
+	// portFloors returns the floor classes of the network's ports (set
+	// by the manager, which owns the ports; nil: none).
+	portFloors func(n *netxml.Network) []network.FloorPort
 }
 
 // waitRetired blocks until a bridge of that name being deleted is gone, so
@@ -155,7 +159,7 @@ func (h *realHost) converge(n *netxml.Network, ex network.Executor) (c converged
 		return c, err
 	}
 	if n.Bandwidth != nil {
-		if err := network.CheckBandwidthSupport(n.BridgeName(), n.Bandwidth, bandwidthOptions(n)); err != nil {
+		if err := network.CheckBandwidthSupport(n.BridgeName(), n.Bandwidth, h.bandwidthOptions(n)); err != nil {
 			return c, fmt.Errorf("network '%s': %w", n.Name, err)
 		}
 	}
@@ -186,7 +190,7 @@ func (h *realHost) converge(n *netxml.Network, ex network.Executor) (c converged
 	// Last, as libvirt does: the bridge's tc state shares the root htb
 	// qdisc with the firewall's DHCP checksum fix, which it keeps.
 	if n.Bandwidth != nil {
-		if err = network.ConvergeBandwidth(n.BridgeName(), n.Bandwidth, bandwidthOptions(n), ex); err != nil {
+		if err = network.ConvergeBandwidth(n.BridgeName(), n.Bandwidth, h.bandwidthOptions(n), ex); err != nil {
 			return c, fmt.Errorf("network '%s': %w", n.Name, err)
 		}
 		t.step("bandwidth")
@@ -462,10 +466,14 @@ func checkForeignModes(n *netxml.Network) error {
 }
 
 // bandwidthOptions are the tc options of the network's bridge: libvirt's
-// swapped directions, and the floors of its ports (none yet: ports with a
-// floor are not plugged into the bridge's classes).
-func bandwidthOptions(n *netxml.Network) network.BandwidthOptions {
-	return network.NetworkBandwidthOptions(nil)
+// swapped directions, and the floor classes of its ports, so that a start
+// or a re-created bridge has them all.
+func (h *realHost) bandwidthOptions(n *netxml.Network) network.BandwidthOptions {
+	var floors []network.FloorPort
+	if h.portFloors != nil {
+		floors = h.portFloors(n)
+	}
+	return network.NetworkBandwidthOptions(floors)
 }
 
 // checkUnsupported refuses, before anything changes, the parts of a

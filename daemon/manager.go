@@ -85,7 +85,9 @@ func NewManagerWith(st Store, host Host, log *slog.Logger) *Manager {
 	}
 	ready := make(chan struct{})
 	close(ready)
-	return &Manager{byName: map[string]*netObj{}, store: st, host: host, log: log, ready: ready}
+	m := &Manager{byName: map[string]*netObj{}, store: st, host: host, log: log, ready: ready}
+	m.bindPortFloors()
+	return m
 }
 
 // HoldReady makes Ready block until the returned release is called. The

@@ -23,6 +23,7 @@ type fakeHost struct {
 	failOn  string // network name whose converge fails
 	ensures int
 	taps    map[string]string // port TAP dev → bridge it is plugged into ("" unplugged); see ports_test.go
+	tc      fakeTC            // ports' bandwidth; see ports_bandwidth_test.go
 }
 
 func newFakeHost() *fakeHost { return &fakeHost{up: map[string]string{}, links: map[string]bool{}} }

@@ -13,6 +13,7 @@ import (
 
 	"vnet/daemon/api"
 	"vnet/internal/atomicfile"
+	"vnet/network"
 	netxml "vnet/xml"
 )
 
@@ -42,6 +43,17 @@ type portHost interface {
 	DeletePort(p *netxml.Port) error
 	// FreeTAPName picks the first vnetN not on the host and not taken.
 	FreeTAPName(taken func(string) bool) (string, error)
+	// CheckBandwidth fails, changing nothing, when this host cannot apply
+	// the port's <bandwidth>: on its TAP (when it has one) and, for an
+	// inbound floor, on the bridge of n next to the floors plugged.
+	CheckBandwidth(n *netxml.Network, p *netxml.Port, plugged []network.FloorPort) error
+	// PlugFloor adds the port's floor class to the bridge of n, next to
+	// the floors plugged (libvirt's networkPlugBandwidth). It returns the
+	// commands it ran.
+	PlugFloor(n *netxml.Network, p *netxml.Port, plugged []network.FloorPort) ([]string, error)
+	// UnplugFloor removes the port's floor class from the bridge of n;
+	// plugged holds the floors there so far, the port's among them.
+	UnplugFloor(n *netxml.Network, p *netxml.Port, plugged []network.FloorPort) ([]string, error)
 }
 
 // portRegistry holds the ports of every network, by network name then port
@@ -334,19 +346,39 @@ func (m *Manager) CreatePort(ref, xml string) (api.Port, error) {
 			return api.Port{}, err
 		}
 	}
+	if p.Bandwidth != nil && ph != nil {
+		if err := ph.CheckBandwidth(n, p, m.portFloors(n)); err != nil {
+			return api.Port{}, err
+		}
+	}
 	// The status file goes first: after a crash the next start finds the
-	// port and converges its TAP (created or not yet).
+	// port and converges its TAP (created or not yet) and floor class.
 	if err := m.savePort(o.name, p); err != nil {
 		return api.Port{}, err
 	}
-	if p.TAP != nil && ph != nil {
-		if _, err := ph.EnsurePort(n, p); err != nil {
+	undo := func() {
+		if p.TAP != nil && ph != nil {
 			if derr := ph.DeletePort(p); derr != nil {
 				m.log.Warn("rollback: delete tap", "network", o.name, "port", p.UUID, "err", derr)
 			}
-			_ = m.deletePortFile(o.name, p.UUID)
+		}
+		_ = m.deletePortFile(o.name, p.UUID)
+	}
+	if p.TAP != nil && ph != nil {
+		if _, err := ph.EnsurePort(n, p); err != nil {
+			undo()
 			return api.Port{}, err
 		}
+	}
+	if err := m.plugFloor(ph, n, p); err != nil {
+		// The bridge's classes go back to the other ports' floors.
+		if f, ok := portFloor(p); ok {
+			if _, uerr := ph.UnplugFloor(n, p, append(m.portFloors(n), f)); uerr != nil {
+				m.log.Warn("rollback: unplug floor", "network", o.name, "port", p.UUID, "err", uerr)
+			}
+		}
+		undo()
+		return api.Port{}, err
 	}
 	m.ports.put(o.name, p)
 	info := portInfo(o.name, p)
@@ -356,7 +388,8 @@ func (m *Manager) CreatePort(ref, xml string) (api.Port, error) {
 }
 
 // preparePort checks a new port against the network and the other ports and
-// completes it: libvirt's plug, the TAP's name. It changes nothing.
+// completes it: libvirt's plug, the TAP's name, the floor's class id. It
+// changes nothing.
 func (m *Manager) preparePort(n *netxml.Network, p *netxml.Port) error {
 	if p.Plug != nil {
 		return netxml.Errorf(netxml.KindInternal, "Port reclaim not requested but plug type is not none")
@@ -371,9 +404,6 @@ func (m *Manager) preparePort(n *netxml.Network, p *netxml.Port) error {
 		if q.MAC.Address == p.MAC.Address {
 			return netxml.Errorf(netxml.KindNetworkPortExists, "with MAC %s on network '%s' (port %s)", p.MAC.Address, n.Name, q.UUID)
 		}
-	}
-	if p.Bandwidth != nil {
-		return netxml.Errorf(netxml.KindUnsupported, "network port %s: <bandwidth> (tc on the guest's TAP) is not supported yet", p.UUID)
 	}
 	br := n.BridgeName()
 	switch {
@@ -394,6 +424,15 @@ func (m *Manager) preparePort(n *netxml.Network, p *netxml.Port) error {
 	default:
 		return netxml.Errorf(netxml.KindUnsupported, "network ports on network '%s' (forward mode '%s') are not supported by vnet", n.Name, n.ForwardMode())
 	}
+	if err := m.prepareTAP(p); err != nil {
+		return err
+	}
+	return m.admitBandwidth(n, p)
+}
+
+// prepareTAP checks the name of the port's TAP against the other ports and
+// picks one when the port has none.
+func (m *Manager) prepareTAP(p *netxml.Port) error {
 	if p.TAP == nil {
 		return nil
 	}
@@ -447,19 +486,31 @@ func (m *Manager) DeletePort(ref, portRef string) (api.Port, error) {
 	return portInfo(o.name, p), nil
 }
 
-// dropPort removes a port's device (when ours), file and registry entry.
+// dropPort removes a port's floor class (while the network runs), its
+// device (when ours; an adopted one loses the port's tc shaping), file and
+// registry entry.
 func (m *Manager) dropPort(o *netObj, p *netxml.Port) error {
-	network := o.name
-	if ph := m.portHost(); ph != nil && p.TAP != nil {
-		if err := ph.DeletePort(p); err != nil {
+	ph := m.portHost()
+	unplugged := false
+	if o.live != nil {
+		var err error
+		if unplugged, err = m.unplugFloor(ph, o.live, p); err != nil {
 			return err
 		}
 	}
-	if err := m.deletePortFile(network, p.UUID); err != nil {
+	if ph != nil && p.TAP != nil {
+		if err := ph.DeletePort(p); err != nil {
+			if unplugged {
+				m.replugFloor(ph, o, p)
+			}
+			return err
+		}
+	}
+	if err := m.deletePortFile(o.name, p.UUID); err != nil {
 		return err
 	}
-	m.ports.remove(network, p.UUID)
-	m.log.Info("network port deleted", "network", network, "port", p.UUID)
+	m.ports.remove(o.name, p.UUID)
+	m.log.Info("network port deleted", "network", o.name, "port", p.UUID)
 	m.emitPort(o, EventPortDeleted, p.UUID)
 	return nil
 }

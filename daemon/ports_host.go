@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"net"
+	"slices"
 
 	"vnet/network"
 	netxml "vnet/xml"
@@ -34,8 +35,11 @@ func tapSpec(n *netxml.Network, p *netxml.Port, withOwner bool) (network.TAPSpec
 	return s, nil
 }
 
-// realHost plugs ports' TAPs.
-var _ portHost = (*realHost)(nil)
+// realHost plugs ports' TAPs and their floor classes.
+var (
+	_ portHost  = (*realHost)(nil)
+	_ floorHost = (*realHost)(nil)
+)
 
 // CheckPort implements portHost.
 func (h *realHost) CheckPort(n *netxml.Network, p *netxml.Port) error {
@@ -52,13 +56,22 @@ func (h *realHost) CheckPort(n *netxml.Network, p *netxml.Port) error {
 	return nil
 }
 
-// EnsurePort implements portHost.
+// EnsurePort implements portHost: the TAP, then the port's <bandwidth> on
+// it (after the plug, so a TAP re-created or re-plugged gets its shaping
+// back in the same converge).
 func (h *realHost) EnsurePort(n *netxml.Network, p *netxml.Port) ([]string, error) {
 	s, err := tapSpec(n, p, !p.TAP.Adopt)
 	if err != nil {
 		return nil, err
 	}
-	return network.EnsureTAP(s)
+	fixed, err := network.EnsureTAP(s)
+	if err != nil || p.Bandwidth == nil || !network.LinkExists(s.Name) {
+		// An adopted device that is gone has nothing to shape.
+		return fixed, err
+	}
+	ex := &network.Apply{}
+	err = network.ConvergeBandwidth(s.Name, p.Bandwidth, network.PortBandwidthOptions(), ex)
+	return append(fixed, network.Problems(ex.Ran)...), err
 }
 
 // VerifyPort implements portHost.
@@ -68,20 +81,67 @@ func (h *realHost) VerifyPort(n *netxml.Network, p *netxml.Port) ([]string, erro
 		return nil, err
 	}
 	var drift *network.DriftError
+	var out []string
 	if err := network.VerifyTAP(s); errors.As(err, &drift) {
-		return []string{err.Error()}, nil
+		out = append(out, err.Error())
 	} else if err != nil {
 		return nil, err
 	}
-	return nil, nil
+	if p.Bandwidth == nil || !network.LinkExists(s.Name) {
+		return out, nil
+	}
+	d, err := network.VerifyBandwidth(s.Name, p.Bandwidth, network.PortBandwidthOptions())
+	return append(out, d...), err
 }
 
-// DeletePort implements portHost.
+// DeletePort implements portHost. An adopted device stays, without the
+// port's tc shaping.
 func (h *realHost) DeletePort(p *netxml.Port) error {
-	if p.TAP == nil || p.TAP.Adopt {
+	switch {
+	case p.TAP == nil:
+		return nil
+	case p.TAP.Adopt && p.Bandwidth != nil:
+		return network.RemoveBandwidth(p.TAP.Dev)
+	case p.TAP.Adopt:
 		return nil
 	}
 	return network.DeleteTAP(p.TAP.Dev, p.UUID)
+}
+
+// CheckBandwidth implements portHost.
+func (h *realHost) CheckBandwidth(n *netxml.Network, p *netxml.Port, plugged []network.FloorPort) error {
+	if p.TAP != nil {
+		if err := network.CheckBandwidthSupport(p.TAP.Dev, p.Bandwidth, network.PortBandwidthOptions()); err != nil {
+			return err
+		}
+	}
+	if f, ok := portFloor(p); ok {
+		return network.CheckBandwidthSupport(n.BridgeName(), n.Bandwidth, network.NetworkBandwidthOptions(append(slices.Clone(plugged), f)))
+	}
+	return nil
+}
+
+// PlugFloor implements portHost.
+func (h *realHost) PlugFloor(n *netxml.Network, p *netxml.Port, plugged []network.FloorPort) ([]string, error) {
+	f, ok := portFloor(p)
+	if !ok {
+		return nil, nil
+	}
+	return network.PlugFloor(n.BridgeName(), n.Bandwidth, network.NetworkBandwidthOptions(plugged), f)
+}
+
+// UnplugFloor implements portHost.
+func (h *realHost) UnplugFloor(n *netxml.Network, p *netxml.Port, plugged []network.FloorPort) ([]string, error) {
+	f, ok := portFloor(p)
+	if !ok {
+		return nil, nil
+	}
+	return network.UnplugFloor(n.BridgeName(), n.Bandwidth, network.NetworkBandwidthOptions(plugged), f.ClassID)
+}
+
+// usePortFloors implements floorHost.
+func (h *realHost) usePortFloors(floors func(n *netxml.Network) []network.FloorPort) {
+	h.portFloors = floors
 }
 
 // FreeTAPName implements portHost.

@@ -36,6 +36,12 @@ func (h *fakeHost) EnsurePort(n *netxml.Network, p *netxml.Port) ([]string, erro
 	if n != nil {
 		br = n.BridgeName()
 	}
+	if p.Bandwidth != nil {
+		if h.tc.shaped == nil {
+			h.tc.shaped = map[string]bool{}
+		}
+		h.tc.shaped[p.TAP.Dev] = true
+	}
 	if cur, ok := h.taps[p.TAP.Dev]; ok && cur == br {
 		return nil, nil
 	}
@@ -55,9 +61,13 @@ func (h *fakeHost) VerifyPort(n *netxml.Network, p *netxml.Port) ([]string, erro
 func (h *fakeHost) DeletePort(p *netxml.Port) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.tc.failDelete != nil {
+		return h.tc.failDelete
+	}
 	if !p.TAP.Adopt {
 		delete(h.taps, p.TAP.Dev)
 	}
+	delete(h.tc.shaped, p.TAP.Dev)
 	return nil
 }
 

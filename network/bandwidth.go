@@ -349,7 +349,7 @@ func CheckFloor(netName, bridge, forwardMode string, netBW *libvirtxml.NetworkBa
 	default:
 		return netxml.Errorf(netxml.KindOperationUnsupported, "Invalid use of 'floor' on interface with MAC address %s - 'floor' is only supported for interface type 'network' with forward type 'nat', 'route', 'open' or none", mac)
 	}
-	if netBW == nil || netBW.Inbound == nil || deref(netBW.Inbound.Average) == 0 {
+	if !HasInboundQoS(netBW) {
 		return netxml.Errorf(netxml.KindOperationUnsupported, "Invalid use of 'floor' on interface with MAC address %s - network '%s' has no inbound QoS set", mac, netName)
 	}
 	sum := floorSum + floor
@@ -362,6 +362,12 @@ func CheckFloor(netName, bridge, forwardMode string, netBW *libvirtxml.NetworkBa
 		return netxml.Errorf(netxml.KindInvalidOperation, "Cannot plug '%s' interface into '%s' because new combined inbound floor=%d would overcommit average=%d on network '%s'", mac, bridge, sum, deref(in.Average), netName)
 	}
 	return nil
+}
+
+// HasInboundQoS reports whether a network's <bandwidth> shapes its inbound
+// traffic (an inbound average): only then can its ports have floors.
+func HasInboundQoS(netBW *libvirtxml.NetworkBandwidth) bool {
+	return netBW != nil && netBW.Inbound != nil && deref(netBW.Inbound.Average) > 0
 }
 
 // PlugFloor adds a port's floor class, sfq qdisc and MAC filter to the
