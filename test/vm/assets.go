@@ -33,6 +33,8 @@ type Assets struct {
 	KernelVersion string
 	// KernelPackage is the linux-image-6.x package and version used.
 	KernelPackage string
+	// KernelDeb is that package's cached .deb file.
+	KernelDeb string
 }
 
 // NetModules are the kernel modules the network guest loads (Debian builds
@@ -110,6 +112,7 @@ func Prepare(t testing.TB, modules []string) Assets {
 		Kernel:        filepath.Join(cache, "vmlinuz-"+sanitize(kver)),
 		Initrd:        filepath.Join(cache, "initrd-"+key+".gz"),
 		KernelPackage: kpkg + " " + kver,
+		KernelDeb:     kdeb,
 	}
 	verFile := a.Kernel + ".release"
 	if _, err := os.Stat(a.Initrd); err == nil && exists(a.Kernel) && exists(verFile) {

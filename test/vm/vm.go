@@ -201,6 +201,27 @@ func (v *VM) read(r io.Reader, done chan struct{}) {
 	v.mu.Unlock()
 }
 
+// WaitExit waits until QEMU has exited on its own (the guest powered off
+// or rebooted under -no-reboot) and reaps it.
+func (v *VM) WaitExit(timeout time.Duration) error {
+	timer := time.AfterFunc(timeout, func() { v.mu.Lock(); v.cond.Broadcast(); v.mu.Unlock() })
+	defer timer.Stop()
+	deadline := time.Now().Add(timeout)
+	v.mu.Lock()
+	for !v.exited {
+		if time.Now().After(deadline) {
+			v.mu.Unlock()
+			return fmt.Errorf("QEMU still running after %v", timeout)
+		}
+		v.cond.Wait()
+	}
+	v.mu.Unlock()
+	if v.cmd.ProcessState == nil {
+		_ = v.cmd.Wait()
+	}
+	return nil
+}
+
 // Pid is QEMU's pid.
 func (v *VM) Pid() int { return v.cmd.Process.Pid }
 
@@ -228,6 +249,13 @@ func (v *VM) Console() string {
 		fmt.Fprintf(&b, "%7.3f %s\n", l.At.Sub(v.Started).Seconds(), l.Text)
 	}
 	return b.String()
+}
+
+// Lines returns a copy of the console lines so far.
+func (v *VM) Lines() []Line {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]Line(nil), v.lines...)
 }
 
 // Cursor is the number of console lines so far: Wait from it sees only
