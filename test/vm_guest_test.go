@@ -109,7 +109,7 @@ func TestGuestVM(t *testing.T) {
 			replugged := tapPluggedInto(host, tap, "virbr0")
 			t.Logf("vm: guest offline for more than 10 s after ip link del virbr0 (bridge back: %v, TAP re-plugged: %v)", bridgeExists(host, "virbr0"), replugged)
 			// Back online for the next sub-test.
-			replug(t, host, tap, "virbr0")
+			replug(t, host, g, tap, "virbr0")
 			if !replugged {
 				t.Skip("needs net-port re-plug (issue 10 items 2-3)")
 			}
@@ -130,7 +130,7 @@ func TestGuestVM(t *testing.T) {
 		if err != nil {
 			replugged := tapPluggedInto(host, tap, "virbr0")
 			t.Logf("vm: guest offline for more than 10 s after net-destroy + net-start (TAP re-plugged: %v)", replugged)
-			replug(t, host, tap, "virbr0")
+			replug(t, host, g, tap, "virbr0")
 			if !replugged {
 				t.Skip("needs net-port re-plug (issue 10 items 2-3)")
 			}
@@ -146,11 +146,19 @@ func bridgeExists(host *netnstest.NS, br string) bool {
 }
 
 // replug puts the TAP back on the bridge by hand (waiting for vnet to have
-// re-created the bridge) so later sub-tests start from a guest online.
-func replug(t *testing.T, host *netnstest.NS, tap, br string) {
+// re-created the bridge) so later sub-tests start from a guest online, and
+// logs how long the guest then needs to ping again (what a re-plug by vnet
+// will add to the bridge re-creation).
+func replug(t *testing.T, host *netnstest.NS, g *vm.VM, tap, br string) {
 	t.Helper()
 	if !waitFor(10*time.Second, func() bool { return bridgeExists(host, br) }) {
 		t.Fatalf("%s not re-created within 10 s", br)
 	}
+	t0 := time.Now()
 	host.MustRun("ip", "link", "set", tap, "master", br)
+	back, err := g.FirstReplyAfter(t0, 10*time.Second)
+	if err != nil {
+		t.Fatalf("guest offline after a manual re-plug: %v", err)
+	}
+	t.Logf("vm: after a manual re-plug the guest pings again in %v", back.Sub(t0).Round(time.Millisecond))
 }

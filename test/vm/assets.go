@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -71,6 +72,28 @@ func RequireQEMU(t testing.TB) {
 
 var prepareMu sync.Mutex
 
+// lockCache serialises builds in the cache between processes (go test runs
+// test packages in parallel) and, with prepareMu, between goroutines; the
+// returned function unlocks.
+func lockCache(t testing.TB, cache string) func() {
+	t.Helper()
+	prepareMu.Lock()
+	f, err := os.OpenFile(filepath.Join(cache, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		prepareMu.Unlock()
+		t.Fatalf("vm cache lock: %v", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		prepareMu.Unlock()
+		t.Fatalf("vm cache lock: %v", err)
+	}
+	return func() {
+		f.Close()
+		prepareMu.Unlock()
+	}
+}
+
 // Prepare returns the kernel and an initramfs loading the given modules,
 // fetching and building them on the first call (and whenever a package
 // version changes); it logs how long each stage took. Where Debian's
@@ -79,12 +102,11 @@ var prepareMu sync.Mutex
 func Prepare(t testing.TB, modules []string) Assets {
 	t.Helper()
 	RequireQEMU(t)
-	prepareMu.Lock()
-	defer prepareMu.Unlock()
 	cache := CacheDir()
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		t.Fatalf("vm cache %s: %v", cache, err)
 	}
+	defer lockCache(t, cache)()
 	start := time.Now()
 	kpkg, kver, err := kernelPackage()
 	if err != nil {
@@ -352,11 +374,23 @@ func copyAtomic(src, dst string) error {
 }
 
 func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // cpioWriter writes a cpio archive in the "newc" format the kernel unpacks

@@ -30,8 +30,7 @@ func BaseImage(t testing.TB, a Assets) string {
 			t.Skipf("the systemd boot test needs %s: %v", tool, err)
 		}
 	}
-	prepareMu.Lock()
-	defer prepareMu.Unlock()
+	defer lockCache(t, CacheDir())()
 	start := time.Now()
 	kdeb := a.KernelDeb
 	hooks := []string{
