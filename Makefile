@@ -3,7 +3,7 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN := bin
 PREFIX ?= /usr/local
 
-.PHONY: all build deps run test test-unit bench fuzz clean install uninstall
+.PHONY: all build deps run test test-unit test-vm-boot bench fuzz clean install uninstall
 
 all: build
 
@@ -81,3 +81,9 @@ uninstall:
 	if grep -qx '$(DBUS_OURS)' $(DBUS_ACTIVATION) 2>/dev/null; then rm -f $(DBUS_ACTIVATION); fi
 	rm -f $(DESTDIR)$(PREFIX)/share/man/man8/vnetd.8 $(DESTDIR)$(PREFIX)/share/man/man1/vnetctl.1
 	rm -f $(DESTDIR)/usr/share/bash-completion/completions/vnetctl
+
+# Boots a Debian 12 image (built once with mmdebstrap, cached) with vnet
+# installed under QEMU (TCG) with systemd as PID 1 and checks the unit,
+# autostart, restarts and the watchdog from inside; prints each stage's time.
+test-vm-boot: deps
+	VNET_VM_BOOT=1 $(GO) test -count=1 -timeout 40m -v -run '^TestSystemdBootVM$$' ./test/
