@@ -34,7 +34,8 @@ for pair in \
 	unshare:util-linux nsenter:util-linux setpriv:util-linux runuser:util-linux mount:mount \
 	dbus-daemon:dbus-daemon dbus-send:dbus-bin dbus-monitor:dbus-bin \
 	make:make python3:python3 \
-	cockpit-bridge:cockpit-bridge chromium:chromium node:nodejs npm:npm; do
+	cockpit-bridge:cockpit-bridge chromium:chromium node:nodejs npm:npm \
+	qemu-system-x86_64:qemu-system-x86 mmdebstrap:mmdebstrap mkfs.ext4:e2fsprogs dpkg-deb:dpkg; do
 	has "${pair%%:*}" || add "${pair#*:}"
 done
 # file:package
