@@ -123,12 +123,18 @@ func reply(w http.ResponseWriter, v any, err error) {
 		e.Network = n.Name
 	}
 	status := http.StatusInternalServerError
-	switch netxml.KindOf(err) {
-	case netxml.KindNoNetwork:
+	var bad badPortRef
+	switch kind := netxml.KindOf(err); {
+	case kind == netxml.KindNoNetworkPort || errors.As(err, &bad):
+		// A port reference that is no UUID fails as a lookup, like virsh's.
+		e.Code, status = api.CodeNoPort, http.StatusNotFound
+	case kind == netxml.KindNetworkPortExists:
+		e.Code, status = api.CodeFailed, http.StatusConflict
+	case kind == netxml.KindNoNetwork:
 		e.Code, status = api.CodeNoNetwork, http.StatusNotFound
-	case netxml.KindInvalidOperation:
+	case kind == netxml.KindInvalidOperation:
 		e.Code, status = api.CodeInvalidOperation, http.StatusConflict
-	case netxml.KindXML, netxml.KindPlain, netxml.KindUnsupported, netxml.KindInvalidArg, netxml.KindOperationUnsupported:
+	case kind == netxml.KindXML, kind == netxml.KindPlain, kind == netxml.KindUnsupported, kind == netxml.KindInvalidArg, kind == netxml.KindOperationUnsupported:
 		e.Code, status = api.CodeInvalidXML, http.StatusBadRequest
 	default:
 		e.Code = api.CodeFailed

@@ -120,19 +120,30 @@ func FreeTAPName(taken func(string) bool) (string, error) {
 	return "", fmt.Errorf("no free vnetN device name")
 }
 
+// openTAP opens a netlink handle and looks the device up (nil when it does
+// not exist); errors name obj. The caller closes the handle.
+func openTAP(obj, name string) (handle, netlink.Link, error) {
+	h, err := newHandle()
+	if err != nil {
+		return handle{}, nil, fmt.Errorf("%s: %w", obj, err)
+	}
+	l, err := h.linkByName(name)
+	if err != nil {
+		h.Close()
+		return handle{}, nil, fmt.Errorf("%s: look up: %w", obj, err)
+	}
+	return h, l, nil
+}
+
 // CheckTAP fails, changing nothing, when the port's device cannot be used:
 // for a TAP to create, a device of that name that vnet did not create for
 // this port; for one to adopt, no device of that name.
 func CheckTAP(s TAPSpec) error {
-	h, err := newHandle()
+	h, l, err := openTAP(s.object(), s.Name)
 	if err != nil {
-		return fmt.Errorf("%s: %w", s.object(), err)
+		return err
 	}
 	defer h.Close()
-	l, err := h.linkByName(s.Name)
-	if err != nil {
-		return fmt.Errorf("%s: look up: %w", s.object(), err)
-	}
 	switch {
 	case s.Adopt && l == nil:
 		return fmt.Errorf("%s: does not exist, so it cannot be adopted", s.object())
@@ -155,15 +166,11 @@ func tapOwnedBy(l netlink.Link, port string) bool {
 // device that is gone is left alone (its hypervisor owns it). When creating
 // fails midway, the half-made TAP is deleted.
 func EnsureTAP(s TAPSpec) (fixed []string, err error) {
-	h, err := newHandle()
+	h, l, err := openTAP(s.object(), s.Name)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.object(), err)
+		return nil, err
 	}
 	defer h.Close()
-	l, err := h.linkByName(s.Name)
-	if err != nil {
-		return nil, fmt.Errorf("%s: look up: %w", s.object(), err)
-	}
 	if l == nil {
 		if s.Adopt {
 			return nil, nil
@@ -196,15 +203,11 @@ func EnsureTAP(s TAPSpec) (fixed []string, err error) {
 // VerifyTAP compares the device with the spec without changing anything: nil,
 // a *DriftError, or an error when the state cannot be read.
 func VerifyTAP(s TAPSpec) error {
-	h, err := newHandle()
+	h, l, err := openTAP(s.object(), s.Name)
 	if err != nil {
-		return fmt.Errorf("%s: %w", s.object(), err)
+		return err
 	}
 	defer h.Close()
-	l, err := h.linkByName(s.Name)
-	if err != nil {
-		return fmt.Errorf("%s: look up: %w", s.object(), err)
-	}
 	drift := &DriftError{Object: s.object()}
 	switch {
 	case l == nil && s.Adopt:
@@ -338,15 +341,11 @@ func createTAP(s TAPSpec) error {
 // an error; a device vnet did not create for this port is left alone
 // (ErrNotOurs).
 func DeleteTAP(name, port string) error {
-	h, err := newHandle()
+	h, l, err := openTAP(fmt.Sprintf("tap %q", name), name)
 	if err != nil {
-		return fmt.Errorf("tap %q: %w", name, err)
+		return err
 	}
 	defer h.Close()
-	l, err := h.linkByName(name)
-	if err != nil {
-		return fmt.Errorf("tap %q: look up: %w", name, err)
-	}
 	if l == nil {
 		return nil
 	}
