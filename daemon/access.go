@@ -13,11 +13,17 @@ import (
 
 // listenUnix listens on a fresh unix socket with exactly the given mode.
 func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
+	return listenUnixNet("unix", path, mode)
+}
+
+// listenUnixNet is listenUnix for "unix" (stream) or "unixpacket"
+// (SOCK_SEQPACKET).
+func listenUnixNet(network, path string, mode os.FileMode) (net.Listener, error) {
 	_ = os.Remove(path)
 	// Why umask: the socket must never exist with wider permissions, not
 	// even between listen and chmod.
 	old := syscall.Umask(0o777 &^ int(mode))
-	ln, err := net.Listen("unix", path)
+	ln, err := net.Listen(network, path)
 	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)

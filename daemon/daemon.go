@@ -18,6 +18,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"vnet/daemon/api"
 	"vnet/dnsmasq"
 	"vnet/firewall"
 	"vnet/network"
@@ -93,6 +94,7 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 	if err != nil {
 		return nil, "", err
 	}
+	m.acl = newGuestACL(filepath.Join(c.ConfigDir, GuestACLFile), log)
 	if err := m.Load(ctx); err != nil {
 		return nil, "", err
 	}
@@ -190,6 +192,17 @@ func Run(ctx context.Context, c Config) error {
 		ln.Close()
 		return err
 	}
+	// vnet-bridge-helper's socket is open to everyone: the access list
+	// decides (guests.go).
+	helperSock := filepath.Join(c.RunDir, api.HelperSocketName)
+	var hl net.Listener
+	if m.acl != nil {
+		if hl, err = listenUnixNet("unixpacket", helperSock, 0o666); err != nil {
+			ln.Close()
+			roLn.Close()
+			return err
+		}
+	}
 	// Requests are accepted at once but answered only after autostart, so
 	// a client never sees the half-started state of a booting host.
 	handler := waitReady(m, m.Handler())
@@ -203,6 +216,10 @@ func Run(ctx context.Context, c Config) error {
 	wg.Go(func() { serveErr <- servers[0].Serve(ln) })
 	wg.Go(func() { serveErr <- servers[1].Serve(roLn) })
 	log.Info("vnetd listening", "socket", sock, "read_only_socket", roSock, "firewall", fwName, "driver", c.driverName())
+	if hl != nil {
+		defer os.Remove(helperSock)
+		wg.Go(func() { m.serveHelper(fdCtx, hl.(*net.UnixListener)) })
+	}
 
 	marker := filepath.Join(c.RunDir, autostartMarker)
 	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) && !m.testDriver {

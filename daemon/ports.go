@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -41,6 +42,10 @@ type portHost interface {
 	VerifyPort(n *netxml.Network, p *netxml.Port) ([]string, error)
 	// DeletePort deletes the device vnet created; adopted ones stay.
 	DeletePort(p *netxml.Port) error
+	// OpenPort creates the transient port's TAP, not persistent, plugged
+	// into the bridge of n, and returns its only fd (the bridge helper's
+	// ports). IFF_VNET_HDR when vnetHdr.
+	OpenPort(n *netxml.Network, p *netxml.Port, vnetHdr bool) (*os.File, error)
 	// FreeTAPName picks the first vnetN not on the host and not taken.
 	FreeTAPName(taken func(string) bool) (string, error)
 	// CheckBandwidth fails, changing nothing, when this host cannot apply
@@ -225,6 +230,10 @@ func (m *Manager) convergePorts(n *netxml.Network) []string {
 			continue
 		}
 		f, err := ph.EnsurePort(n, p)
+		if errors.Is(err, network.ErrTAPGone) {
+			m.portEnded(n, p)
+			continue
+		}
 		if err != nil {
 			m.log.Error("plugging network port failed", "network", n.Name, "port", p.UUID, "err", netxml.Message(err))
 		}
@@ -327,6 +336,9 @@ func (m *Manager) CreatePort(ref, xml string) (api.Port, error) {
 	p, err := netxml.ParsePort([]byte(xml))
 	if err != nil {
 		return api.Port{}, err
+	}
+	if p.TAP != nil && p.TAP.Transient && !p.TAP.Adopt {
+		return api.Port{}, netxml.Errorf(netxml.KindXML, "<vnet:tap persist='no'> needs adopt='yes' here: a TAP that vnetd made without persistence would vanish at once (vnet-bridge-helper hands such TAPs to the guest)")
 	}
 	o, err := m.lockRef(ref)
 	if err != nil {

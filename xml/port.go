@@ -42,6 +42,12 @@ type TAP struct {
 	// Adopt plugs an existing device named Dev instead of creating one; vnet
 	// leaves it in place when the port is deleted.
 	Adopt bool
+	// Transient (persist='no') ties the port to its device's life: vnet
+	// never (re-)creates the device, and the port ends when the device is
+	// gone (the guest closed its TAP). vnet-bridge-helper's ports (a
+	// non-persistent TAP whose only fd the hypervisor holds) and
+	// vnet-qemu-ifup's (adopting the TAP QEMU made) are transient.
+	Transient bool
 }
 
 // ParsePort parses a <networkport> document with libvirt's checks and
@@ -311,6 +317,14 @@ func parseTAP(root *elem) (*TAP, error) {
 				return nil, xmlErr("invalid queues '%s' in <vnet:tap>: must be 1 to %d", a.Value, MaxTAPQueues)
 			}
 			t.Queues = uint(q)
+		case "persist":
+			switch a.Value {
+			case "no":
+				t.Transient = true
+			case "yes":
+			default:
+				return nil, badAttr(found, "persist", a.Value)
+			}
 		case "adopt":
 			switch a.Value {
 			case "yes":
@@ -389,6 +403,9 @@ func FormatPort(p *Port) (string, error) {
 		}
 		if t.Adopt {
 			tag.attr("adopt", "yes")
+		}
+		if t.Transient {
+			tag.attr("persist", "no")
 		}
 		tag.empty()
 	}
