@@ -203,7 +203,9 @@ func (m *Manager) helperCall(conn *net.UnixConn) {
 	}
 	f, port, err := m.AttachGuest(c, req)
 	if err != nil {
-		reply(api.HelperReply{Error: netxml.Message(err)}, nil)
+		// The error's own words: "internal error: " would mislead a user
+		// who was simply refused.
+		reply(api.HelperReply{Error: err.Error()}, nil)
 		return
 	}
 	// vnetd's copy of the fd goes once the helper has it: the TAP's life is

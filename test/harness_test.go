@@ -38,6 +38,7 @@ func TestMain(m *testing.M) {
 	// (daemon.binary = raceVnetd).
 	for _, b := range []struct{ out, pkg, flags string }{
 		{"vnetd", "vnetd", ""}, {"vnetctl", "vnetctl", ""}, {raceVnetd, "vnetd", "-race"},
+		{"vnet-bridge-helper", "vnet-bridge-helper", ""},
 	} {
 		args := []string{"build", "-o", filepath.Join(dir, b.out)}
 		if b.flags != "" {
@@ -54,6 +55,11 @@ func TestMain(m *testing.M) {
 			fmt.Println("build", b.out, err)
 			os.Exit(1)
 		}
+	}
+	// Unprivileged users run the helpers (TestBridgeHelper).
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
 	}
 	binDir = dir
 	code := m.Run()

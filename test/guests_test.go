@@ -1,0 +1,178 @@
+package test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vnet/internal/netnstest"
+)
+
+// helperCall runs vnet-bridge-helper the way QEMU does (a socketpair end
+// as --fd=3) as uid/gid 65534 (nobody) with the given supplementary groups,
+// and returns the TAP fd it passed back (nil when it failed) and its stderr.
+func helperCall(t testing.TB, d *daemon, groups string, args ...string) (*os.File, string) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "qemu"), os.NewFile(uintptr(fds[1]), "helper")
+	defer ours.Close()
+	argv := append([]string{"--reuid=65534", "--regid=65534", "--groups=" + groups, filepath.Join(binDir, "vnet-bridge-helper")}, args...)
+	cmd := exec.Command("setpriv", argv...)
+	cmd.ExtraFiles = []*os.File{theirs}
+	cmd.Env = append(os.Environ(), "VNET_HELPER_SOCKET="+filepath.Join(d.runDir, "vnetd-helper.sock"))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	theirs.Close()
+	if err != nil {
+		return nil, stderr.String()
+	}
+	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := unix.Recvmsg(int(ours.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		t.Fatalf("recvmsg from the helper: %v", err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("helper sent %d control messages: %v", len(msgs), err)
+	}
+	got, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(got) != 1 {
+		t.Fatalf("helper sent fds %v: %v", got, err)
+	}
+	return os.NewFile(uintptr(got[0]), "tap"), stderr.String()
+}
+
+// TestBridgeHelper: vnet-bridge-helper run as an unprivileged user (nobody,
+// with a supplementary group in the access list) gets a TAP plugged into
+// the network's bridge, owned by that user, listed as a port owned by
+// nobody; the TAP is re-plugged when the bridge is deleted and survives a
+// daemon restart; when the fd is closed the TAP and its port are gone.
+// Users not in the list, a changed list, a bridge vnet does not manage and
+// a forged --fd are refused with precise messages, creating nothing.
+func TestBridgeHelper(t *testing.T) {
+	host := netnstest.New(t, "helper")
+	d := newDaemon(t, host)
+	args := []string{"--no-default-network", "--dnsmasq", "/bin/false"}
+	d.start(args...)
+	h := nlIn(t, host)
+	d.mustCtl("net-define", writeFile(t, "hnet.xml", portNetXML("hnet", "vbr-helper", "10.78.0")))
+	d.mustCtl("net-start", "hnet")
+	links := host.MustRun("ip", "-o", "link")
+	noChange := func(what string) {
+		t.Helper()
+		if got := host.MustRun("ip", "-o", "link"); got != links {
+			t.Fatalf("%s changed the host:\n%s\n---\n%s", what, links, got)
+		}
+		if list := d.mustCtl("net-port-list", "hnet", "--uuid"); list != "\n" {
+			t.Fatalf("%s left ports: %q", what, list)
+		}
+	}
+	acl := filepath.Join(d.configDir, "bridge-helper.conf")
+	// No access list: denied.
+	f, stderr := helperCall(t, d, "4711", "--use-vnet", "--br=vbr-helper", "--fd=3")
+	if f != nil || !strings.HasPrefix(stderr, "vnet-bridge-helper: user 'nobody' may not attach to network 'hnet' (no access list: ") {
+		t.Fatalf("without an access list: %q", stderr)
+	}
+	noChange("a call without access list")
+
+	if err := os.WriteFile(acl, []byte("# guests of group 4711\nallow hnet 4711\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ groups, br, fd, want string }{
+		{"4712", "vbr-helper", "3", "vnet-bridge-helper: user 'nobody' may not attach to network 'hnet'\n"},
+		{"4711", "lo", "3", "vnet-bridge-helper: bridge 'lo' is not the bridge of an active vnet network\n"},
+		{"4711", "vbr-helper", "0", "vnet-bridge-helper: --fd=0: not a socket; QEMU passes its end of a unix socketpair\n"},
+		{"4711", "vbr-helper", "42", "vnet-bridge-helper: --fd=42: not an open file descriptor (bad file descriptor)\n"},
+	} {
+		f, stderr := helperCall(t, d, c.groups, "--use-vnet", "--br="+c.br, "--fd="+c.fd)
+		if f != nil || stderr != c.want {
+			t.Errorf("groups %s br %s fd %s: %q, want %q", c.groups, c.br, c.fd, stderr, c.want)
+		}
+	}
+	noChange("refused calls")
+	if !strings.Contains(d.log.String(), `msg="bridge helper call denied" user=nobody uid=65534`) {
+		t.Fatalf("denial not logged:\n%s", d.log)
+	}
+
+	t0 := time.Now()
+	tap, stderr := helperCall(t, d, "4711", "--use-vnet", "--br=vbr-helper", "--fd=3", "--mac=52:54:00:78:00:02")
+	if tap == nil {
+		t.Fatalf("allowed call failed: %s", stderr)
+	}
+	t.Logf("bridge helper: TAP received %v after the helper started", time.Since(t0).Round(time.Microsecond))
+	defer tap.Close()
+	if !plugged(h, "vnet0", "vbr-helper") {
+		t.Fatal("vnet0 not plugged")
+	}
+	if owner := strings.TrimSpace(host.MustRun("cat", "/sys/class/net/vnet0/owner")); owner != "65534" {
+		t.Fatalf("TAP owner %s", owner)
+	}
+	if flags := strings.TrimSpace(host.MustRun("cat", "/sys/class/net/vnet0/tun_flags")); flags != "0x5002" {
+		t.Fatalf("tun_flags %s, want 0x5002 (TAP, NO_PI, VNET_HDR; not persistent)", flags)
+	}
+	uuid := strings.TrimSpace(d.mustCtl("net-port-list", "hnet", "--uuid"))
+	xml := d.mustCtl("net-port-dumpxml", "hnet", uuid)
+	for _, want := range []string{"<name>nobody</name>", "<mac address='52:54:00:78:00:02'/>",
+		"<vnet:tap xmlns:vnet='urn:vnet:port:1' dev='vnet0' user='65534' persist='no'/>"} {
+		if !strings.Contains(xml, want) {
+			t.Fatalf("dumpxml lacks %s:\n%s", want, xml)
+		}
+	}
+
+	t0 = time.Now()
+	host.MustRun("ip", "link", "del", "vbr-helper")
+	t.Logf("helper's TAP re-plugged %v after the bridge was deleted", waitPlugged(t, h, "vnet0", "vbr-helper", t0, time.Second))
+
+	before, _ := h.LinkByName("vnet0")
+	d.stop()
+	d.start(args...)
+	if after, err := h.LinkByName("vnet0"); err != nil || after.Attrs().Index != before.Attrs().Index {
+		t.Fatalf("TAP after a daemon restart: %v", err)
+	}
+	if list := d.mustCtl("net-port-list", "hnet", "--uuid"); list != uuid+"\n\n" {
+		t.Fatalf("ports after restart %q", list)
+	}
+
+	// A changed list applies at once: now denied.
+	if err := os.WriteFile(acl, []byte("allow all all\ndeny hnet 4711\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if f, stderr := helperCall(t, d, "4711", "--br=vbr-helper", "--fd=3"); f != nil || stderr != "vnet-bridge-helper: user 'nobody' may not attach to network 'hnet'\n" {
+		t.Fatalf("after deny: %q", stderr)
+	}
+
+	// The guest closes its TAP: the port ends.
+	t0 = time.Now()
+	tap.Close()
+	if !waitFor(5*time.Second, func() bool { return d.mustCtl("net-port-list", "hnet", "--uuid") == "\n" }) {
+		t.Fatal("port still listed 5 s after its TAP was closed")
+	}
+	t.Logf("port ended %v after the guest closed its TAP", time.Since(t0).Round(time.Millisecond))
+	if _, err := h.LinkByName("vnet0"); err == nil {
+		t.Fatal("vnet0 still exists")
+	}
+
+	// A TAP closed while vnetd is down: the port ends at its next start.
+	if err := os.WriteFile(acl, []byte("allow hnet all\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tap, stderr = helperCall(t, d, "4711", "--br=vbr-helper", "--fd=3")
+	if tap == nil {
+		t.Fatal(stderr)
+	}
+	d.stop()
+	tap.Close()
+	d.start(args...)
+	if list := d.mustCtl("net-port-list", "hnet", "--uuid"); list != "\n" {
+		t.Fatalf("port of a TAP closed while vnetd was down still listed: %q", list)
+	}
+}
