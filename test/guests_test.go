@@ -176,3 +176,98 @@ func TestBridgeHelper(t *testing.T) {
 		t.Fatalf("port of a TAP closed while vnetd was down still listed: %q", list)
 	}
 }
+
+// qemuTAP makes a non-persistent TAP in ns the way QEMU's -netdev
+// tap,ifname= does and returns its only fd.
+func qemuTAP(t testing.TB, ns *netnstest.NS, name string) *os.File {
+	t.Helper()
+	var f *os.File
+	err := ns.Do(func() error {
+		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		ifr, err := unix.NewIfreq(name)
+		if err != nil {
+			return err
+		}
+		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		f = os.NewFile(uintptr(fd), name)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("TAP %s: %v", name, err)
+	}
+	return f
+}
+
+// TestQemuIfup: vnet-qemu-ifup makes the TAP a root QEMU created an
+// adopted, transient port of the configured network (plugged, re-plugged
+// after the bridge is deleted); vnet-qemu-ifdown deletes the port and
+// leaves the TAP; a TAP closed without the downscript ends its port.
+func TestQemuIfup(t *testing.T) {
+	host := netnstest.New(t, "ifup")
+	d := newDaemon(t, host)
+	d.start("--no-default-network", "--dnsmasq", "/bin/false")
+	h := nlIn(t, host)
+	d.mustCtl("net-define", writeFile(t, "inet.xml", portNetXML("inet", "vbr-ifup", "10.79.0")))
+	d.mustCtl("net-start", "inet")
+	conf := writeFile(t, "qemu-ifup.conf", "# vnet-qemu-ifup\nnetwork inet\n")
+	script := func(name, ifname string) (string, error) {
+		cmd := host.Command(filepath.Join(binDir, name), ifname)
+		cmd.Env = append(os.Environ(), "VNET_SOCKET="+d.socket(), "VNET_QEMU_CONF="+conf)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+
+	tap := qemuTAP(t, host, "qtap0")
+	defer tap.Close()
+	t0 := time.Now()
+	if out, err := script("vnet-qemu-ifup", "qtap0"); err != nil {
+		t.Fatalf("ifup: %v %s", err, out)
+	}
+	t.Logf("vnet-qemu-ifup took %v", time.Since(t0).Round(time.Millisecond))
+	if !plugged(h, "qtap0", "vbr-ifup") {
+		t.Fatal("qtap0 not plugged")
+	}
+	uuid := strings.TrimSpace(d.mustCtl("net-port-list", "inet", "--uuid"))
+	if xml := d.mustCtl("net-port-dumpxml", "inet", uuid); !strings.Contains(xml, "<vnet:tap xmlns:vnet='urn:vnet:port:1' dev='qtap0' adopt='yes' persist='no'/>") {
+		t.Fatalf("dumpxml:\n%s", xml)
+	}
+	t0 = time.Now()
+	host.MustRun("ip", "link", "del", "vbr-ifup")
+	t.Logf("ifup's TAP re-plugged %v after the bridge was deleted", waitPlugged(t, h, "qtap0", "vbr-ifup", t0, time.Second))
+
+	if out, err := script("vnet-qemu-ifdown", "qtap0"); err != nil {
+		t.Fatalf("ifdown: %v %s", err, out)
+	}
+	if list := d.mustCtl("net-port-list", "inet", "--uuid"); list != "\n" {
+		t.Fatalf("ports after ifdown %q", list)
+	}
+	if _, err := h.LinkByName("qtap0"); err != nil {
+		t.Fatal("ifdown deleted QEMU's TAP")
+	}
+
+	// QEMU killed: no downscript, the TAP vanishes, and so does the port.
+	if out, err := script("vnet-qemu-ifup", "qtap0"); err != nil {
+		t.Fatalf("ifup: %v %s", err, out)
+	}
+	tap.Close()
+	if !waitFor(5*time.Second, func() bool { return d.mustCtl("net-port-list", "inet", "--uuid") == "\n" }) {
+		t.Fatal("port still listed 5 s after its TAP vanished")
+	}
+
+	// Bad input: a device that does not exist, a bad name.
+	for ifname, want := range map[string]string{
+		"nosuch0": "vnet-qemu-ifup: network 'inet': operation failed: tap \"nosuch0\": does not exist, so it cannot be adopted\n",
+		"a/b":     "vnet-qemu-ifup: XML error: Network interface name 'a/b' is invalid (no '/', ':', '%', whitespace, '.' or '..')\n",
+	} {
+		if out, err := script("vnet-qemu-ifup", ifname); err == nil || out != want {
+			t.Errorf("ifup %s: %v %q, want %q", ifname, err, out, want)
+		}
+	}
+}
