@@ -28,11 +28,18 @@ type Network struct {
 	// InterfaceConnections is the live number of guests using each forward
 	// <interface dev> (keyed by dev), written like Connections.
 	InterfaceConnections map[string]uint
+
+	// User is vnet's forward mode 'user' (<vnet:forward mode='user'>,
+	// usermode.go); nil for libvirt's modes.
+	User *UserForward
 }
 
 // ForwardMode returns the effective forward mode: "" for an isolated network
 // (no <forward>), "nat" for a <forward> without mode, else the mode attribute.
 func (n *Network) ForwardMode() string {
+	if n.User != nil {
+		return "user"
+	}
 	if n.Forward == nil {
 		return ""
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -68,6 +69,14 @@ type Config struct {
 	NetNS string
 	// TAP is the name of an existing TAP device QEMU opens (script=no).
 	TAP string
+	// Netdev, instead of TAP, is the whole -netdev value of the guest's NIC
+	// (its id must be n0), e.g. bridge,id=n0,br=virbr0,helper=….
+	Netdev string
+	// Wrap runs QEMU under a command (inside NetNS), e.g. setpriv to drop
+	// to an unprivileged user.
+	Wrap []string
+	// Env is added to QEMU's environment (its helpers and scripts see it).
+	Env []string
 	// MAC is the guest NIC's MAC address.
 	MAC string
 	// Hostname is sent with the DHCP request (-x hostname:NAME).
@@ -134,10 +143,14 @@ func Start(t testing.TB, a Assets, c Config) *VM {
 	argv := []string{"qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-no-reboot",
 		"-m", strconv.Itoa(c.Memory), "-display", "none", "-monitor", "none", "-serial", "stdio",
 		"-kernel", a.Kernel, "-initrd", a.Initrd, "-append", cmdline}
-	if c.TAP != "" {
+	switch {
+	case c.Netdev != "":
+		argv = append(argv, "-netdev", c.Netdev, "-device", "virtio-net-pci,netdev=n0,mac="+c.MAC)
+	case c.TAP != "":
 		argv = append(argv, "-netdev", "tap,id=n0,ifname="+c.TAP+",script=no,downscript=no",
 			"-device", "virtio-net-pci,netdev=n0,mac="+c.MAC)
 	}
+	argv = append(append([]string(nil), c.Wrap...), argv...)
 	if c.Disk != "" {
 		argv = append(argv, "-drive", "file="+c.Disk+",format=raw,if=virtio,cache=unsafe")
 	}
@@ -148,6 +161,9 @@ func Start(t testing.TB, a Assets, c Config) *VM {
 	v := &VM{t: t, pings: map[int]time.Time{}, maxSeq: -1}
 	v.cond = sync.NewCond(&v.mu)
 	v.cmd = exec.Command(argv[0], argv[1:]...)
+	if c.Env != nil {
+		v.cmd.Env = append(os.Environ(), c.Env...)
+	}
 	out, err := v.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
