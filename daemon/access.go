@@ -57,13 +57,17 @@ func withPeerCred(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, peerKey{}, cred)
 }
 
-// rootOnly refuses callers that are not root, whatever the socket's mode.
-func rootOnly(h http.Handler) http.Handler {
+// ownerOnly refuses callers whose uid is not owner (root for the system
+// daemon, the user for a session daemon), whatever the socket's mode.
+func ownerOnly(owner uint32, h http.Handler) http.Handler {
+	msg := "access denied: the read-write socket is for root only; use the read-only socket for queries"
+	if owner != 0 {
+		msg = fmt.Sprintf("access denied: this session vnetd serves only its own user (uid %d)", owner)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cred, _ := r.Context().Value(peerKey{}).(*syscall.Ucred)
-		if cred == nil || cred.Uid != 0 {
-			writeJSON(w, http.StatusForbidden, &api.Error{Code: api.CodeForbidden,
-				Message: "access denied: the read-write socket is for root only; use the read-only socket for queries"})
+		if cred == nil || cred.Uid != owner {
+			writeJSON(w, http.StatusForbidden, &api.Error{Code: api.CodeForbidden, Message: msg})
 			return
 		}
 		h.ServeHTTP(w, r)

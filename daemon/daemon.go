@@ -22,6 +22,7 @@ import (
 	"vnet/dnsmasq"
 	"vnet/firewall"
 	"vnet/network"
+	"vnet/passt"
 	netxml "vnet/xml"
 )
 
@@ -48,6 +49,12 @@ type Config struct {
 	// VerifyInterval is how often every active network is checked for drift
 	// even without a kernel event (default 30 s).
 	VerifyInterval time.Duration
+	// Session makes a user's session daemon (vnetd --session): networks of
+	// forward mode 'user' only, each port a passt, the API for this user
+	// only; no bridges, firewall, dnsmasq or D-Bus.
+	Session bool
+	// PasstBinary overrides the passt path (session daemon).
+	PasstBinary string
 	Logger         *slog.Logger
 }
 
@@ -56,6 +63,9 @@ type Config struct {
 type FrontDoor func(ctx context.Context, m *Manager) error
 
 func (c Config) driverName() string {
+	if c.Session {
+		return "session"
+	}
 	if c.Driver == "" {
 		return "host"
 	}
@@ -118,6 +128,23 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 	return m, fw.Name(), nil
 }
 
+// newSessionManager builds a session daemon's manager: user-mode networks
+// whose ports are passt keepers under <run-dir>/passt.
+func newSessionManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, error) {
+	pm, err := passt.NewManager(passt.Config{Binary: c.PasstBinary, RunDir: filepath.Join(c.RunDir, "passt"), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	m, err := NewManager(c.ConfigDir, c.RunDir, &sessionHost{passt: pm}, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Load(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // SocketPath is the read-write API socket under a run dir (root only).
 func SocketPath(runDir string) string { return filepath.Join(runDir, "vnetd.sock") }
 
@@ -149,10 +176,15 @@ func Run(ctx context.Context, c Config) error {
 
 	var m *Manager
 	var fwName string
-	if c.Driver == "test" {
+	switch {
+	case c.Session:
+		if m, err = newSessionManager(ctx, c, log); err != nil {
+			return err
+		}
+	case c.Driver == "test":
 		// libvirt's test:///default: everything in memory, nothing on the host.
 		m = NewTestDriver(log)
-	} else {
+	default:
 		if m, fwName, err = newHostManager(ctx, c, log); err != nil {
 			return err
 		}
@@ -182,12 +214,16 @@ func Run(ctx context.Context, c Config) error {
 	sock, roSock := SocketPath(c.RunDir), ReadOnlySocketPath(c.RunDir)
 	// The read-write socket is root's only (0600, and the peer's uid is
 	// checked); the read-only one (0666) serves queries to anyone, like
-	// libvirt's libvirt-sock-ro.
+	// libvirt's libvirt-sock-ro. A session daemon's are its user's only.
+	owner, roMode := uint32(0), os.FileMode(0o666)
+	if c.Session {
+		owner, roMode = uint32(os.Geteuid()), 0o600
+	}
 	ln, err := listenUnix(sock, 0o600)
 	if err != nil {
 		return err
 	}
-	roLn, err := listenUnix(roSock, 0o666)
+	roLn, err := listenUnix(roSock, roMode)
 	if err != nil {
 		ln.Close()
 		return err
@@ -207,7 +243,7 @@ func Run(ctx context.Context, c Config) error {
 	// a client never sees the half-started state of a booting host.
 	handler := waitReady(m, m.Handler())
 	servers := []*http.Server{
-		{Handler: rootOnly(handler), ConnContext: withPeerCred, ReadHeaderTimeout: 10 * time.Second,
+		{Handler: ownerOnly(owner, handler), ConnContext: withPeerCred, ReadHeaderTimeout: 10 * time.Second,
 			BaseContext: func(net.Listener) context.Context { return reqCtx }},
 		{Handler: readOnly(handler), ReadHeaderTimeout: 10 * time.Second,
 			BaseContext: func(net.Listener) context.Context { return reqCtx }},
@@ -231,7 +267,9 @@ func Run(ctx context.Context, c Config) error {
 		m.Autostart()
 	}
 	release()
-	if !m.testDriver {
+	// A session daemon has no kernel state to repair: its keepers are
+	// supervised by the passt manager.
+	if !m.testDriver && !c.Session {
 		m.startRepair(c.VerifyInterval, fwName == "iptables")
 	}
 	wg.Go(func() { watchdog(fdCtx, log) })

@@ -28,6 +28,18 @@ type Port struct {
 	// port. nil means the port is bookkeeping only, as in libvirt, and the
 	// hypervisor plugs its own device.
 	TAP *TAP
+
+	// Passt is <vnet:passt>: on a network of forward mode 'user', the UNIX
+	// socket of the port's passt, for QEMU's -netdev stream. Filled in by
+	// the session vnetd.
+	Passt *Passt
+}
+
+// Passt is vnet's <vnet:passt xmlns:vnet='urn:vnet:port:1' socket='…'/>.
+type Passt struct {
+	// Socket is the path QEMU connects to (-netdev
+	// stream,server=off,addr.type=unix,addr.path=SOCKET).
+	Socket string
 }
 
 // TAP is vnet's <vnet:tap xmlns:vnet='urn:vnet:port:1' .../> element.
@@ -144,7 +156,7 @@ func ParsePort(data []byte) (*Port, error) {
 			return nil, err
 		}
 	}
-	if p.TAP, err = parseTAP(root); err != nil {
+	if p.TAP, p.Passt, err = parseTAP(root); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -270,24 +282,46 @@ func parsePortPCI(a *elem) (*libvirtxml.NetworkPortPlugHostDevPCIAddress, error)
 	return addr, nil
 }
 
-// parseTAP reads vnet's <vnet:tap> (any prefix bound to PortNS).
-func parseTAP(root *elem) (*TAP, error) {
-	var found *elem
+// parseTAP reads vnet's <vnet:tap> and <vnet:passt> (any prefix bound to
+// PortNS).
+func parseTAP(root *elem) (*TAP, *Passt, error) {
+	var found, passt *elem
 	for _, it := range root.items {
 		if it.el == nil || it.el.uri != PortNS {
 			continue
 		}
-		if it.el.local != "tap" {
-			return nil, xmlErr("unknown element <%s> in vnet's port namespace %s", it.el.qname(), PortNS)
+		switch it.el.local {
+		case "tap":
+			if found != nil {
+				return nil, nil, xmlErr("only one <vnet:tap> element is allowed in a network port")
+			}
+			found = it.el
+		case "passt":
+			if passt != nil {
+				return nil, nil, xmlErr("only one <vnet:passt> element is allowed in a network port")
+			}
+			passt = it.el
+		default:
+			return nil, nil, xmlErr("unknown element <%s> in vnet's port namespace %s", it.el.qname(), PortNS)
 		}
+	}
+	var ps *Passt
+	if passt != nil {
 		if found != nil {
-			return nil, xmlErr("only one <vnet:tap> element is allowed in a network port")
+			return nil, nil, xmlErr("a network port has either <vnet:tap> or <vnet:passt>, not both")
 		}
-		found = it.el
+		sock, _ := passt.attr("socket")
+		ps = &Passt{Socket: sock}
 	}
 	if found == nil {
-		return nil, nil
+		return nil, ps, nil
 	}
+	t, err := parseTAPAttrs(found)
+	return t, nil, err
+}
+
+// parseTAPAttrs reads the attributes of <vnet:tap>.
+func parseTAPAttrs(found *elem) (*TAP, error) {
 	t := &TAP{}
 	for _, a := range found.attrs {
 		if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
@@ -408,6 +442,9 @@ func FormatPort(p *Port) (string, error) {
 			tag.attr("persist", "no")
 		}
 		tag.empty()
+	}
+	if p.Passt != nil {
+		w.start("vnet:passt").rattr("xmlns:vnet", PortNS).attr("socket", p.Passt.Socket).empty()
 	}
 	w.end("networkport")
 	return w.b.String(), nil
