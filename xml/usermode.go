@@ -169,7 +169,7 @@ func validateUser(n *Network) error {
 			if a.proto != b.proto || b.lo > a.hi || (a.addr != "" && b.addr != "" && a.addr != b.addr) {
 				continue
 			}
-			return Errorf(KindXML, "port forwards overlap in network '%s': %s %s and %s", n.Name, a.proto, portSpan(a.lo, a.hi), portSpan(b.lo, b.hi))
+			return Errorf(KindXML, "port forwards overlap in network '%s': %s %s and %s %s", n.Name, a.proto, portSpan(a.lo, a.hi), b.proto, portSpan(b.lo, b.hi))
 		}
 	}
 	return nil
