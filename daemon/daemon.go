@@ -55,7 +55,7 @@ type Config struct {
 	Session bool
 	// PasstBinary overrides the passt path (session daemon).
 	PasstBinary string
-	Logger         *slog.Logger
+	Logger      *slog.Logger
 }
 
 // FrontDoor is an additional way in to the manager (D-Bus), run for the
