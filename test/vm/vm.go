@@ -17,8 +17,10 @@ import (
 
 // initScript is the guest's PID 1. Kernel command line parameters:
 // vnet.mode=net (default) brings eth0 up, leases with udhcpc sending
-// vnet.hostname, prints "VNET-LEASE ..." and then pings vnet.target every
-// 200 ms (busybox prints "64 bytes from ...: seq=N ..." per reply);
+// vnet.hostname, prints "VNET-LEASE ...", answers every TCP connection to
+// port vnet.listen (when given) with "VNET-HELLO", and then pings
+// vnet.target every 200 ms (busybox prints "64 bytes from ...: seq=N ..."
+// per reply);
 // vnet.mode=root mounts /dev/vda (ext4) and switches to its /sbin/init.
 const initScript = `#!/bin/sh
 /bin/busybox --install -s
@@ -42,6 +44,13 @@ ip link set lo up
 ip link set eth0 up
 echo "VNET-MAC $(cat /sys/class/net/eth0/address)"
 udhcpc -i eth0 -f -q -n -t 120 -T 1 -A 1 -s /etc/udhcpc.sh ${HOST:+-x hostname:$HOST} || { echo VNET-NOLEASE; poweroff -f; }
+LISTEN=$(arg vnet.listen)
+if [ -n "$LISTEN" ]; then
+	printf '#!/bin/sh\necho VNET-HELLO\n' >/bin/vnet-hello
+	chmod +x /bin/vnet-hello
+	nc -ll -p "$LISTEN" -e /bin/vnet-hello &
+	echo "VNET-LISTEN $LISTEN"
+fi
 if [ -n "$TARGET" ]; then
 	echo "VNET-PING-START $TARGET"
 	exec ping -i 0.2 "$TARGET"
@@ -83,6 +92,8 @@ type Config struct {
 	Hostname string
 	// Target is pinged continuously after the lease ("" pings nothing).
 	Target string
+	// Listen is a TCP port the guest answers with "VNET-HELLO" (0: none).
+	Listen int
 	// Memory in MiB (default 256).
 	Memory int
 	// Disk is a raw disk image attached as /dev/vda (optional).
@@ -136,6 +147,9 @@ func Start(t testing.TB, a Assets, c Config) *VM {
 	}
 	if c.Target != "" {
 		cmdline += " vnet.target=" + c.Target
+	}
+	if c.Listen != 0 {
+		cmdline += " vnet.listen=" + strconv.Itoa(c.Listen)
 	}
 	if c.Append != "" {
 		cmdline += " " + c.Append
