@@ -62,15 +62,23 @@ type keeper struct {
 }
 
 func (k *keeper) run() error {
-	_ = os.Remove(k.socket)
+	// Bound and listening under a temporary name, then renamed: the path
+	// appears only when connecting to it works (the manager waits for it).
+	tmp := k.socket + ".tmp"
+	_ = os.Remove(tmp)
 	old := syscall.Umask(0o177)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: k.socket, Net: "unix"})
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	syscall.Umask(old)
 	if err != nil {
 		return err
 	}
 	// The socket file is ours to remove, not the listener's on Close.
 	ln.SetUnlinkOnClose(false)
+	if err := os.Rename(tmp, k.socket); err != nil {
+		ln.Close()
+		_ = os.Remove(tmp)
+		return err
+	}
 	defer os.Remove(k.socket)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)

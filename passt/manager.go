@@ -43,8 +43,9 @@ type keeperProc struct {
 	deaths []time.Time
 }
 
-// maxSocketPath is sun_path's size less its terminating NUL.
-const maxSocketPath = 107
+// maxSocketPath is sun_path's size less its terminating NUL (107), less
+// the ".tmp" the keeper binds under first.
+const maxSocketPath = 103
 
 // NewManager returns a manager; it checks nothing yet (Check does).
 func NewManager(c Config) (*Manager, error) {
@@ -92,7 +93,7 @@ func (m *Manager) Check(id string) error {
 		return err
 	}
 	if s := m.Socket(id); len(s) > maxSocketPath {
-		return fmt.Errorf("passt socket path %s is %d bytes, longer than the %d a UNIX socket address holds (use a shorter XDG_RUNTIME_DIR)", s, len(s), maxSocketPath)
+		return fmt.Errorf("passt socket path %s is %d bytes, longer than the %d usable in a UNIX socket address (use a shorter XDG_RUNTIME_DIR)", s, len(s), maxSocketPath)
 	}
 	return nil
 }
@@ -183,7 +184,8 @@ func (m *Manager) start(id string, args []string) error {
 		close(exited)
 		m.died(id, k)
 	}()
-	// Ready when the socket exists (the keeper listens before it logs).
+	// Ready when the socket exists: the keeper renames it into place once
+	// it listens.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if _, err := os.Stat(sock); err == nil {
