@@ -1,6 +1,7 @@
 package test
 
 import (
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -10,18 +11,12 @@ import (
 	"vnet/test/vm"
 )
 
-// guestTAP makes the TAP a QEMU guest opens and plugs it into bridge br of
-// host. It is the ONE place the VM tests obtain a guest's TAP.
-//
-// TODO(issue 10, items 1-3): obtain the TAP from vnet instead — net-port-create
-// with <vnet:tap dev='NAME'/> — so vnetd owns it and re-plugs it when the
-// bridge is re-created; the re-plug sub-tests below then stop skipping.
-func guestTAP(t testing.TB, d *daemon, host *netnstest.NS, network, br, name, mac string) string {
-	t.Helper()
-	host.MustRun("ip", "tuntap", "add", "dev", name, "mode", "tap", "vnet_hdr")
-	host.MustRun("ip", "link", "set", name, "master", br)
-	host.MustRun("ip", "link", "set", name, "up")
-	return name
+// ifupNetdev is the -netdev of a root QEMU whose TAP (named tap) becomes
+// a port of network through vnet-qemu-ifup/vnet-qemu-ifdown, and the
+// environment those scripts need to find d.
+func ifupNetdev(d *daemon, network, tap string) (string, []string) {
+	return "tap,id=n0,ifname=" + tap + ",script=" + filepath.Join(binDir, "vnet-qemu-ifup") + ",downscript=" + filepath.Join(binDir, "vnet-qemu-ifdown"),
+		[]string{"VNET_SOCKET=" + d.socket(), "VNET_NETWORK=" + network}
 }
 
 // tapPluggedInto reports whether the TAP is a port of bridge br.
@@ -36,7 +31,8 @@ var (
 )
 
 // TestGuestVM: a real QEMU guest (Debian kernel, busybox initramfs, TCG)
-// on the default NAT network leases with its hostname (shown by
+// attached with -netdev tap,script=vnet-qemu-ifup (its TAP an adopted port
+// of the default NAT network) leases with its hostname (shown by
 // net-dhcp-leases and resolvable through the network's DNS), pings an
 // upstream namespace through NAT, and loses no ping over 5 kill -9 restarts
 // of vnetd. The sub-tests measure how long the guest is offline after its
@@ -50,8 +46,9 @@ func TestGuestVM(t *testing.T) {
 	d.start()
 
 	const mac, hostname = "52:54:00:7e:57:01", "vnetguest1"
-	tap := guestTAP(t, d, host, "default", "virbr0", "vmtap0", mac)
-	g := vm.Start(t, assets, vm.Config{NetNS: host.Name(), TAP: tap, MAC: mac, Hostname: hostname, Target: "172.31.255.2"})
+	const tap = "vmtap0"
+	netdev, env := ifupNetdev(d, "default", tap)
+	g := vm.Start(t, assets, vm.Config{NetNS: host.Name(), Netdev: netdev, Env: env, MAC: mac, Hostname: hostname, Target: "172.31.255.2"})
 
 	_, nic, _ := g.MustWait(0, regexp.MustCompile(`VNET-MAC `), 5*time.Minute)
 	m, lease, next := g.MustWait(0, leaseRE, 5*time.Minute)
@@ -60,6 +57,12 @@ func TestGuestVM(t *testing.T) {
 		ip, lease.At.Sub(nic.At).Round(time.Millisecond), lease.At.Sub(g.Started).Round(time.Millisecond))
 	if !regexp.MustCompile(`^192\.168\.122\.\d+$`).MatchString(ip) || m[2] != "24" || m[3] != "192.168.122.1" || m[4] != "192.168.122.1" {
 		t.Fatalf("lease: %s", m[0])
+	}
+
+	// The TAP QEMU made is a port of the network (vnet-qemu-ifup).
+	uuid := strings.TrimSpace(d.mustCtl("net-port-list", "default", "--uuid"))
+	if xml := d.mustCtl("net-port-dumpxml", "default", uuid); !strings.Contains(xml, "dev='"+tap+"' adopt='yes' persist='no'/>") {
+		t.Fatalf("QEMU's TAP is not a port:\n%s", xml)
 	}
 
 	leases := d.mustCtl("net-dhcp-leases", "default")
@@ -111,7 +114,7 @@ func TestGuestVM(t *testing.T) {
 			// Back online for the next sub-test.
 			replug(t, host, g, tap, "virbr0")
 			if !replugged {
-				t.Skip("needs net-port re-plug (issue 10 items 2-3)")
+				t.Fatal("vnet did not re-plug the port's TAP")
 			}
 			t.Fatal(err)
 		}
@@ -132,12 +135,20 @@ func TestGuestVM(t *testing.T) {
 			t.Logf("vm: guest offline for more than 10 s after net-destroy + net-start (TAP re-plugged: %v)", replugged)
 			replug(t, host, g, tap, "virbr0")
 			if !replugged {
-				t.Skip("needs net-port re-plug (issue 10 items 2-3)")
+				t.Fatal("vnet did not re-plug the port's TAP")
 			}
 			t.Fatal(err)
 		}
 		t.Logf("vm: guest pings again %v after net-start", back.Sub(t0).Round(time.Millisecond))
 	})
+
+	// QEMU killed (no downscript): its TAP goes, and so does the port.
+	t0 := time.Now()
+	g.Stop()
+	if !waitFor(5*time.Second, func() bool { return d.mustCtl("net-port-list", "default", "--uuid") == "\n" }) {
+		t.Fatal("port still listed 5 s after QEMU was killed")
+	}
+	t.Logf("vm (vnet-qemu-ifup): port ended %v after QEMU was killed", time.Since(t0).Round(time.Millisecond))
 }
 
 func bridgeExists(host *netnstest.NS, br string) bool {
