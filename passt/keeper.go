@@ -128,7 +128,9 @@ func (k *keeper) isStopped() bool {
 func (k *keeper) serve(conn *os.File) {
 	var deaths []time.Time
 	for {
-		cmd := exec.Command(k.argv[0], append(append([]string(nil), k.argv[1:]...), "--fd", "3", "--pid", k.pidFile)...)
+		// The keeper writes passt's pid file itself: Debian's AppArmor
+		// profile lets passt write only under /tmp and the user's home.
+		cmd := exec.Command(k.argv[0], append(append([]string(nil), k.argv[1:]...), "--fd", "3")...)
 		cmd.ExtraFiles = []*os.File{conn}
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		k.mu.Lock()
@@ -139,6 +141,9 @@ func (k *keeper) serve(conn *os.File) {
 		err := cmd.Start()
 		if err == nil {
 			k.passt = cmd
+			if werr := os.WriteFile(k.pidFile, []byte(fmt.Sprintf("%d\n", cmd.Process.Pid)), 0o600); werr != nil {
+				k.log.Warn("writing passt's pid file", "err", werr)
+			}
 		}
 		k.mu.Unlock()
 		if err != nil {
