@@ -321,7 +321,11 @@ func TestSessionPasst(t *testing.T) {
 
 	// The keeper itself killed: the daemon starts a new one on the socket.
 	_ = syscall.Kill(keeper, syscall.SIGKILL)
-	if !waitFor(5*time.Second, func() bool { k := s.keeperPid(uuid); return k != 0 && k != keeper }) {
+	if !waitFor(5*time.Second, func() bool {
+		_, err := os.Stat(sock)
+		k := s.keeperPid(uuid)
+		return k != 0 && k != keeper && err == nil
+	}) {
 		t.Fatal("keeper not restarted")
 	}
 
