@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -150,9 +151,12 @@ func (m *Manager) portEnded(n *netxml.Network, p *netxml.Port) {
 	m.events.publish(Event{Name: n.Name, UUID: n.UUID, Type: EventPortDeleted, Port: p.UUID, Time: time.Now()})
 }
 
-// serveHelper answers vnet-bridge-helper calls on ln until ctx ends.
+// serveHelper answers vnet-bridge-helper calls on ln until ctx ends; it
+// returns once the calls in progress have finished.
 func (m *Manager) serveHelper(ctx context.Context, ln *net.UnixListener) {
 	go func() { <-ctx.Done(); ln.Close() }()
+	var calls sync.WaitGroup
+	defer calls.Wait()
 	for {
 		conn, err := ln.AcceptUnix()
 		if err != nil {
@@ -161,7 +165,7 @@ func (m *Manager) serveHelper(ctx context.Context, ln *net.UnixListener) {
 			}
 			return
 		}
-		go func() {
+		calls.Go(func() {
 			defer conn.Close()
 			select {
 			case <-m.Ready():
@@ -169,7 +173,7 @@ func (m *Manager) serveHelper(ctx context.Context, ln *net.UnixListener) {
 				return
 			}
 			m.helperCall(conn)
-		}()
+		})
 	}
 }
 
