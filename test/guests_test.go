@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,6 +175,12 @@ func TestBridgeHelper(t *testing.T) {
 	d.start(args...)
 	if list := d.mustCtl("net-port-list", "hnet", "--uuid"); list != "\n" {
 		t.Fatalf("port of a TAP closed while vnetd was down still listed: %q", list)
+	}
+
+	// A user-mode network is a session daemon's, not the system's.
+	_, stderr, code := d.ctl("net-create", writeFile(t, "user.xml", fmt.Sprintf(userNetXML, 2222)))
+	if code == 0 || !strings.Contains(stderr, "network 'usernet' has forward mode 'user': it runs in its user's session vnetd (vnetd --session), not in the system one") {
+		t.Fatalf("user-mode network in the system vnetd: %d %q", code, stderr)
 	}
 }
 

@@ -53,6 +53,16 @@ func newSessionDaemon(t testing.TB, ns *netnstest.NS) *sessionDaemon {
 	}
 	t.Cleanup(func() {
 		s.stop()
+		// vnetd here is the race-detector build (as are its keepers).
+		logs, _ := filepath.Glob(filepath.Join(s.runtime, "vnet", "passt", "*.log"))
+		for _, l := range logs {
+			if data, _ := os.ReadFile(l); bytes.Contains(data, []byte("DATA RACE")) {
+				t.Errorf("data race in a passt keeper:\n%s", data)
+			}
+		}
+		if strings.Contains(s.log.String(), "DATA RACE") {
+			t.Error("data race in the session vnetd")
+		}
 		if t.Failed() {
 			t.Logf("session vnetd log:\n%s", s.log)
 			logs, _ := filepath.Glob(filepath.Join(s.runtime, "vnet", "passt", "*.log"))
@@ -75,7 +85,7 @@ func (s *sessionDaemon) asUser(argv ...string) *exec.Cmd {
 
 func (s *sessionDaemon) start() {
 	s.t.Helper()
-	argv := []string{filepath.Join(binDir, "vnetd"), "--session", "--verbose"}
+	argv := []string{filepath.Join(binDir, raceVnetd), "--session", "--verbose"}
 	if s.passtBinary != "" {
 		argv = append(argv, "--passt", s.passtBinary)
 	}
@@ -287,7 +297,7 @@ func TestSessionPasst(t *testing.T) {
 	// kill -9 passt: a new passt on the same connection.
 	t0 = time.Now()
 	_ = syscall.Kill(first, syscall.SIGKILL)
-	if !waitFor(5*time.Second, func() bool { p := s.passtPid(uuid); return p != 0 && p != first }) {
+	if !waitFor(10*time.Second, func() bool { p := s.passtPid(uuid); return p != 0 && p != first }) {
 		t.Fatal("passt not restarted")
 	}
 	if err := arpProbe(c, 5*time.Second); err != nil {
@@ -312,7 +322,7 @@ func TestSessionPasst(t *testing.T) {
 	}
 	// ... and passt still comes back when killed after them.
 	_ = syscall.Kill(second, syscall.SIGKILL)
-	if !waitFor(5*time.Second, func() bool { p := s.passtPid(uuid); return p != 0 && p != second }) {
+	if !waitFor(10*time.Second, func() bool { p := s.passtPid(uuid); return p != 0 && p != second }) {
 		t.Fatal("passt not restarted after the daemon restarts")
 	}
 	if err := arpProbe(c, 5*time.Second); err != nil {
@@ -321,7 +331,7 @@ func TestSessionPasst(t *testing.T) {
 
 	// The keeper itself killed: the daemon starts a new one on the socket.
 	_ = syscall.Kill(keeper, syscall.SIGKILL)
-	if !waitFor(5*time.Second, func() bool {
+	if !waitFor(10*time.Second, func() bool {
 		_, err := os.Stat(sock)
 		k := s.keeperPid(uuid)
 		return k != 0 && k != keeper && err == nil
