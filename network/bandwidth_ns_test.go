@@ -398,7 +398,7 @@ func TestBandwidthKernelUnsupported(t *testing.T) {
 }
 
 // The shaped rate holds: a TCP stream through a veth whose TAP-style
-// bandwidth (inbound average 1000 kbps = 1,000,000 bytes/s on the wire: tc reads kbps as 1000 bytes/s)
+// bandwidth (inbound average 400 kbps = 400,000 bytes/s on the wire: tc reads kbps as 1000 bytes/s)
 // is applied is within 20% of the cap.
 func TestBandwidthKernelThroughput(t *testing.T) {
 	missing := kernelMissing(t)
@@ -410,7 +410,7 @@ func TestBandwidthKernelThroughput(t *testing.T) {
 	// An explicit burst of 64 kb: with tc's default (rate/HZ + MTU, about
 	// 5 ms of traffic) a class whose timer fires late, as in a busy TCG
 	// guest, loses tokens and stays well under its rate.
-	const avg, burst = 1000, 64
+	const avg, burst = 400, 64
 	bw := &libvirtxml.NetworkBandwidth{Inbound: rate(avg, 0, burst, 0)}
 	applySteps(t, a, supportedSteps(plan(t, a, "vtap", bw, PortBandwidthOptions()).Steps, missing))
 
