@@ -1,7 +1,6 @@
 package test
 
 import (
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -11,12 +10,18 @@ import (
 	"vnet/test/vm"
 )
 
-// ifupNetdev is the -netdev of a root QEMU whose TAP (named tap) becomes
-// a port of network through vnet-qemu-ifup/vnet-qemu-ifdown, and the
-// environment those scripts need to find d.
-func ifupNetdev(d *daemon, network, tap string) (string, []string) {
-	return "tap,id=n0,ifname=" + tap + ",script=" + filepath.Join(binDir, "vnet-qemu-ifup") + ",downscript=" + filepath.Join(binDir, "vnet-qemu-ifdown"),
-		[]string{"VNET_SOCKET=" + d.socket(), "VNET_NETWORK=" + network}
+// guestTAP asks vnetd for the TAP a QEMU guest opens: a network port with
+// <vnet:tap dev='NAME'/>, so vnetd creates it (vnet_hdr, the network's MTU),
+// plugs it into the network's bridge and re-plugs it whenever the bridge is
+// re-created. It is the ONE place the VM tests obtain a guest's TAP.
+func guestTAP(t testing.TB, d *daemon, network, name, mac string) string {
+	t.Helper()
+	const uuid = "6d1f6a0e-3b0c-4d9e-9a43-0c5d7e1b2a01"
+	port := writeFile(t, name+"-port.xml", portXML(uuid, mac, "<vnet:tap xmlns:vnet='urn:vnet:port:1' dev='"+name+"'/>"))
+	t0 := time.Now()
+	d.mustCtl("net-port-create", network, port)
+	t.Logf("vm: net-port-create of TAP %s took %v", name, time.Since(t0).Round(time.Microsecond))
+	return name
 }
 
 // tapPluggedInto reports whether the TAP is a port of bridge br.
@@ -31,8 +36,7 @@ var (
 )
 
 // TestGuestVM: a real QEMU guest (Debian kernel, busybox initramfs, TCG)
-// attached with -netdev tap,script=vnet-qemu-ifup (its TAP an adopted port
-// of the default NAT network) leases with its hostname (shown by
+// on the default NAT network leases with its hostname (shown by
 // net-dhcp-leases and resolvable through the network's DNS), pings an
 // upstream namespace through NAT, and loses no ping over 5 kill -9 restarts
 // of vnetd. The sub-tests measure how long the guest is offline after its
@@ -46,9 +50,11 @@ func TestGuestVM(t *testing.T) {
 	d.start()
 
 	const mac, hostname = "52:54:00:7e:57:01", "vnetguest1"
-	const tap = "vmtap0"
-	netdev, env := ifupNetdev(d, "default", tap)
-	g := vm.Start(t, assets, vm.Config{NetNS: host.Name(), Netdev: netdev, Env: env, MAC: mac, Hostname: hostname, Target: "172.31.255.2"})
+	tap := guestTAP(t, d, "default", "vmtap0", mac)
+	if !tapPluggedInto(host, tap, "virbr0") {
+		t.Fatalf("%s not plugged into virbr0 after net-port-create", tap)
+	}
+	g := vm.Start(t, assets, vm.Config{NetNS: host.Name(), TAP: tap, MAC: mac, Hostname: hostname, Target: "172.31.255.2"})
 
 	_, nic, _ := g.MustWait(0, regexp.MustCompile(`VNET-MAC `), 5*time.Minute)
 	m, lease, next := g.MustWait(0, leaseRE, 5*time.Minute)
@@ -57,12 +63,6 @@ func TestGuestVM(t *testing.T) {
 		ip, lease.At.Sub(nic.At).Round(time.Millisecond), lease.At.Sub(g.Started).Round(time.Millisecond))
 	if !regexp.MustCompile(`^192\.168\.122\.\d+$`).MatchString(ip) || m[2] != "24" || m[3] != "192.168.122.1" || m[4] != "192.168.122.1" {
 		t.Fatalf("lease: %s", m[0])
-	}
-
-	// The TAP QEMU made is a port of the network (vnet-qemu-ifup).
-	uuid := strings.TrimSpace(d.mustCtl("net-port-list", "default", "--uuid"))
-	if xml := d.mustCtl("net-port-dumpxml", "default", uuid); !strings.Contains(xml, "dev='"+tap+"' adopt='yes' persist='no'/>") {
-		t.Fatalf("QEMU's TAP is not a port:\n%s", xml)
 	}
 
 	leases := d.mustCtl("net-dhcp-leases", "default")
@@ -104,72 +104,56 @@ func TestGuestVM(t *testing.T) {
 		t.Logf("vm: 0 of %d pings lost over 5 kill -9 restarts of vnetd", after-before)
 	})
 
+	// vnetd re-creates the bridge and re-plugs the port's TAP: the guest
+	// pings again within a second.
 	t.Run("bridge-deleted", func(t *testing.T) {
 		t0 := time.Now()
 		host.MustRun("ip", "link", "del", "virbr0")
-		back, err := g.FirstReplyAfter(t0, 10*time.Second)
-		if err != nil {
-			replugged := tapPluggedInto(host, tap, "virbr0")
-			t.Logf("vm: guest offline for more than 10 s after ip link del virbr0 (bridge back: %v, TAP re-plugged: %v)", bridgeExists(host, "virbr0"), replugged)
-			// Back online for the next sub-test.
-			replug(t, host, g, tap, "virbr0")
-			if !replugged {
-				t.Fatal("vnet did not re-plug the port's TAP")
-			}
-			t.Fatal(err)
-		}
-		took := back.Sub(t0)
-		t.Logf("vm: guest pings again %v after ip link del virbr0", took.Round(time.Millisecond))
-		if took > time.Second {
-			t.Fatalf("guest offline for %v after the bridge was deleted, want ≤ 1 s", took)
-		}
+		offline(t, g, host, tap, t0, time.Second, "ip link del virbr0")
 	})
 
+	// A TAP taken off the bridge is put back by drift repair.
+	t.Run("nomaster", func(t *testing.T) {
+		t0 := time.Now()
+		host.MustRun("ip", "link", "set", tap, "nomaster")
+		offline(t, g, host, tap, t0, time.Second, "ip link set "+tap+" nomaster")
+	})
+
+	// net-destroy keeps the port (its TAP stays, unplugged); net-start plugs
+	// it into the new bridge.
 	t.Run("destroy-start", func(t *testing.T) {
 		d.mustCtl("net-destroy", "default")
+		if linkExists(host, "virbr0") || !linkExists(host, tap) {
+			t.Fatalf("after net-destroy: bridge present %v, TAP present %v; want false, true", linkExists(host, "virbr0"), linkExists(host, tap))
+		}
 		t0 := time.Now()
 		d.mustCtl("net-start", "default")
-		back, err := g.FirstReplyAfter(t0, 10*time.Second)
-		if err != nil {
-			replugged := tapPluggedInto(host, tap, "virbr0")
-			t.Logf("vm: guest offline for more than 10 s after net-destroy + net-start (TAP re-plugged: %v)", replugged)
-			replug(t, host, g, tap, "virbr0")
-			if !replugged {
-				t.Fatal("vnet did not re-plug the port's TAP")
-			}
-			t.Fatal(err)
-		}
-		t.Logf("vm: guest pings again %v after net-start", back.Sub(t0).Round(time.Millisecond))
+		offline(t, g, host, tap, t0, 5*time.Second, "net-start")
 	})
-
-	// QEMU killed (no downscript): its TAP goes, and so does the port.
-	t0 := time.Now()
-	g.Stop()
-	if !waitFor(5*time.Second, func() bool { return d.mustCtl("net-port-list", "default", "--uuid") == "\n" }) {
-		t.Fatal("port still listed 5 s after QEMU was killed")
-	}
-	t.Logf("vm (vnet-qemu-ifup): port ended %v after QEMU was killed", time.Since(t0).Round(time.Millisecond))
 }
 
-func bridgeExists(host *netnstest.NS, br string) bool {
-	_, err := host.Run("ip", "link", "show", br)
-	return err == nil
-}
-
-// replug puts the TAP back on the bridge by hand (waiting for vnet to have
-// re-created the bridge) so later sub-tests start from a guest online, and
-// logs how long the guest then needs to ping again (what a re-plug by vnet
-// will add to the bridge re-creation).
-func replug(t *testing.T, host *netnstest.NS, g *vm.VM, tap, br string) {
+// offline waits for the guest's first ping reply after the fault injected at
+// t0, fails when it takes longer than limit, and logs how long the TAP and
+// the guest took to come back.
+func offline(t *testing.T, g *vm.VM, host *netnstest.NS, tap string, t0 time.Time, limit time.Duration, what string) {
 	t.Helper()
-	if !waitFor(10*time.Second, func() bool { return bridgeExists(host, br) }) {
-		t.Fatalf("%s not re-created within 10 s", br)
+	var plugged time.Duration
+	if waitFor(10*time.Second, func() bool { return tapPluggedInto(host, tap, "virbr0") }) {
+		plugged = time.Since(t0)
 	}
-	t0 := time.Now()
-	host.MustRun("ip", "link", "set", tap, "master", br)
 	back, err := g.FirstReplyAfter(t0, 10*time.Second)
 	if err != nil {
-		t.Fatalf("guest offline after a manual re-plug: %v", err)
+		t.Fatalf("after %s: %v (TAP plugged into virbr0: %v)", what, err, tapPluggedInto(host, tap, "virbr0"))
 	}
-	t.Logf("vm: after a manual re-plug the guest pings again in %v", back.Sub(t0).Round(time.Millisecond))
+	took := back.Sub(t0)
+	t.Logf("vm: after %s the TAP was plugged again within %v and the guest pinged again after %v",
+		what, plugged.Round(time.Millisecond), took.Round(time.Millisecond))
+	if took > limit {
+		t.Fatalf("guest offline for %v after %s, want ≤ %v", took, what, limit)
+	}
+}
+
+func linkExists(host *netnstest.NS, dev string) bool {
+	_, err := host.Run("ip", "link", "show", dev)
+	return err == nil
 }
