@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -266,6 +267,46 @@ func TestQemuIfup(t *testing.T) {
 	tap.Close()
 	if !waitFor(5*time.Second, func() bool { return d.mustCtl("net-port-list", "inet", "--uuid") == "\n" }) {
 		t.Fatal("port still listed 5 s after its TAP vanished")
+	}
+
+	// A real root QEMU (its CPU never started: no guest boots) with
+	// script=/downscript=: the TAP it makes is a port while it runs; SIGTERM
+	// runs the downscript, kill -9 leaves it to the TAP's end.
+	if _, err := exec.LookPath("qemu-system-x86_64"); err == nil {
+		netdev := "tap,id=n0,ifname=qtap1,script=" + filepath.Join(binDir, "vnet-qemu-ifup") + ",downscript=" + filepath.Join(binDir, "vnet-qemu-ifdown")
+		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+			qemu := host.Command("qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-display", "none", "-monitor", "none", "-S",
+				"-name", "guest=ifupvm", "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:79:00:02")
+			qemu.Env = append(os.Environ(), "VNET_SOCKET="+d.socket(), "VNET_QEMU_CONF="+conf)
+			var out strings.Builder
+			qemu.Stdout, qemu.Stderr = &out, &out
+			t0 := time.Now()
+			if err := qemu.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if !waitFor(30*time.Second, func() bool { return plugged(h, "qtap1", "vbr-ifup") }) {
+				_ = qemu.Process.Kill()
+				_ = qemu.Wait()
+				t.Fatalf("QEMU's TAP not plugged within 30 s:\n%s", out.String())
+			}
+			t.Logf("root QEMU with script=vnet-qemu-ifup: TAP plugged %v after QEMU started", time.Since(t0).Round(time.Millisecond))
+			uuid := strings.TrimSpace(d.mustCtl("net-port-list", "inet", "--uuid"))
+			if xml := d.mustCtl("net-port-dumpxml", "inet", uuid); !strings.Contains(xml, "<name>ifupvm</name>") {
+				t.Fatalf("port owner is not QEMU's -name:\n%s", xml)
+			}
+			_ = qemu.Process.Signal(sig)
+			_ = qemu.Wait()
+			if !waitFor(5*time.Second, func() bool { return d.mustCtl("net-port-list", "inet", "--uuid") == "\n" }) {
+				t.Fatalf("port still listed after QEMU got %v:\n%s", sig, out.String())
+			}
+			// SIGTERM: QEMU's downscript deleted the port; kill -9: the
+			// port ended with the TAP.
+			how := map[syscall.Signal]string{syscall.SIGTERM: `msg="network port deleted" network=inet port=` + uuid,
+				syscall.SIGKILL: `msg="network port ended: its guest closed the device" network=inet port=` + uuid}[sig]
+			if !strings.Contains(d.log.String(), how) {
+				t.Fatalf("after %v the log lacks %s", sig, how)
+			}
+		}
 	}
 
 	// Bad input: a device that does not exist, a bad name.
