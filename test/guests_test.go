@@ -1,12 +1,13 @@
 package test
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -270,12 +271,14 @@ func TestQemuIfup(t *testing.T) {
 	}
 
 	// A real root QEMU (its CPU never started: no guest boots) with
-	// script=/downscript=: the TAP it makes is a port while it runs; SIGTERM
-	// runs the downscript, kill -9 leaves it to the TAP's end.
+	// script=/downscript=: the TAP it makes is a port while it runs; a quit
+	// (QMP) runs the downscript, kill -9 leaves it to the TAP's end.
 	if _, err := exec.LookPath("qemu-system-x86_64"); err == nil {
 		netdev := "tap,id=n0,ifname=qtap1,script=" + filepath.Join(binDir, "vnet-qemu-ifup") + ",downscript=" + filepath.Join(binDir, "vnet-qemu-ifdown")
-		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		for _, how := range []string{"quit", "kill"} {
+			qmp := filepath.Join(t.TempDir(), "qmp.sock")
 			qemu := host.Command("qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-display", "none", "-monitor", "none", "-S",
+				"-qmp", "unix:"+qmp+",server=on,wait=off",
 				"-name", "guest=ifupvm", "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:79:00:02")
 			qemu.Env = append(os.Environ(), "VNET_SOCKET="+d.socket(), "VNET_QEMU_CONF="+conf)
 			var out strings.Builder
@@ -294,17 +297,21 @@ func TestQemuIfup(t *testing.T) {
 			if xml := d.mustCtl("net-port-dumpxml", "inet", uuid); !strings.Contains(xml, "<name>ifupvm</name>") {
 				t.Fatalf("port owner is not QEMU's -name:\n%s", xml)
 			}
-			_ = qemu.Process.Signal(sig)
+			if how == "quit" {
+				qmpQuit(t, qmp)
+			} else {
+				_ = qemu.Process.Kill()
+			}
 			_ = qemu.Wait()
 			if !waitFor(5*time.Second, func() bool { return d.mustCtl("net-port-list", "inet", "--uuid") == "\n" }) {
-				t.Fatalf("port still listed after QEMU got %v:\n%s", sig, out.String())
+				t.Fatalf("port still listed after QEMU's %s:\n%s", how, out.String())
 			}
-			// SIGTERM: QEMU's downscript deleted the port; kill -9: the
-			// port ended with the TAP.
-			how := map[syscall.Signal]string{syscall.SIGTERM: `msg="network port deleted" network=inet port=` + uuid,
-				syscall.SIGKILL: `msg="network port ended: its guest closed the device" network=inet port=` + uuid}[sig]
-			if !strings.Contains(d.log.String(), how) {
-				t.Fatalf("after %v the log lacks %s", sig, how)
+			// quit: QEMU's downscript deleted the port; kill -9: the port
+			// ended with the TAP.
+			want := map[string]string{"quit": `msg="network port deleted" network=inet port=` + uuid,
+				"kill": `msg="network port ended: its guest closed the device" network=inet port=` + uuid}[how]
+			if !strings.Contains(d.log.String(), want) {
+				t.Fatalf("after QEMU's %s the log lacks %s\nQEMU (%v):\n%s", how, want, qemu.ProcessState, out.String())
 			}
 		}
 	}
@@ -316,6 +323,32 @@ func TestQemuIfup(t *testing.T) {
 	} {
 		if out, err := script("vnet-qemu-ifup", ifname); err == nil || out != want {
 			t.Errorf("ifup %s: %v %q, want %q", ifname, err, out, want)
+		}
+	}
+}
+
+// qmpQuit asks the QEMU listening on the QMP socket to quit.
+func qmpQuit(t testing.TB, path string) {
+	t.Helper()
+	var c net.Conn
+	if !waitFor(30*time.Second, func() bool {
+		var err error
+		c, err = net.Dial("unix", path)
+		return err == nil
+	}) {
+		t.Fatal("no QMP socket")
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+	for _, cmd := range []string{"", `{"execute":"qmp_capabilities"}`, `{"execute":"quit"}`} {
+		if cmd != "" {
+			if _, err := c.Write([]byte(cmd + "\n")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := r.ReadString('\n'); err != nil {
+			t.Fatalf("QMP %s: %v", cmd, err)
 		}
 	}
 }
