@@ -307,6 +307,7 @@ func TestSessionPasst(t *testing.T) {
 
 	// Session vnetd restarts (SIGTERM and kill -9): nothing changes.
 	keeper, second := s.keeperPid(uuid), s.passtPid(uuid)
+	t.Logf("memory per port: keeper %s, passt %s (VmRSS)", vmRSS(keeper), vmRSS(second))
 	s.stop()
 	s.start()
 	s.kill9()
@@ -369,4 +370,15 @@ func TestSessionPasst(t *testing.T) {
 	if list := s.mustCtl("net-port-list", "usernet", "--uuid"); list != "\n" {
 		t.Fatalf("ports after a failed create: %q", list)
 	}
+}
+
+// vmRSS is a process's resident set size as /proc shows it.
+func vmRSS(pid int) string {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
 }
