@@ -75,6 +75,10 @@ func (m *Manager) Handler() http.Handler {
 		reply(w, l, err)
 	})
 	mux.HandleFunc("GET /v1/events", m.serveEvents)
+	mux.HandleFunc("GET /v1/doctor", func(w http.ResponseWriter, r *http.Request) {
+		rep, err := m.Doctor(r.Context(), r.URL.Query().Get("network"))
+		reply(w, rep, err)
+	})
 	m.portRoutes(mux)
 	for verb, op := range map[string]func(string) (api.Network, error){
 		"destroy":  m.Destroy,

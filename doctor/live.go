@@ -1,0 +1,406 @@
+package doctor
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Live is the Host of the calling process's network namespace.
+type Live struct {
+	// ProcDir is /proc (tests may point it elsewhere).
+	ProcDir string
+}
+
+func (l *Live) proc() string {
+	if l.ProcDir == "" {
+		return "/proc"
+	}
+	return l.ProcDir
+}
+
+// Firewall reads nftables and, when present, legacy iptables.
+func (l *Live) Firewall() ([]*Table, error) {
+	ts, err := ReadNFT()
+	if err != nil {
+		return nil, err
+	}
+	legacy, err := ReadLegacy()
+	if err != nil {
+		return nil, err
+	}
+	return append(ts, legacy...), nil
+}
+
+// Routes lists the routes of every table and family.
+func (l *Live) Routes() ([]Route, error) {
+	rs, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil, err
+	}
+	names := linkNames()
+	out := make([]Route, 0, len(rs))
+	for _, r := range rs {
+		if r.Dst == nil {
+			continue
+		}
+		p, ok := prefixOf(r.Dst)
+		if !ok {
+			continue
+		}
+		rt := Route{Dst: p, Table: r.Table, Type: routeType(r.Type), Proto: int(r.Protocol)}
+		if r.LinkIndex > 0 {
+			rt.Dev = names[r.LinkIndex]
+		}
+		if len(r.MultiPath) > 0 {
+			for _, nh := range r.MultiPath {
+				h := rt
+				h.Dev = names[nh.LinkIndex]
+				out = append(out, h)
+			}
+			continue
+		}
+		out = append(out, rt)
+	}
+	return out, nil
+}
+
+func routeType(t int) string {
+	switch t {
+	case unix.RTN_UNICAST:
+		return "unicast"
+	case unix.RTN_LOCAL:
+		return "local"
+	case unix.RTN_BROADCAST:
+		return "broadcast"
+	case unix.RTN_MULTICAST:
+		return "multicast"
+	case unix.RTN_BLACKHOLE:
+		return "blackhole"
+	case unix.RTN_UNREACHABLE:
+		return "unreachable"
+	case unix.RTN_PROHIBIT:
+		return "prohibit"
+	case unix.RTN_ANYCAST:
+		return "anycast"
+	}
+	return fmt.Sprint(t)
+}
+
+func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones), true
+}
+
+func linkNames() map[int]string {
+	links, err := netlink.LinkList()
+	names := map[int]string{}
+	if err != nil {
+		return names
+	}
+	for _, l := range links {
+		names[l.Attrs().Index] = l.Attrs().Name
+	}
+	return names
+}
+
+// Addrs lists every interface address.
+func (l *Live) Addrs() ([]Addr, error) {
+	as, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, err
+	}
+	names := linkNames()
+	out := make([]Addr, 0, len(as))
+	for _, a := range as {
+		p, ok := prefixOf(a.IPNet)
+		if !ok {
+			continue
+		}
+		out = append(out, Addr{Prefix: p, Dev: names[a.LinkIndex]})
+	}
+	return out, nil
+}
+
+// RouteDev asks the kernel which device it routes dst through.
+func (l *Live) RouteDev(dst netip.Addr) string {
+	rs, err := netlink.RouteGet(dst.AsSlice())
+	if err != nil || len(rs) == 0 || rs[0].LinkIndex == 0 {
+		return ""
+	}
+	link, err := netlink.LinkByIndex(rs[0].LinkIndex)
+	if err != nil {
+		return ""
+	}
+	return link.Attrs().Name
+}
+
+// Link describes an interface.
+func (l *Live) Link(name string) Link {
+	if name == "" {
+		return Link{}
+	}
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return Link{}
+	}
+	a := link.Attrs()
+	out := Link{Exists: true, Index: a.Index, Up: a.Flags&net.FlagUp != 0, MTU: a.MTU}
+	if a.MasterIndex > 0 {
+		if m, err := netlink.LinkByIndex(a.MasterIndex); err == nil {
+			out.Master = m.Attrs().Name
+		}
+	}
+	return out
+}
+
+// Sysctl reads /proc/sys/PATH.
+func (l *Live) Sysctl(path string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(l.proc(), "sys", path))
+	return strings.TrimSpace(string(b)), err
+}
+
+// Alive reports whether pid exists and is no zombie.
+func (l *Live) Alive(pid int) bool {
+	b, err := os.ReadFile(filepath.Join(l.proc(), strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
+		return b[i+2] != 'Z' && b[i+2] != 'X'
+	}
+	return true
+}
+
+// FDs reads fs.file-nr: allocated handles and fs.file-max.
+func (l *Live) FDs() (used, limit int, err error) {
+	v, err := l.Sysctl("fs/file-nr")
+	if err != nil {
+		return 0, 0, err
+	}
+	f := strings.Fields(v)
+	if len(f) != 3 {
+		return 0, 0, fmt.Errorf("fs.file-nr: unexpected %q", v)
+	}
+	used, _ = strconv.Atoi(f[0])
+	limit, err = strconv.Atoi(f[2])
+	if limit < 0 || limit > 1<<40 {
+		limit = 1 << 40
+	}
+	return used, limit, err
+}
+
+// Inotify counts the inotify instances of root (the kernel's
+// fs.inotify.max_user_instances counts per user) from the fds of processes
+// owned by root and of vnet's own, whose dnsmasq creates its instance as
+// root before it drops to nobody.
+func (l *Live) Inotify(own []int) (used, limit int, err error) {
+	v, err := l.Sysctl("fs/inotify/max_user_instances")
+	if err != nil {
+		return 0, 0, err
+	}
+	if limit, err = strconv.Atoi(v); err != nil {
+		return 0, 0, fmt.Errorf("fs.inotify.max_user_instances: %w", err)
+	}
+	mine := map[int]bool{}
+	for _, p := range own {
+		mine[p] = true
+	}
+	err = l.eachFD(func(pid int, uid int, target string) {
+		if (uid == 0 || mine[pid]) && target == "anon_inode:inotify" {
+			used++
+		}
+	})
+	return used, limit, err
+}
+
+// eachFD calls f for every open fd of every process with the owner's uid.
+func (l *Live) eachFD(f func(pid, uid int, target string)) error {
+	dir, err := os.Open(l.proc())
+	if err != nil {
+		return err
+	}
+	names, err := dir.Readdirnames(-1)
+	dir.Close()
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 128)
+	for _, name := range names {
+		pid, err := strconv.Atoi(name)
+		if err != nil {
+			continue
+		}
+		fdDir := filepath.Join(l.proc(), name, "fd")
+		var st syscall.Stat_t
+		if syscall.Stat(filepath.Join(l.proc(), name), &st) != nil {
+			continue
+		}
+		d, err := os.Open(fdDir)
+		if err != nil {
+			continue
+		}
+		fds, _ := d.Readdirnames(-1)
+		d.Close()
+		for _, fd := range fds {
+			n, err := syscall.Readlink(fdDir+"/"+fd, buf)
+			if err != nil {
+				continue
+			}
+			f(pid, int(st.Uid), string(buf[:n]))
+		}
+	}
+	return nil
+}
+
+// Sockets reads /proc/net/{udp,udp6,tcp,tcp6} for sockets on the ports
+// (TCP: listening only), then finds their owners in /proc/*/fd.
+func (l *Live) Sockets(ports []uint16, skip []int) ([]Socket, error) {
+	want := map[uint16]bool{}
+	for _, p := range ports {
+		want[p] = true
+	}
+	var socks []Socket
+	for _, f := range []struct{ file, proto string }{
+		{"net/udp", "udp"}, {"net/udp6", "udp"}, {"net/tcp", "tcp"}, {"net/tcp6", "tcp"},
+	} {
+		ss, err := parseProcNet(filepath.Join(l.proc(), "self", f.file), f.proto, want)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return nil, err
+		}
+		socks = append(socks, ss...)
+	}
+	if len(socks) == 0 {
+		return nil, nil
+	}
+	// Our own processes' sockets first: their fds only.
+	mine := map[uint64]bool{}
+	for _, pid := range skip {
+		fdDir := filepath.Join(l.proc(), strconv.Itoa(pid), "fd")
+		fds, _ := os.ReadDir(fdDir)
+		for _, fd := range fds {
+			if t, err := os.Readlink(filepath.Join(fdDir, fd.Name())); err == nil {
+				if ino, ok := socketInode(t); ok {
+					mine[ino] = true
+				}
+			}
+		}
+	}
+	var rest []Socket
+	for _, s := range socks {
+		if !mine[s.Inode] {
+			rest = append(rest, s)
+		}
+	}
+	if len(rest) == 0 {
+		return nil, nil
+	}
+	owners := map[uint64]int{}
+	for _, s := range rest {
+		owners[s.Inode] = 0
+	}
+	_ = l.eachFD(func(pid, _ int, target string) {
+		if ino, ok := socketInode(target); ok {
+			if cur, found := owners[ino]; found && cur == 0 {
+				owners[ino] = pid
+			}
+		}
+	})
+	for i := range rest {
+		if pid := owners[rest[i].Inode]; pid != 0 {
+			rest[i].Pid = pid
+			comm, _ := os.ReadFile(filepath.Join(l.proc(), strconv.Itoa(pid), "comm"))
+			rest[i].Comm = strings.TrimSpace(string(comm))
+		}
+	}
+	return rest, nil
+}
+
+func socketInode(target string) (uint64, bool) {
+	s, ok := strings.CutPrefix(target, "socket:[")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64)
+	return n, err == nil
+}
+
+// parseProcNet reads one /proc/net/{udp,tcp}[6] table.
+func parseProcNet(path, proto string, ports map[uint16]bool) ([]Socket, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ParseProcNet(f, proto, ports)
+}
+
+// ParseProcNet parses a /proc/net/{udp,tcp}[6] table and returns the
+// sockets bound to one of the ports (TCP: in state LISTEN).
+func ParseProcNet(r interface{ Read([]byte) (int, error) }, proto string, ports map[uint16]bool) ([]Socket, error) {
+	sc := bufio.NewScanner(r)
+	sc.Scan() // header
+	var out []Socket
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 10 {
+			continue
+		}
+		local, err := parseHexAddr(f[1])
+		if err != nil {
+			continue
+		}
+		if !ports[local.Port()] {
+			continue
+		}
+		if proto == "tcp" && f[3] != "0A" {
+			continue
+		}
+		ino, _ := strconv.ParseUint(f[9], 10, 64)
+		out = append(out, Socket{Proto: proto, Local: local, Inode: ino})
+	}
+	return out, sc.Err()
+}
+
+// parseHexAddr reads "0100007F:0035" (the address as 32-bit words in host
+// order, the port big-endian hex).
+func parseHexAddr(s string) (netip.AddrPort, error) {
+	a, p, ok := strings.Cut(s, ":")
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
+	}
+	raw, err := hex.DecodeString(a)
+	if err != nil || (len(raw) != 4 && len(raw) != 16) {
+		return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
+	}
+	for i := 0; i < len(raw); i += 4 {
+		w := binary.BigEndian.Uint32(raw[i:])
+		binary.NativeEndian.PutUint32(raw[i:], w)
+	}
+	port, err := strconv.ParseUint(p, 16, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("bad port %q", s)
+	}
+	addr, _ := netip.AddrFromSlice(raw)
+	return netip.AddrPortFrom(addr.Unmap(), uint16(port)), nil
+}
