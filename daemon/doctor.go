@@ -23,7 +23,7 @@ type doctorHost interface {
 	dnsmasqPid(name string) int
 }
 
-func (h *realHost) doctorHost() doctor.Host     { return &doctor.Live{} }
+func (h *realHost) doctorHost() doctor.Host    { return &doctor.Live{} }
 func (h *realHost) dnsmasqPid(name string) int { return h.dns.Pid(name) }
 
 // Doctor runs net-doctor's checks for the network ref, or for every active
