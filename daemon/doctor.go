@@ -3,8 +3,10 @@ package daemon
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -25,6 +27,40 @@ type doctorHost interface {
 
 func (h *realHost) doctorHost() doctor.Host    { return &doctor.Live{} }
 func (h *realHost) dnsmasqPid(name string) int { return h.dns.Pid(name) }
+
+// withPortOwners adds to a dnsmasq start failure over a port in use the
+// processes that hold the network's DNS/DHCP ports (dnsmasq itself only
+// says "Address already in use").
+func (h *realHost) withPortOwners(n *netxml.Network, err error) error {
+	if err == nil || !strings.Contains(err.Error(), "Address already in use") {
+		return err
+	}
+	live := &doctor.Live{}
+	socks, serr := live.Sockets([]uint16{53, 67, 547}, []int{os.Getpid()})
+	if serr != nil {
+		return err
+	}
+	// Other networks' dnsmasqs share 0.0.0.0:67 (SO_REUSEADDR, bound to
+	// their bridge): they are not in the way.
+	ourDir := ""
+	if argv := h.dns.Argv(n.Name); len(argv) > 1 {
+		ourDir = filepath.Dir(strings.TrimPrefix(argv[1], "--conf-file="))
+	}
+	var held []string
+	for _, s := range doctor.PortConflicts(socks, doctorNetwork(n, false)) {
+		if s.Comm == "dnsmasq" && ourDir != "" {
+			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", s.Pid))
+			if strings.Contains(string(cmd), "--conf-file="+ourDir+"/") {
+				continue
+			}
+		}
+		held = append(held, fmt.Sprintf("%s %s is held by %s", s.Proto, s.Local, doctor.DescribeOwner(s)))
+	}
+	if len(held) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w (%s)", err, strings.Join(held, "; "))
+}
 
 // Doctor runs net-doctor's checks for the network ref, or for every active
 // network when ref is empty, and returns every result (passes too). An

@@ -248,7 +248,7 @@ func checkBrNetfilter(h Host, n Network, tables []*Table) []Result {
 		for _, d := range Drops(tables, pk) {
 			out = append(out, problem(CheckBrNetfilter, n.Name,
 				fmt.Sprintf("br_netfilter passes bridged traffic to the IP firewall (net.bridge.%s = 1) and %s", fam.knob, dropDetail(d, pk, n)),
-				dropFix(d, pk, n)+" (or sysctl -w net.bridge."+fam.knob+"=0 when nothing needs bridged traffic filtered)"))
+				dropFix(d, pk, n)))
 		}
 	}
 	if len(out) == 0 {

@@ -2,6 +2,8 @@ package test
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
 	"net"
 	"os/exec"
 	"strings"
@@ -175,4 +177,193 @@ func TestDoctorClean(t *testing.T) {
 	if b, err := ro.CombinedOutput(); err != nil || string(b) != "no problems found\n" {
 		t.Fatalf("net-doctor on the read-only socket: %v\n%s", err, b)
 	}
+}
+
+// lease tries to get a DHCP lease in the guest within about 3 s.
+func (g *guest) lease(t testing.TB) error {
+	t.Helper()
+	script := writeFile(t, "udhcpc.sh", udhcpcScript)
+	if err := os.Chmod(script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := g.Run("busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "3", "-T", "1", "-A", "1", "-s", script)
+	return err
+}
+
+// ping sends two pings from ns to addr; nil when one came back.
+func ping(ns *netnstest.NS, addr string) error {
+	_, err := ns.Run("ping", "-c", "2", "-W", "1", "-i", "0.2", addr)
+	return err
+}
+
+// resolves asks the network's dnsmasq for a name from the guest.
+func resolves(g *guest, server string) error {
+	out, err := g.Run("dig", "+time=1", "+tries=1", "@"+server, "doc-probe-name")
+	if err == nil && !strings.Contains(out, "status:") {
+		err = fmt.Errorf("no answer: %s", out)
+	}
+	return err
+}
+
+// applyFix runs the fix line doctor printed for the problem line matching
+// id and words, in the host namespace.
+func (h *doctorHost) applyFix(t testing.TB, out, id string, words ...string) {
+	t.Helper()
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "PROBLEM "+id+": ") {
+			continue
+		}
+		all := true
+		for _, w := range words {
+			all = all && strings.Contains(l, w)
+		}
+		if all && i+1 < len(lines) {
+			fix := strings.TrimPrefix(lines[i+1], "  fix: ")
+			h.host.MustRun("sh", "-c", fix)
+			return
+		}
+	}
+	t.Fatalf("no fix for %s %q in\n%s", id, words, out)
+}
+
+// TestDoctorForeignFirewall: foreign tables and chains in several
+// spellings (inet/ip/iptables-nft/legacy, policy or explicit rule, sets,
+// wildcard interface names, other priorities and hooks) really drop a
+// guest's DHCP, DNS, forwarded, masqueraded or bridged traffic; net-doctor
+// names the table and chain, and the fix it prints, run as printed, lets
+// the guest through and leaves net-doctor clean.
+func TestDoctorForeignFirewall(t *testing.T) {
+	h := newDoctorHost(t)
+	g := addGuest(t, h.host, "vbr-doc", "fwg1")
+	if err := g.lease(t); err != nil {
+		t.Fatalf("no lease on a clean host: %v", err)
+	}
+	if err := ping(g.NS, "172.31.255.2"); err != nil {
+		t.Fatalf("guest → upstream on a clean host: %v", err)
+	}
+	h.assertClean(t)
+
+	t.Run("inet-policy-drop-input", func(t *testing.T) {
+		h.host.MustRun("nft", "add table inet hostfw")
+		h.host.MustRun("nft", "add chain inet hostfw in { type filter hook input priority 0; policy drop; }")
+		h.host.MustRun("nft", "add rule inet hostfw in ct state established,related accept")
+		h.host.MustRun("nft", "add rule inet hostfw in iif lo accept")
+		defer h.host.Run("nft", "delete table inet hostfw")
+		g2 := addGuest(t, h.host, "vbr-doc", "fwg2")
+		if err := g2.lease(t); err == nil {
+			t.Fatal("a guest got a lease through an input chain with policy drop")
+		}
+		out := h.assertProblem(t, "fw.foreign-drop", "nftables table inet hostfw, chain in (input hook, priority 0)", "drops DHCP (udp 67) from vbr-doc by its policy drop")
+		h.assertProblem(t, "fw.foreign-drop", "chain in", "DNS")
+		h.applyFix(t, out, "fw.foreign-drop", "chain in", "DHCP")
+		h.applyFix(t, out, "fw.foreign-drop", "chain in", "DNS")
+		if err := g2.lease(t); err != nil {
+			t.Fatalf("no lease after the printed fix: %v", err)
+		}
+		if err := resolves(g2, "192.168.150.1"); err != nil {
+			t.Fatalf("no DNS after the printed fix: %v", err)
+		}
+		h.assertClean(t)
+	})
+
+	t.Run("ip-rule-set-wildcard", func(t *testing.T) {
+		h.host.MustRun("nft", "add table ip guard")
+		h.host.MustRun("nft", "add chain ip guard filter_in { type filter hook input priority -5; }")
+		h.host.MustRun("nft", `add rule ip guard filter_in iifname "vbr-*" udp dport { 53, 67 } counter drop`)
+		defer h.host.Run("nft", "delete table ip guard")
+		g3 := addGuest(t, h.host, "vbr-doc", "fwg3")
+		if err := g3.lease(t); err == nil {
+			t.Fatal("a guest got a lease through a rule dropping udp 67")
+		}
+		h.assertProblem(t, "fw.foreign-drop", "nftables table ip guard, chain filter_in (input hook, priority -5)", "DHCP", "rule handle")
+		h.host.MustRun("nft", "delete table ip guard")
+		if err := g3.lease(t); err != nil {
+			t.Fatalf("no lease after the table was removed: %v", err)
+		}
+		h.assertClean(t)
+	})
+
+	t.Run("docker-forward-drop", func(t *testing.T) {
+		for _, c := range [][]string{
+			{"-N", "DOCKER"}, {"-N", "DOCKER-USER"}, {"-A", "DOCKER-USER", "-j", "RETURN"},
+			{"-A", "FORWARD", "-j", "DOCKER-USER"}, {"-A", "FORWARD", "-o", "docker0", "-j", "DOCKER"},
+			{"-P", "FORWARD", "DROP"},
+		} {
+			h.host.MustRun(append([]string{"iptables"}, c...)...)
+		}
+		defer h.host.Run("nft", "delete table ip filter")
+		if err := ping(g.NS, "172.31.255.2"); err == nil {
+			t.Fatal("guest → upstream works through Docker's FORWARD policy drop")
+		}
+		out := h.assertProblem(t, "fw.foreign-drop", "Docker's iptables-nft table ip filter, chain FORWARD (forward hook", "forwarded guest traffic of vbr-doc by its policy drop")
+		if !strings.Contains(out, "iptables -I DOCKER-USER -i vbr-doc -j ACCEPT") {
+			t.Fatalf("the fix does not use DOCKER-USER:\n%s", out)
+		}
+		// br_netfilter (on in a new namespace) sends bridged traffic
+		// through the same FORWARD chain.
+		h.assertProblem(t, "brnf.enabled", "bridge-nf-call-iptables", "traffic between guests")
+		h.applyFix(t, out, "fw.foreign-drop", "chain FORWARD", "forwarded guest traffic")
+		if err := ping(g.NS, "172.31.255.2"); err != nil {
+			t.Fatalf("guest → upstream after the printed fix: %v", err)
+		}
+		h.assertClean(t)
+	})
+
+	t.Run("legacy-iptables-dns", func(t *testing.T) {
+		if _, err := exec.LookPath("iptables-legacy"); err != nil {
+			t.Skip("iptables-legacy not installed")
+		}
+		h.host.MustRun("iptables-legacy", "-A", "INPUT", "-i", "vbr-doc", "-p", "udp", "-m", "udp", "--dport", "53", "-j", "DROP")
+		defer h.host.Run("iptables-legacy", "-F", "INPUT")
+		if err := resolves(g, "192.168.150.1"); err == nil {
+			t.Fatal("guest DNS works through a legacy DROP of udp 53")
+		}
+		out := h.assertProblem(t, "fw.foreign-drop", "legacy iptables-legacy table filter, chain INPUT", "DNS (udp/tcp 53) from vbr-doc with -A INPUT -i vbr-doc -p udp -m udp --dport 53 -j DROP")
+		h.applyFix(t, out, "fw.foreign-drop", "chain INPUT", "DNS")
+		if err := resolves(g, "192.168.150.1"); err != nil {
+			t.Fatalf("no DNS after the printed fix: %v", err)
+		}
+		h.assertClean(t)
+	})
+
+	t.Run("postrouting-before-masquerade", func(t *testing.T) {
+		h.host.MustRun("nft", "add table inet egress")
+		h.host.MustRun("nft", "add chain inet egress post { type filter hook postrouting priority 50; }")
+		h.host.MustRun("nft", `add rule inet egress post ip saddr 192.168.150.0/24 oifname "up0" drop`)
+		defer h.host.Run("nft", "delete table inet egress")
+		if err := ping(g.NS, "172.31.255.2"); err == nil {
+			t.Fatal("guest → upstream works through a postrouting drop")
+		}
+		out := h.assertProblem(t, "fw.foreign-drop", "nftables table inet egress, chain post (postrouting hook, priority 50)", "masqueraded traffic of vbr-doc")
+		h.applyFix(t, out, "fw.foreign-drop", "chain post")
+		if err := ping(g.NS, "172.31.255.2"); err != nil {
+			t.Fatalf("guest → upstream after the printed fix: %v", err)
+		}
+		h.assertClean(t)
+	})
+
+	t.Run("br-netfilter-bridged-drop", func(t *testing.T) {
+		if v, err := h.host.Run("sysctl", "-n", "net.bridge.bridge-nf-call-iptables"); err != nil || strings.TrimSpace(v) != "1" {
+			t.Skip("br_netfilter is not active in a new namespace")
+		}
+		g4 := addGuest(t, h.host, "vbr-doc", "fwg4")
+		g4.MustRun("ip", "addr", "add", "192.168.150.200/24", "dev", "eth0")
+		if err := ping(g.NS, "192.168.150.200"); err != nil {
+			t.Fatalf("guest → guest on a clean host: %v", err)
+		}
+		h.host.MustRun("nft", "add table ip lan")
+		h.host.MustRun("nft", "add chain ip lan lanfwd { type filter hook forward priority 10; policy accept; }")
+		h.host.MustRun("nft", `add rule ip lan lanfwd iifname "vbr-doc" oifname "vbr-doc" drop`)
+		defer h.host.Run("nft", "delete table ip lan")
+		if err := ping(g.NS, "192.168.150.200"); err == nil {
+			t.Fatal("guest → guest works through a bridged forward drop")
+		}
+		out := h.assertProblem(t, "brnf.enabled", "net.bridge.bridge-nf-call-iptables = 1", "nftables table ip lan, chain lanfwd", "traffic between guests")
+		h.applyFix(t, out, "brnf.enabled", "chain lanfwd")
+		if err := ping(g.NS, "192.168.150.200"); err != nil {
+			t.Fatalf("guest → guest after the printed fix: %v", err)
+		}
+		h.assertClean(t)
+	})
 }
