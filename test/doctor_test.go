@@ -7,7 +7,9 @@ import (
 	"net"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"vnet/daemon/api"
 	"vnet/internal/netnstest"
@@ -366,4 +368,119 @@ func TestDoctorForeignFirewall(t *testing.T) {
 		}
 		h.assertClean(t)
 	})
+}
+
+// holdPort runs a python3 in ns that binds proto addr:port (no
+// SO_REUSEADDR; TCP listens) and returns its pid once bound.
+func holdPort(t testing.TB, ns *netnstest.NS, proto, addr string, port int) int {
+	t.Helper()
+	typ := "SOCK_DGRAM"
+	listen := ""
+	if proto == "tcp" {
+		typ, listen = "SOCK_STREAM", "s.listen(1)\n"
+	}
+	script := fmt.Sprintf("import socket, sys, time\ns = socket.socket(socket.AF_INET, socket.%s)\ns.bind((%q, %d))\n%sprint('bound', flush=True)\ntime.sleep(600)\n", typ, addr, port, listen)
+	cmd := ns.Command("python3", "-c", script)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	buf := make([]byte, 16)
+	if n, _ := stdout.Read(buf); !strings.HasPrefix(string(buf[:n]), "bound") {
+		t.Fatalf("python3 did not bind %s %s:%d", proto, addr, port)
+	}
+	// ip netns exec execs python3: the pid is python's.
+	return cmd.Process.Pid
+}
+
+// TestDoctorPortOwner: another process holding the DNS port (TCP, the
+// wildcard address) or the DHCP port (UDP) makes net-start fail; the
+// error names the process and its pid, and so does net-doctor for the
+// network; once the process is gone the network starts, a guest gets a
+// lease and net-doctor is clean.
+func TestDoctorPortOwner(t *testing.T) {
+	h := newDoctorHost(t)
+	for _, c := range []struct {
+		proto, addr string
+		port        int
+	}{{"tcp", "0.0.0.0", 53}, {"udp", "0.0.0.0", 67}} {
+		t.Run(fmt.Sprintf("%s-%d", c.proto, c.port), func(t *testing.T) {
+			h.d.mustCtl("net-destroy", "doc")
+			pid := holdPort(t, h.host, c.proto, c.addr, c.port)
+			owner := fmt.Sprintf("python3 (pid %d)", pid)
+			_, errs, code := h.d.ctl("net-start", "doc")
+			if code == 0 {
+				t.Fatal("net-start succeeded while the port was held")
+			}
+			if want := fmt.Sprintf("%s %s:%d is held by %s", c.proto, c.addr, c.port, owner); !strings.Contains(errs, want) {
+				t.Fatalf("net-start error does not name the owner (%q):\n%s", want, errs)
+			}
+			if out, code := h.doctor("doc"); code != 1 || !strings.Contains(out, "PROBLEM dns.port-conflict: "+owner+" holds "+c.proto+" "+fmt.Sprintf("%s:%d", c.addr, c.port)) || !strings.Contains(out, fmt.Sprintf("  fix: kill %d", pid)) {
+				t.Fatalf("net-doctor doc: exit %d\n%s", code, out)
+			}
+			syscall.Kill(pid, syscall.SIGKILL)
+			waitFor(5*time.Second, func() bool { return exited(pid) })
+			h.d.mustCtl("net-start", "doc")
+			g := addGuest(t, h.host, "vbr-doc", "pg"+fmt.Sprint(c.port))
+			if err := g.lease(t); err != nil {
+				t.Fatalf("no lease once the port is free: %v", err)
+			}
+			h.assertClean(t)
+		})
+	}
+}
+
+// TestDoctorRouteOverlap: a route into the network's subnet through
+// another device, added after the start (a VPN: in the main table; or in
+// its own table with a rule), cuts a guest off; net-doctor names the route
+// and its device (and strict rp_filter, which then drops the guest's
+// packets); once the route is gone the guest answers and net-doctor is
+// clean.
+func TestDoctorRouteOverlap(t *testing.T) {
+	h := newDoctorHost(t)
+	g := addGuest(t, h.host, "vbr-doc", "rtg")
+	if err := g.lease(t); err != nil {
+		t.Fatal(err)
+	}
+	// The kernel may lack dummy devices: a veth pair stands in for a
+	// VPN's tunnel.
+	h.host.MustRun("ip", "link", "add", "vpn0", "type", "veth", "peer", "name", "vpn0p")
+	h.host.MustRun("ip", "link", "set", "vpn0", "up")
+	for _, c := range []struct {
+		name        string
+		add, del    [][]string
+		table, dst  string
+		rpFilterToo bool
+	}{
+		{name: "main-table", table: "main", dst: "192.168.150.0/25",
+			add: [][]string{{"ip", "route", "add", "192.168.150.0/25", "dev", "vpn0"}},
+			del: [][]string{{"ip", "route", "del", "192.168.150.0/25", "dev", "vpn0"}}},
+		{name: "policy-table", table: "100", dst: "192.168.150.0/24", rpFilterToo: true,
+			add: [][]string{{"sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1"}, {"ip", "route", "add", "192.168.150.0/24", "dev", "vpn0", "table", "100"}, {"ip", "rule", "add", "to", "192.168.150.0/24", "lookup", "100", "pref", "100"}},
+			del: [][]string{{"ip", "rule", "del", "pref", "100"}, {"ip", "route", "del", "192.168.150.0/24", "dev", "vpn0", "table", "100"}, {"sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for _, a := range c.add {
+				h.host.MustRun(a...)
+			}
+			if err := ping(g.NS, "192.168.150.1"); err == nil {
+				t.Fatal("guest → host works through an overlapping route")
+			}
+			h.assertProblem(t, "route.overlap", "route "+c.dst+" dev vpn0 (table "+c.table+") overlaps 192.168.150.0/24 of vbr-doc")
+			if c.rpFilterToo {
+				h.assertProblem(t, "sysctl.rp-filter", "strict rp_filter on vbr-doc", "goes through vpn0")
+			}
+			for _, d := range c.del {
+				h.host.MustRun(d...)
+			}
+			if err := ping(g.NS, "192.168.150.1"); err != nil {
+				t.Fatalf("guest → host once the route is gone: %v", err)
+			}
+			h.assertClean(t)
+		})
+	}
 }
