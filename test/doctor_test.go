@@ -36,9 +36,10 @@ const doctorXML = `<network>
 // DNS (so the upstream check has a real server to ask) and the network
 // "doc" started.
 type doctorHost struct {
-	host *netnstest.NS
-	up   *netnstest.NS
-	d    *daemon
+	host    *netnstest.NS
+	up      *netnstest.NS
+	d       *daemon
+	stopDNS func()
 }
 
 // newDoctorHost starts vnetd in a namespace whose resolv.conf (in vnetd's
@@ -48,19 +49,19 @@ func newDoctorHost(t testing.TB, extra ...string) *doctorHost {
 	host := netnstest.New(t, "dochost")
 	up := addUpstream(t, host)
 	host.MustRun("ip", "route", "add", "default", "via", "172.31.255.2")
-	serveDNS(t, up, "172.31.255.2:53")
+	stopDNS := serveDNS(t, up, "172.31.255.2:53")
 	resolv := writeFile(t, "resolv.conf", "nameserver 172.31.255.2\n")
 	d := newDaemon(t, host)
 	d.mountSetup = "mount --bind " + resolv + " /etc/resolv.conf"
 	d.start(append([]string{"--no-default-network"}, extra...)...)
 	d.mustCtl("net-define", writeFile(t, "doc.xml", doctorXML))
 	d.mustCtl("net-start", "doc")
-	return &doctorHost{host: host, up: up, d: d}
+	return &doctorHost{host: host, up: up, d: d, stopDNS: stopDNS}
 }
 
 // serveDNS answers every DNS query on addr inside ns with an empty
-// NOERROR reply.
-func serveDNS(t testing.TB, ns *netnstest.NS, addr string) {
+// NOERROR reply until the returned stop is called (or the test ends).
+func serveDNS(t testing.TB, ns *netnstest.NS, addr string) (stop func()) {
 	t.Helper()
 	var c net.PacketConn
 	if err := ns.Do(func() error {
@@ -71,6 +72,7 @@ func serveDNS(t testing.TB, ns *netnstest.NS, addr string) {
 		t.Fatalf("dns server in %s: %v", ns.Name(), err)
 	}
 	t.Cleanup(func() { c.Close() })
+	stop = func() { c.Close() }
 	go func() {
 		buf := make([]byte, 1500)
 		for {
@@ -87,6 +89,7 @@ func serveDNS(t testing.TB, ns *netnstest.NS, addr string) {
 			c.WriteTo(resp, from)
 		}
 	}()
+	return stop
 }
 
 // doctor runs net-doctor (args: a network, --json) and returns its output
@@ -483,4 +486,66 @@ func TestDoctorRouteOverlap(t *testing.T) {
 			h.assertClean(t)
 		})
 	}
+}
+
+// dnsmasqPid returns the pid of the network's dnsmasq from its pid file.
+func (h *doctorHost) dnsmasqPid(t testing.TB) int {
+	t.Helper()
+	b, err := os.ReadFile(h.d.runDir + "/dnsmasq/doc.pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	fmt.Sscan(string(b), &pid)
+	return pid
+}
+
+// TestDoctorDnsmasqHealth: a dnsmasq that runs but does not answer (here
+// stopped with SIGSTOP, which its supervisor does not see) leaves a guest
+// without a lease and without names; net-doctor's probe says so with its
+// pid; once it runs again net-doctor is clean. An upstream server that
+// stops answering breaks the guests' names outside the network; net-doctor
+// names the server.
+func TestDoctorDnsmasqHealth(t *testing.T) {
+	h := newDoctorHost(t)
+	g := addGuest(t, h.host, "vbr-doc", "dng")
+	if err := g.lease(t); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Run("dig", "+time=1", "+tries=1", "+short", "@192.168.150.1", "example.org"); err != nil {
+		t.Fatalf("guest name lookup through dnsmasq on a clean host: %v", err)
+	}
+
+	t.Run("dnsmasq-stopped", func(t *testing.T) {
+		pid := h.dnsmasqPid(t)
+		syscall.Kill(pid, syscall.SIGSTOP)
+		defer syscall.Kill(pid, syscall.SIGCONT)
+		g2 := addGuest(t, h.host, "vbr-doc", "dng2")
+		if err := g2.lease(t); err == nil {
+			t.Fatal("a guest got a lease from a stopped dnsmasq")
+		}
+		h.assertProblem(t, "dnsmasq.dhcp", fmt.Sprintf("the dnsmasq (pid %d) of vbr-doc gives no DHCP lease: no DHCPOFFER", pid))
+		syscall.Kill(pid, syscall.SIGCONT)
+		if err := g2.lease(t); err != nil {
+			t.Fatalf("no lease once dnsmasq runs again: %v", err)
+		}
+		h.assertClean(t)
+	})
+
+	t.Run("upstream-silent", func(t *testing.T) {
+		h.stopDNS()
+		if out, err := g.Run("dig", "+time=1", "+tries=1", "@192.168.150.1", "example.org"); err == nil && strings.Contains(out, "status: NOERROR") {
+			t.Fatalf("guest name lookup works without an upstream:\n%s", out)
+		}
+		h.assertProblem(t, "dnsmasq.upstream", "upstream DNS server 172.31.255.2:53 of vbr-doc does not answer")
+		h.stopDNS = serveDNS(t, h.up, "172.31.255.2:53")
+		// dnsmasq tries a server that failed again after a while.
+		if !waitFor(10*time.Second, func() bool {
+			_, err := g.Run("dig", "+time=1", "+tries=1", "+short", "@192.168.150.1", "example.org")
+			return err == nil
+		}) {
+			t.Fatal("guest name lookup fails once the upstream answers")
+		}
+		h.assertClean(t)
+	})
 }
