@@ -281,7 +281,7 @@ func (l *Live) Sockets(ports []uint16, skip []int) ([]Socket, error) {
 	for _, f := range []struct{ file, proto string }{
 		{"net/udp", "udp"}, {"net/udp6", "udp"}, {"net/tcp", "tcp"}, {"net/tcp6", "tcp"},
 	} {
-		ss, err := parseProcNet(filepath.Join(l.proc(), "self", f.file), f.proto, want)
+		ss, err := parseProcNet(filepath.Join(l.proc(), "thread-self", f.file), f.proto, want)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				continue
