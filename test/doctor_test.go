@@ -3,8 +3,8 @@ package test
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
