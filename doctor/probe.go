@@ -288,14 +288,16 @@ func dhcpLease(ctx context.Context, dev string, mac net.HardwareAddr, host strin
 	}
 	_ = c.SetDeadline(deadline)
 	exchange := func(msg []byte, want byte) (netip.Addr, netip.Addr, error) {
-		// Resent every 500 ms: a first packet can meet a bridge port
-		// that is not forwarding yet.
+		// Resent after 100 ms, then at doubling gaps: a first packet can
+		// meet a bridge port that is not forwarding yet.
 		buf := make([]byte, 1500)
+		gap := 100 * time.Millisecond
 		for {
 			if _, err := c.WriteTo(msg, bcast); err != nil {
 				return netip.Addr{}, netip.Addr{}, err
 			}
-			resend := time.Now().Add(500 * time.Millisecond)
+			resend := time.Now().Add(gap)
+			gap *= 2
 			if resend.After(deadline) {
 				resend = deadline
 			}

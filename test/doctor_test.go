@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"vnet/daemon/api"
+	"vnet/daemon/client"
 	"vnet/internal/netnstest"
 )
 
@@ -548,4 +550,33 @@ func TestDoctorDnsmasqHealth(t *testing.T) {
 		}
 		h.assertClean(t)
 	})
+}
+
+// BenchmarkDoctor prints how long `vnetctl net-doctor` takes on a clean
+// namespace host with one NAT network (the DHCP/DNS probe and the upstream
+// query included), through the binary (what a user waits for) and through
+// the API. The target is ≤ 200 ms.
+func BenchmarkDoctor(b *testing.B) {
+	h := newDoctorHost(b)
+	const n = 20
+	var ctl, viaAPI samples
+	c := client.New(h.d.socket())
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		out, code := h.doctor()
+		ctl = append(ctl, time.Since(t0))
+		if code != 0 {
+			b.Fatalf("net-doctor: exit %d\n%s", code, out)
+		}
+		t0 = time.Now()
+		if _, err := c.Doctor(context.Background(), ""); err != nil {
+			b.Fatal(err)
+		}
+		viaAPI = append(viaAPI, time.Since(t0))
+	}
+	report(b, "vnetctl net-doctor", ctl)
+	report(b, "api net-doctor", viaAPI)
+	if med, _ := ctl.stats(); med > 200*time.Millisecond {
+		b.Errorf("net-doctor median %v > 200 ms", med)
+	}
 }
