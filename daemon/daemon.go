@@ -216,6 +216,7 @@ func Run(ctx context.Context, c Config) error {
 	release()
 	if !m.testDriver {
 		m.startRepair(c.VerifyInterval, fwName == "iptables")
+		m.startWarnings()
 	}
 	wg.Go(func() { watchdog(fdCtx, log) })
 	_, _ = daemon.SdNotify(false, "READY=1\nSTATUS=serving")

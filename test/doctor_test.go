@@ -580,3 +580,80 @@ func BenchmarkDoctor(b *testing.B) {
 		b.Errorf("net-doctor median %v > 200 ms", med)
 	}
 }
+
+// TestDoctorLiveWarnings: a foreign table that drops DHCP, and a route into
+// the network's subnet, each appearing while vnetd runs, are published as
+// one Warning event naming the culprit and logged, once per cause: more changes of the same table do not
+// repeat the warning.
+func TestDoctorLiveWarnings(t *testing.T) {
+	h := newDoctorHost(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, _ := client.New(h.d.socket()).EventsWith(ctx, "", true)
+	warnings := make(chan api.Event, 16)
+	defined := make(chan struct{}, 1)
+	go func() {
+		for ev := range events {
+			switch ev.Event {
+			case "Warning":
+				warnings <- ev
+			case "Defined":
+				defined <- struct{}{}
+			}
+		}
+	}()
+	next := func(what string) api.Event {
+		t.Helper()
+		select {
+		case ev := <-warnings:
+			return ev
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no Warning event for %s\nvnetd log:\n%s", what, h.d.log)
+		}
+		return api.Event{}
+	}
+	// The stream is open once it delivers an event: define a network.
+	h.d.mustCtl("net-define", writeFile(t, "iso.xml", isolatedXML))
+	select {
+	case <-defined:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the event stream delivered nothing")
+	}
+
+	h.host.MustRun("nft", "add table inet hostfw")
+	h.host.MustRun("nft", "add chain inet hostfw in { type filter hook input priority 0; policy drop; }")
+	ev := next("a dropping input chain")
+	if ev.Network != "doc" || !strings.Contains(ev.Detail, "fw.foreign-drop: nftables table inet hostfw, chain in") {
+		t.Fatalf("warning: %+v", ev)
+	}
+	if !strings.Contains(h.d.log.String(), "net-doctor: nftables table inet hostfw, chain in") {
+		t.Fatalf("no log line naming the culprit:\n%s", h.d.log)
+	}
+	// Drain the other causes of the same change (DNS dropped too).
+	drain := func() {
+		for {
+			select {
+			case <-warnings:
+			case <-time.After(500 * time.Millisecond):
+				return
+			}
+		}
+	}
+	drain()
+	h.host.MustRun("nft", "add rule inet hostfw in iif lo accept")
+	h.host.MustRun("nft", "add rule inet hostfw in tcp dport 22 accept")
+	select {
+	case ev := <-warnings:
+		t.Fatalf("the same cause was warned about again: %+v", ev)
+	case <-time.After(500 * time.Millisecond):
+	}
+	h.host.MustRun("nft", "delete table inet hostfw")
+
+	h.host.MustRun("ip", "link", "add", "vpn0", "type", "veth", "peer", "name", "vpn0p")
+	h.host.MustRun("ip", "link", "set", "vpn0", "up")
+	h.host.MustRun("ip", "route", "add", "192.168.150.128/25", "dev", "vpn0")
+	ev = next("an overlapping route")
+	if !strings.Contains(ev.Detail, "route.overlap: route 192.168.150.128/25 dev vpn0 (table main)") {
+		t.Fatalf("warning: %+v", ev)
+	}
+}

@@ -138,6 +138,9 @@ type Event struct {
 	Time string `json:"time"`
 	// Port is the port's uuid for vnet's PortCreated and PortDeleted.
 	Port string `json:"port,omitempty"`
+	// Detail is, for vnet's Warning, the net-doctor check id and the
+	// culprit ("fw.foreign-drop: nftables table inet filter …").
+	Detail string `json:"detail,omitempty"`
 }
 
 // DoctorCheck is one result of net-doctor: a check for one network (""
