@@ -17,6 +17,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"vnet/network"
 )
 
 // Live is the Host of the calling process's network namespace.
@@ -47,11 +49,13 @@ func (l *Live) Firewall() ([]*Table, error) {
 
 // Routes lists the routes of every table and family.
 func (l *Live) Routes() ([]Route, error) {
-	rs, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	rs, err := network.RetryDump(func() ([]netlink.Route, error) {
+		return netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		return nil, err
 	}
-	names := linkNames()
+	names := listLinkNames()
 	out := make([]Route, 0, len(rs))
 	for _, r := range rs {
 		if r.Dst == nil {
@@ -63,12 +67,12 @@ func (l *Live) Routes() ([]Route, error) {
 		}
 		rt := Route{Dst: p, Table: r.Table, Type: routeType(r.Type), Proto: int(r.Protocol)}
 		if r.LinkIndex > 0 {
-			rt.Dev = names[r.LinkIndex]
+			rt.Dev = names.of(r.LinkIndex)
 		}
 		if len(r.MultiPath) > 0 {
 			for _, nh := range r.MultiPath {
 				h := rt
-				h.Dev = names[nh.LinkIndex]
+				h.Dev = names.of(nh.LinkIndex)
 				out = append(out, h)
 			}
 			continue
@@ -109,32 +113,45 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a.Unmap(), ones), true
 }
 
-func linkNames() map[int]string {
-	links, err := netlink.LinkList()
-	names := map[int]string{}
-	if err != nil {
-		return names
-	}
+// linkNames maps interface indexes to names; an index missing from the
+// dump (a link created since) is asked for by itself.
+type linkNames map[int]string
+
+func listLinkNames() linkNames {
+	links, _ := network.RetryDump(netlink.LinkList)
+	names := linkNames{}
 	for _, l := range links {
 		names[l.Attrs().Index] = l.Attrs().Name
 	}
 	return names
 }
 
+func (n linkNames) of(index int) string {
+	if name, ok := n[index]; ok {
+		return name
+	}
+	name := fmt.Sprintf("if%d", index)
+	if l, err := netlink.LinkByIndex(index); err == nil {
+		name = l.Attrs().Name
+	}
+	n[index] = name
+	return name
+}
+
 // Addrs lists every interface address.
 func (l *Live) Addrs() ([]Addr, error) {
-	as, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	as, err := network.RetryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, err
 	}
-	names := linkNames()
+	names := listLinkNames()
 	out := make([]Addr, 0, len(as))
 	for _, a := range as {
 		p, ok := prefixOf(a.IPNet)
 		if !ok {
 			continue
 		}
-		out = append(out, Addr{Prefix: p, Dev: names[a.LinkIndex]})
+		out = append(out, Addr{Prefix: p, Dev: names.of(a.LinkIndex)})
 	}
 	return out, nil
 }
@@ -157,7 +174,7 @@ func (l *Live) Link(name string) Link {
 	if name == "" {
 		return Link{}
 	}
-	link, err := netlink.LinkByName(name)
+	link, err := network.RetryDump(func() (netlink.Link, error) { return netlink.LinkByName(name) })
 	if err != nil {
 		return Link{}
 	}

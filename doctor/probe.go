@@ -18,6 +18,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"vnet/network"
 )
 
 // Probe plugs a throwaway guest into the bridge: a veth whose far end lives
@@ -30,7 +32,7 @@ func (l *Live) Probe(ctx context.Context, n Network, timeout time.Duration) Prob
 	if !ok {
 		return ProbeResult{Err: errors.New("no IPv4 address to probe")}
 	}
-	br, err := netlink.LinkByName(n.Bridge)
+	br, err := network.RetryDump(func() (netlink.Link, error) { return netlink.LinkByName(n.Bridge) })
 	if err != nil {
 		return ProbeResult{Err: fmt.Errorf("bridge %q: %w", n.Bridge, err)}
 	}
@@ -76,14 +78,18 @@ func (l *Live) Probe(ctx context.Context, n Network, timeout time.Duration) Prob
 			done <- ProbeResult{Err: fmt.Errorf("create probe veth %s: %w", hostEnd, err)}
 			return
 		}
-		defer func() {
-			if link, err := netlink.LinkByName(hostEnd); err == nil {
-				_ = netlink.LinkDel(link)
-			}
-		}()
-		if link, err := netlink.LinkByName(hostEnd); err == nil {
-			_ = netlink.LinkSetUp(link)
+		host, err := network.RetryDump(func() (netlink.Link, error) { return netlink.LinkByName(hostEnd) })
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- ProbeResult{Err: fmt.Errorf("probe veth %s: %w", hostEnd, err)}
+			return
 		}
+		defer func() {
+			// Deleting one end deletes both (the namespace goes with its
+			// last handle).
+			_ = netlink.LinkDel(host)
+		}()
+		_ = netlink.LinkSetUp(host)
 		if err := netns.Set(probeNS); err != nil {
 			runtime.UnlockOSThread()
 			done <- ProbeResult{Err: fmt.Errorf("enter probe namespace: %w", err)}
@@ -101,7 +107,7 @@ func (l *Live) Probe(ctx context.Context, n Network, timeout time.Duration) Prob
 // probeInside runs in the probe namespace (the calling thread is there).
 func probeInside(ctx context.Context, n Network, p4 netip.Prefix, dev string, mac net.HardwareAddr, orig netns.NsHandle, hostEnd string, timeout time.Duration) ProbeResult {
 	var r ProbeResult
-	link, err := netlink.LinkByName(dev)
+	link, err := network.RetryDump(func() (netlink.Link, error) { return netlink.LinkByName(dev) })
 	if err != nil {
 		r.Err = fmt.Errorf("probe veth %s: %w", dev, err)
 		return r
@@ -128,6 +134,9 @@ func probeInside(ctx context.Context, n Network, p4 netip.Prefix, dev string, ma
 	}
 	addr := netip.PrefixFrom(lease, p4.Bits())
 	if !lease.IsValid() {
+		if !n.DNS {
+			return r
+		}
 		// No DHCP on this network: a static address at the subnet's end.
 		last := p4.Masked().Addr()
 		for a := last; p4.Masked().Contains(a); a = a.Next() {
@@ -135,22 +144,44 @@ func probeInside(ctx context.Context, n Network, p4 netip.Prefix, dev string, ma
 		}
 		addr = netip.PrefixFrom(last.Prev(), p4.Bits())
 		host = "localhost"
-	} else {
-		r.Lease = lease
-		defer releaseLease(dev, mac, lease, server)
 	}
-	if !n.DNS {
-		return r
-	}
+	// The address: for the DNS query, and the release is sent from it.
 	if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), 32)}}); err != nil {
 		r.Err = fmt.Errorf("probe address %s: %w", addr, err)
 		return r
 	}
+	dns := netip.AddrPortFrom(p4.Addr(), 53)
+	if lease.IsValid() {
+		r.Lease = lease
+		defer func() {
+			releaseLease(dev, mac, lease, server)
+			if n.DNS {
+				waitNameGone(ctx, dns, host)
+			}
+		}()
+	}
+	if !n.DNS {
+		return r
+	}
 	r.DNSRan = true
 	start = time.Now()
-	r.DNSErr = dnsQuery(ctx, netip.AddrPortFrom(p4.Addr(), 53), host, 1, timeout)
+	r.DNSErr = dnsQuery(ctx, dns, host, 1, timeout)
 	r.DNSTook = time.Since(start)
 	return r
+}
+
+// waitNameGone waits (briefly) until dnsmasq no longer resolves the probe's
+// DHCP hostname: then it has handled the release and the lease is gone
+// when the probe returns.
+func waitNameGone(ctx context.Context, server netip.AddrPort, host string) {
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		answers, err := dnsAnswers(ctx, server, host, 50*time.Millisecond)
+		if err == nil && answers == 0 {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // waitOperUp polls until the probe veth's ends are operationally up.
@@ -363,10 +394,22 @@ func shortErr(err error) error {
 // dnsQuery sends one query (qtype) for name and waits for any answer with
 // its id.
 func dnsQuery(ctx context.Context, server netip.AddrPort, name string, qtype uint16, timeout time.Duration) error {
+	_, err := dnsExchange(ctx, server, name, qtype, timeout)
+	return err
+}
+
+// dnsAnswers returns the number of A records server answers for name.
+func dnsAnswers(ctx context.Context, server netip.AddrPort, name string, timeout time.Duration) (int, error) {
+	return dnsExchange(ctx, server, name, 1, timeout)
+}
+
+// dnsExchange sends a query (resent every second) and returns the answer
+// count of the reply with its id.
+func dnsExchange(ctx context.Context, server netip.AddrPort, name string, qtype uint16, timeout time.Duration) (int, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "udp", server.String())
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer c.Close()
 	var idb [2]byte
@@ -385,7 +428,7 @@ func dnsQuery(ctx context.Context, server netip.AddrPort, name string, qtype uin
 	buf := make([]byte, 1500)
 	for {
 		if _, err := c.Write(q); err != nil {
-			return err
+			return 0, err
 		}
 		resend := time.Now().Add(time.Second)
 		if resend.After(deadline) {
@@ -398,10 +441,10 @@ func dnsQuery(ctx context.Context, server netip.AddrPort, name string, qtype uin
 				if errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(deadline) {
 					break
 				}
-				return shortErr(err)
+				return 0, shortErr(err)
 			}
 			if n >= 12 && buf[0] == idb[0] && buf[1] == idb[1] && buf[2]&0x80 != 0 {
-				return nil
+				return int(binary.BigEndian.Uint16(buf[6:8])), nil
 			}
 		}
 	}
