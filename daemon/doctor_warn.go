@@ -97,7 +97,7 @@ func (w *warner) check(ctx context.Context) {
 		uuids[n.Name] = n.UUID
 	}
 	now := map[string]bool{}
-	for _, p := range doctor.Problems(doctor.Run(ctx, w.dh.doctorHost(), nets, doctor.Options{OwnPids: own})) {
+	for _, p := range doctor.Problems(doctor.Run(ctx, w.dh.doctorHost(), nets, doctor.Options{OwnPids: own, SkipResources: true})) {
 		key := p.ID + "\x00" + p.Network + "\x00" + p.Detail
 		now[key] = true
 		w.mu.Lock()

@@ -533,6 +533,15 @@ func checkResources(h Host, networks int, own []int) []Result {
 	} else {
 		out = append(out, ok(CheckFDs, "", fmt.Sprintf("file handles: %d of %d in use, %d left", used, limit, left)))
 	}
+	// vnetd holds a few fds per network (dnsmasq's stderr, sockets).
+	if used, limit, err := h.OwnFDs(); err == nil {
+		if left := limit - used; left < 16+4*networks {
+			out = append(out, problem(CheckFDs, "", fmt.Sprintf("vnetd has %d of %d file descriptors (RLIMIT_NOFILE) open, %d left", used, limit, left),
+				fmt.Sprintf("raise LimitNOFILE= in vnetd.service (e.g. to %d) and restart vnetd", max(limit*2, 4096))))
+		} else {
+			out = append(out, ok(CheckFDs, "", fmt.Sprintf("vnetd file descriptors: %d of %d open, %d left", used, limit, left)))
+		}
+	}
 	return out
 }
 

@@ -31,6 +31,8 @@ type Host interface {
 	Inotify(own []int) (used, limit int, err error)
 	// FDs returns the open file handles of the system and its limit.
 	FDs() (used, limit int, err error)
+	// OwnFDs returns the calling process's open fds and its RLIMIT_NOFILE.
+	OwnFDs() (used, limit int, err error)
 	// Alive reports whether the process runs.
 	Alive(pid int) bool
 	// Probe acts as a guest on the network's bridge: a DHCP discover and

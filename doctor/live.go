@@ -224,6 +224,20 @@ func (l *Live) FDs() (used, limit int, err error) {
 	return used, limit, err
 }
 
+// OwnFDs counts /proc/self/fd against RLIMIT_NOFILE (soft).
+func (l *Live) OwnFDs() (used, limit int, err error) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, 0, err
+	}
+	fds, err := os.ReadDir(filepath.Join(l.proc(), "self", "fd"))
+	if err != nil {
+		return 0, 0, err
+	}
+	limit = int(min(rl.Cur, 1<<30))
+	return len(fds), limit, nil
+}
+
 // Inotify counts the inotify instances of root (the kernel's
 // fs.inotify.max_user_instances counts per user) from the fds of processes
 // owned by root and of vnet's own, whose dnsmasq creates its instance as

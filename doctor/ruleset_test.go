@@ -221,6 +221,7 @@ type fakeHost struct {
 	routeDev map[netip.Addr]string
 	inotify  [2]int
 	fds      [2]int
+	ownFDs   [2]int
 	probe    ProbeResult
 	upErr    error
 }
@@ -233,6 +234,7 @@ func (f *fakeHost) RouteDev(dst netip.Addr) string                            { 
 func (f *fakeHost) Link(name string) Link                                     { return f.links[name] }
 func (f *fakeHost) Inotify(_ []int) (int, int, error)                         { return f.inotify[0], f.inotify[1], nil }
 func (f *fakeHost) FDs() (int, int, error)                                    { return f.fds[0], f.fds[1], nil }
+func (f *fakeHost) OwnFDs() (int, int, error)                                 { return f.ownFDs[0], f.ownFDs[1], nil }
 func (f *fakeHost) Alive(pid int) bool                                        { return pid != 0 }
 func (f *fakeHost) Probe(context.Context, Network, time.Duration) ProbeResult { return f.probe }
 func (f *fakeHost) QueryDNS(context.Context, netip.AddrPort, time.Duration) (time.Duration, error) {
@@ -247,6 +249,7 @@ func healthyFake() *fakeHost {
 		routeDev: map[netip.Addr]string{external4: "eth0", netip.MustParseAddr("192.168.1.2"): "virbr1"},
 		inotify:  [2]int{3, 128},
 		fds:      [2]int{1000, 100000},
+		ownFDs:   [2]int{20, 1024},
 		probe:    ProbeResult{Lease: netip.MustParseAddr("192.168.1.50"), DNSRan: true},
 	}
 }
@@ -281,6 +284,7 @@ func TestRunHealthy(t *testing.T) {
 func TestRunFaults(t *testing.T) {
 	f := healthyFake()
 	f.inotify = [2]int{128, 128}
+	f.ownFDs = [2]int{1020, 1024}
 	f.socks = []Socket{
 		{Proto: "udp", Local: netip.MustParseAddrPort("0.0.0.0:67"), Pid: 99, Comm: "dhcpd"},
 		{Proto: "udp", Local: netip.MustParseAddrPort("127.0.0.53:53"), Pid: 98, Comm: "systemd-resolve"},
@@ -298,6 +302,9 @@ func TestRunFaults(t *testing.T) {
 	p := problemsOf(Run(context.Background(), f, []Network{natNet}, Options{Probe: true}))
 	if r := p[CheckInotify]; len(r) != 1 || !strings.Contains(r[0].Detail, "128 of 128") {
 		t.Errorf("inotify: %+v", r)
+	}
+	if r := p[CheckFDs]; len(r) != 1 || !strings.Contains(r[0].Detail, "vnetd has 1020 of 1024 file descriptors") {
+		t.Errorf("fds: %+v", r)
 	}
 	if r := p[CheckPortConflict]; len(r) != 2 || !strings.Contains(r[0].Detail, "dhcpd (pid 99) holds udp 0.0.0.0:67") || !strings.Contains(r[1].Detail, "named (pid 97)") {
 		t.Errorf("ports: %+v", r)

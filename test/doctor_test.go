@@ -48,12 +48,36 @@ type doctorHost struct {
 // private mount namespace) names a DNS server in the upstream namespace.
 func newDoctorHost(t testing.TB, extra ...string) *doctorHost {
 	t.Helper()
+	return startDoctorHost(t, false, extra...)
+}
+
+// newRaceDoctorHost is newDoctorHost with vnetd built with the race
+// detector: the checks and live warnings run concurrently in vnetd. A race,
+// panic or fatal error in its log fails the test.
+func newRaceDoctorHost(t testing.TB, extra ...string) *doctorHost {
+	t.Helper()
+	return startDoctorHost(t, true, extra...)
+}
+
+func startDoctorHost(t testing.TB, race bool, extra ...string) *doctorHost {
+	t.Helper()
 	host := netnstest.New(t, "dochost")
 	up := addUpstream(t, host)
 	host.MustRun("ip", "route", "add", "default", "via", "172.31.255.2")
 	stopDNS := serveDNS(t, up, "172.31.255.2:53")
 	resolv := writeFile(t, "resolv.conf", "nameserver 172.31.255.2\n")
 	d := newDaemon(t, host)
+	if race {
+		d.binary = raceVnetd
+		t.Cleanup(func() {
+			log := d.log.String()
+			for _, bad := range []string{"DATA RACE", "panic:", "fatal error:"} {
+				if i := strings.Index(log, bad); i >= 0 {
+					t.Errorf("vnetd log has %q:\n%s", bad, log[max(0, i-200):min(len(log), i+6000)])
+				}
+			}
+		})
+	}
 	d.mountSetup = "mount --bind " + resolv + " /etc/resolv.conf"
 	d.start(append([]string{"--no-default-network"}, extra...)...)
 	d.mustCtl("net-define", writeFile(t, "doc.xml", doctorXML))
@@ -152,7 +176,7 @@ func TestDoctorClean(t *testing.T) {
 }
 
 func testDoctorClean(t *testing.T, fw string) {
-	h := newDoctorHost(t, "--firewall", fw)
+	h := newRaceDoctorHost(t, "--firewall", fw)
 	h.assertClean(t)
 	h.assertClean(t, "doc")
 
@@ -613,7 +637,7 @@ func BenchmarkDoctor(b *testing.B) {
 // one Warning event naming the culprit and logged, once per cause: more changes of the same table do not
 // repeat the warning.
 func TestDoctorLiveWarnings(t *testing.T) {
-	h := newDoctorHost(t)
+	h := newRaceDoctorHost(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	events, _ := client.New(h.d.socket()).EventsWith(ctx, "", true)
