@@ -177,7 +177,7 @@ func dropFix(d Drop, p *Packet, n Network) string {
 		if t.Name != "filter" {
 			cmd += " -t " + t.Name
 		}
-		if p.Kind == "forward" && t.Chains["DOCKER-USER"] != nil {
+		if (p.Kind == "forward" || p.Kind == "bridged") && t.Chains["DOCKER-USER"] != nil {
 			c = "DOCKER-USER"
 		}
 		ins := cmd + " -I " + c + " "

@@ -20,6 +20,7 @@ const (
 	HookPostrouting
 )
 
+// String returns nft's name of the hook.
 func (h Hook) String() string {
 	return [...]string{"input", "forward", "postrouting"}[h]
 }

@@ -158,6 +158,7 @@ func (h *doctorHost) assertProblem(t testing.TB, id string, words ...string) str
 			if !strings.HasSuffix(strings.TrimSpace(out), "problem(s) found") {
 				t.Fatalf("net-doctor: last line is not the count\n%s", out)
 			}
+			t.Logf("net-doctor:\n%s", out)
 			return out
 		}
 	}
@@ -475,6 +476,7 @@ func TestDoctorPortOwner(t *testing.T) {
 			if want := fmt.Sprintf("%s %s:%d is held by %s", c.proto, c.addr, c.port, owner); !strings.Contains(errs, want) {
 				t.Fatalf("net-start error does not name the owner (%q):\n%s", want, errs)
 			}
+			t.Logf("net-start:\n%s", errs)
 			if out, code := h.doctor("doc"); code != 1 || !strings.Contains(out, "PROBLEM dns.port-conflict: "+owner+" holds "+c.proto+" "+fmt.Sprintf("%s:%d", c.addr, c.port)) || !strings.Contains(out, fmt.Sprintf("  fix: kill %d", pid)) {
 				t.Fatalf("net-doctor doc: exit %d\n%s", code, out)
 			}
