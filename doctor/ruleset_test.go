@@ -295,6 +295,7 @@ func TestRunFaults(t *testing.T) {
 		{Dst: netip.MustParsePrefix("192.168.1.128/25"), Dev: "wg0", Table: tableMain, Type: "unicast"},
 		{Dst: netip.MustParsePrefix("0.0.0.0/0"), Dev: "wg0", Table: 51820, Type: "unicast"},
 	}
+	f.addrs = []Addr{{Prefix: netip.MustParsePrefix("192.168.1.1/24"), Dev: "virbr1"}, {Prefix: netip.MustParsePrefix("192.168.0.7/16"), Dev: "docker0"}}
 	f.sysctls["net/ipv4/conf/all/rp_filter"] = "1"
 	f.routeDev[netip.MustParseAddr("192.168.1.2")] = "wg0"
 	f.upErr = context.DeadlineExceeded
@@ -309,7 +310,7 @@ func TestRunFaults(t *testing.T) {
 	if r := p[CheckPortConflict]; len(r) != 2 || !strings.Contains(r[0].Detail, "dhcpd (pid 99) holds udp 0.0.0.0:67") || !strings.Contains(r[1].Detail, "named (pid 97)") {
 		t.Errorf("ports: %+v", r)
 	}
-	if r := p[CheckRouteOverlap]; len(r) != 1 || !strings.Contains(r[0].Detail, "route 192.168.1.128/25 dev wg0 (table main)") {
+	if r := p[CheckRouteOverlap]; len(r) != 2 || !strings.Contains(r[0].Detail, "address 192.168.0.7/16 on docker0 overlaps 192.168.1.0/24") || !strings.Contains(r[1].Detail, "route 192.168.1.128/25 dev wg0 (table main)") {
 		t.Errorf("routes: %+v", r)
 	}
 	if r := p[CheckRPFilter]; len(r) != 1 || !strings.Contains(r[0].Detail, "goes through wg0") {

@@ -512,6 +512,7 @@ func TestDoctorRouteOverlap(t *testing.T) {
 		name        string
 		add, del    [][]string
 		table, dst  string
+		addr        string
 		rpFilterToo bool
 	}{
 		{name: "main-table", table: "main", dst: "192.168.150.0/25",
@@ -520,6 +521,10 @@ func TestDoctorRouteOverlap(t *testing.T) {
 		{name: "policy-table", table: "100", dst: "192.168.150.0/24", rpFilterToo: true,
 			add: [][]string{{"sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1"}, {"ip", "route", "add", "192.168.150.0/24", "dev", "vpn0", "table", "100"}, {"ip", "rule", "add", "to", "192.168.150.0/24", "lookup", "100", "pref", "100"}},
 			del: [][]string{{"ip", "rule", "del", "pref", "100"}, {"ip", "route", "del", "192.168.150.0/24", "dev", "vpn0", "table", "100"}, {"sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"}}},
+		// An address brings its prefix route along.
+		{name: "address", table: "main", dst: "192.168.150.0/25", addr: "192.168.150.100/25",
+			add: [][]string{{"ip", "addr", "add", "192.168.150.100/25", "dev", "vpn0"}},
+			del: [][]string{{"ip", "addr", "del", "192.168.150.100/25", "dev", "vpn0"}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for _, a := range c.add {
@@ -531,6 +536,9 @@ func TestDoctorRouteOverlap(t *testing.T) {
 			h.assertProblem(t, "route.overlap", "route "+c.dst+" dev vpn0 (table "+c.table+") overlaps 192.168.150.0/24 of vbr-doc")
 			if c.rpFilterToo {
 				h.assertProblem(t, "sysctl.rp-filter", "strict rp_filter on vbr-doc", "goes through vpn0")
+			}
+			if c.addr != "" {
+				h.assertProblem(t, "route.overlap", "address "+c.addr+" on vpn0 overlaps 192.168.150.0/24 of vbr-doc")
 			}
 			for _, d := range c.del {
 				h.host.MustRun(d...)
