@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"vnet/daemon/api"
 	"vnet/doctor"
@@ -68,6 +69,10 @@ func (h *realHost) withPortOwners(n *netxml.Network, err error) error {
 // (firewall, port owners, overlapping routes, resources). It changes
 // nothing on the host but for the DHCP/DNS probe's throwaway veth.
 func (m *Manager) Doctor(ctx context.Context, ref string) (api.DoctorReport, error) {
+	// One diagnosis at a time: each probe plugs a veth into the bridge, and
+	// the read-only socket lets anyone ask.
+	doctorRuns.Lock()
+	defer doctorRuns.Unlock()
 	dh, _ := m.host.(doctorHost)
 	nets, own, err := m.doctorNetworks(ref, dh)
 	if err != nil {
@@ -82,6 +87,9 @@ func (m *Manager) Doctor(ctx context.Context, ref string) (api.DoctorReport, err
 	}
 	return report, nil
 }
+
+// doctorRuns serialises Doctor calls.
+var doctorRuns sync.Mutex
 
 // doctorNetworks describes the networks to check, and the pids of vnet's
 // processes (vnetd, every network's dnsmasq).
@@ -151,6 +159,7 @@ func doctorNetwork(n *netxml.Network, active bool) doctor.Network {
 		if netxml.HasDHCP(ip) {
 			if p.Addr().Is4() {
 				d.DHCPv4 = true
+				d.DHCPv4Pool = d.DHCPv4Pool || len(ip.DHCP.Ranges) > 0
 			} else {
 				d.DHCPv6 = true
 			}

@@ -604,6 +604,8 @@ func checkDnsmasq(ctx context.Context, h Host, n Network, timeout time.Duration)
 		switch {
 		case pr.Err != nil:
 			out = append(out, problem(CheckDHCP, n.Name, "cannot probe "+n.Bridge+": "+pr.Err.Error(), "run net-doctor through vnetd as root"))
+		case n.DHCPv4 && !n.DHCPv4Pool:
+			out = append(out, ok(CheckDHCP, n.Name, fmt.Sprintf("dnsmasq (pid %d) of %s serves only fixed <host> addresses: not probed", n.DnsmasqPid, n.Bridge)))
 		case n.DHCPv4 && pr.DHCPErr != nil:
 			out = append(out, problem(CheckDHCP, n.Name, fmt.Sprintf("the dnsmasq (pid %d) of %s gives no DHCP lease: %v", n.DnsmasqPid, n.Bridge, pr.DHCPErr),
 				"see the other problems (a firewall or another DHCP server); else "+restart))

@@ -66,6 +66,9 @@ type Network struct {
 	Addrs []netip.Prefix
 	// DHCPv4 and DHCPv6 tell whether dnsmasq serves DHCP for the family.
 	DHCPv4, DHCPv6 bool
+	// DHCPv4Pool tells whether it has a dynamic IPv4 range, from which the
+	// probe can get a lease (with only <host> entries it gets none).
+	DHCPv4Pool bool
 	// DNS tells whether dnsmasq answers DNS on the bridge.
 	DNS bool
 	// DnsmasqPid is the network's dnsmasq (0: none runs).

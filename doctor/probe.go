@@ -123,12 +123,13 @@ func probeInside(ctx context.Context, n Network, p4 netip.Prefix, dev string, ma
 		return r
 	}
 	host := "vnet-doctor-" + hex.EncodeToString(mac[3:])
-	start := time.Now()
-	lease, server, err := dhcpLease(ctx, dev, mac, host, timeout)
-	r.DHCPTook = time.Since(start)
-	if err != nil {
-		r.DHCPErr = err
-		if n.DHCPv4 {
+	var lease, server netip.Addr
+	if n.DHCPv4Pool {
+		start := time.Now()
+		lease, server, err = dhcpLease(ctx, dev, mac, host, timeout)
+		r.DHCPTook = time.Since(start)
+		if err != nil {
+			r.DHCPErr = err
 			return r
 		}
 	}
@@ -164,7 +165,7 @@ func probeInside(ctx context.Context, n Network, p4 netip.Prefix, dev string, ma
 		return r
 	}
 	r.DNSRan = true
-	start = time.Now()
+	start := time.Now()
 	r.DNSErr = dnsQuery(ctx, dns, host, 1, timeout)
 	r.DNSTook = time.Since(start)
 	return r

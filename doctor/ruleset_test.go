@@ -254,7 +254,7 @@ func healthyFake() *fakeHost {
 	}
 }
 
-var natNet = Network{Name: "n", Bridge: "virbr1", Active: true, Forward: "nat", DHCPv4: true, DNS: true, DnsmasqPid: 42,
+var natNet = Network{Name: "n", Bridge: "virbr1", Active: true, Forward: "nat", DHCPv4: true, DHCPv4Pool: true, DNS: true, DnsmasqPid: 42,
 	Addrs: []netip.Prefix{netip.MustParsePrefix("192.168.1.1/24")}, Upstreams: []netip.AddrPort{netip.MustParseAddrPort("10.0.0.53:53")}}
 
 func problemsOf(rs []Result) map[string][]Result {
