@@ -216,6 +216,27 @@ func testDoctorClean(t *testing.T, fw string) {
 		t.Fatalf("net-doctor on the read-only socket: %v\n%s", err, b)
 	}
 
+	if fw == "nftables" {
+		// An isolated network (DNS without DHCP: the probe takes a fixed
+		// address) and a dual-stack one (DHCPv6, IPv6 forwarding) next to
+		// it: still clean.
+		h.d.mustCtl("net-define", writeFile(t, "iso.xml", isolatedXML))
+		h.d.mustCtl("net-start", "iso")
+		h.d.mustCtl("net-define", writeFile(t, "v6.xml", v6NatXML))
+		h.d.mustCtl("net-start", "v6")
+		h.assertClean(t)
+		out, _ := h.doctor("--json")
+		for _, want := range []string{`"id": "sysctl.ipv6-forward",
+      "network": "v6",
+      "ok": true`, `"id": "dnsmasq.dns",
+      "network": "iso",
+      "ok": true`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("net-doctor --json lacks %s:\n%s", want, out)
+			}
+		}
+	}
+
 	if fw == "iptables" {
 		// vnet's own iptables rules sit in the built-in chains' tables:
 		// with INPUT and FORWARD policies set to drop, they still let the
