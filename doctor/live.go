@@ -11,9 +11,11 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
+	"sync"
+	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -254,16 +256,24 @@ func (l *Live) Inotify(own []int) (used, limit int, err error) {
 	for _, p := range own {
 		mine[p] = true
 	}
-	err = l.eachFD(func(pid int, uid int, target string) {
-		if (uid == 0 || mine[pid]) && target == "anon_inode:inotify" {
-			used++
+	inotify := []byte("anon_inode:inotify")
+	var n atomic.Int64
+	err = l.eachFD(func(pid, uid int) bool { return uid == 0 || mine[pid] }, func(_, _ int, target []byte) {
+		if bytes.Equal(target, inotify) {
+			n.Add(1)
 		}
 	})
-	return used, limit, err
+	return int(n.Load()), limit, err
 }
 
-// eachFD calls f for every open fd of every process with the owner's uid.
-func (l *Live) eachFD(f func(pid, uid int, target string)) error {
+// eachFD calls f for every open fd of every process that want accepts
+// (by pid and owner uid), with the fd's link target. f may be called
+// concurrently; target is only valid during the call.
+//
+// Why so careful: a host has tens of thousands of fds; each readlink is
+// made relative to the process's open fd directory (no path walk through
+// /proc each time), by a few workers.
+func (l *Live) eachFD(want func(pid, uid int) bool, f func(pid, uid int, target []byte)) error {
 	dir, err := os.Open(l.proc())
 	if err != nil {
 		return err
@@ -273,32 +283,48 @@ func (l *Live) eachFD(f func(pid, uid int, target string)) error {
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, 128)
+	pids := make(chan int, len(names))
 	for _, name := range names {
-		pid, err := strconv.Atoi(name)
-		if err != nil {
-			continue
-		}
-		fdDir := filepath.Join(l.proc(), name, "fd")
-		var st syscall.Stat_t
-		if syscall.Stat(filepath.Join(l.proc(), name), &st) != nil {
-			continue
-		}
-		d, err := os.Open(fdDir)
-		if err != nil {
-			continue
-		}
-		fds, _ := d.Readdirnames(-1)
-		d.Close()
-		for _, fd := range fds {
-			n, err := syscall.Readlink(fdDir+"/"+fd, buf)
-			if err != nil {
-				continue
-			}
-			f(pid, int(st.Uid), string(buf[:n]))
+		if pid, err := strconv.Atoi(name); err == nil {
+			pids <- pid
 		}
 	}
+	close(pids)
+	var wg sync.WaitGroup
+	for range max(2, runtime.NumCPU()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 128)
+			for pid := range pids {
+				l.fdsOf(pid, buf, want, f)
+			}
+		}()
+	}
+	wg.Wait()
 	return nil
+}
+
+func (l *Live) fdsOf(pid int, buf []byte, want func(pid, uid int) bool, f func(pid, uid int, target []byte)) {
+	base := filepath.Join(l.proc(), strconv.Itoa(pid))
+	var st unix.Stat_t
+	if unix.Stat(base, &st) != nil || !want(pid, int(st.Uid)) {
+		return
+	}
+	dfd, err := unix.Open(base+"/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	d := os.NewFile(uintptr(dfd), "fd")
+	defer d.Close()
+	fds, _ := d.Readdirnames(-1)
+	for _, fd := range fds {
+		n, err := unix.Readlinkat(dfd, fd, buf)
+		if err != nil {
+			continue
+		}
+		f(pid, int(st.Uid), buf[:n])
+	}
 }
 
 // Sockets reads /proc/net/{udp,udp6,tcp,tcp6} for sockets on the ports
@@ -350,11 +376,17 @@ func (l *Live) Sockets(ports []uint16, skip []int) ([]Socket, error) {
 	for _, s := range rest {
 		owners[s.Inode] = 0
 	}
-	_ = l.eachFD(func(pid, _ int, target string) {
-		if ino, ok := socketInode(target); ok {
-			if cur, found := owners[ino]; found && cur == 0 {
+	var mu sync.Mutex
+	_ = l.eachFD(func(int, int) bool { return true }, func(pid, _ int, target []byte) {
+		if !bytes.HasPrefix(target, []byte("socket:[")) {
+			return
+		}
+		if ino, ok := socketInode(string(target)); ok {
+			mu.Lock()
+			if cur, found := owners[ino]; found && (cur == 0 || pid < cur) {
 				owners[ino] = pid
 			}
+			mu.Unlock()
 		}
 	})
 	for i := range rest {

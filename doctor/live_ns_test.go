@@ -70,7 +70,7 @@ func (l *lab) run(t *testing.T, n Network, id string) []Result {
 }
 
 func (l *lab) ping(args ...string) error {
-	_, err := l.guest.Run(append([]string{"ping", "-c", "1", "-W", "1"}, args...)...)
+	_, err := l.guest.Run(append([]string{"ping", "-c", "3", "-i", "0.2", "-W", "1"}, args...)...)
 	return err
 }
 
