@@ -178,7 +178,27 @@ func TestDoctorClean(t *testing.T) {
 
 func testDoctorClean(t *testing.T, fw string) {
 	h := newRaceDoctorHost(t, "--firewall", fw)
+	// net-doctor changes nothing on the host: rules (without counters),
+	// routes of every table, rules, addresses and links (name and MAC; the
+	// bridge's carrier follows the probe's port) are the same after.
+	snapshot := func() string {
+		var b strings.Builder
+		for _, argv := range [][]string{{"nft", "-s", "list", "ruleset"}, {"ip", "route", "show", "table", "all"},
+			{"ip", "-6", "route", "show", "table", "all"}, {"ip", "rule"}, {"ip", "-br", "addr"}} {
+			b.WriteString(h.host.MustRun(argv...))
+		}
+		for _, l := range strings.Split(h.host.MustRun("ip", "-br", "link"), "\n") {
+			if f := strings.Fields(l); len(f) >= 3 {
+				b.WriteString(f[0] + " " + f[2] + "\n")
+			}
+		}
+		return b.String()
+	}
+	before := snapshot()
 	h.assertClean(t)
+	if after := snapshot(); after != before {
+		t.Fatalf("net-doctor changed the host:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
 	h.assertClean(t, "doc")
 
 	out, code := h.doctor("--json")
