@@ -271,6 +271,7 @@ func Run(ctx context.Context, c Config) error {
 	// supervised by the passt manager.
 	if !m.testDriver && !c.Session {
 		m.startRepair(c.VerifyInterval, fwName == "iptables")
+		m.startWarnings()
 	}
 	wg.Go(func() { watchdog(fdCtx, log) })
 	_, _ = daemon.SdNotify(false, "READY=1\nSTATUS=serving")

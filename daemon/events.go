@@ -22,12 +22,15 @@ const (
 	// was created or deleted (Event.Port names it).
 	EventPortCreated
 	EventPortDeleted
+	// EventWarning is vnet's own: net-doctor's cheap checks found a new
+	// problem around a network (Event.Detail names the check and culprit).
+	EventWarning
 )
 
 // IsLifecycle reports whether e is one of libvirt's lifecycle events.
 func (e EventType) IsLifecycle() bool { return e >= EventDefined && e <= EventStopped }
 
-var eventNames = [...]string{"Defined", "Undefined", "Started", "Stopped", "Repaired", "PortCreated", "PortDeleted"}
+var eventNames = [...]string{"Defined", "Undefined", "Started", "Stopped", "Repaired", "PortCreated", "PortDeleted", "Warning"}
 
 // String returns virsh's name of the event ("Defined" …).
 func (e EventType) String() string {
@@ -45,6 +48,8 @@ type Event struct {
 	Time time.Time
 	// Port is the port's uuid for the port events.
 	Port string
+	// Detail is a Warning's check id and culprit.
+	Detail string
 }
 
 // broker fans events out to subscribers. A slow subscriber loses events

@@ -257,7 +257,7 @@ func (h *realHost) convergeDnsmasq(n *netxml.Network, ex network.Executor) error
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
-	start := func() error { return h.dns.Start(n) }
+	start := func() error { return h.withPortOwners(n, h.dns.Start(n)) }
 	argv := strings.Join(h.dns.Argv(n.Name), " ")
 	pid := h.dns.Pid(n.Name)
 	if pid == 0 {

@@ -75,6 +75,10 @@ func (m *Manager) Handler() http.Handler {
 		reply(w, l, err)
 	})
 	mux.HandleFunc("GET /v1/events", m.serveEvents)
+	mux.HandleFunc("GET /v1/doctor", func(w http.ResponseWriter, r *http.Request) {
+		rep, err := m.Doctor(r.Context(), r.URL.Query().Get("network"))
+		reply(w, rep, err)
+	})
 	m.portRoutes(mux)
 	for verb, op := range map[string]func(string) (api.Network, error){
 		"destroy":  m.Destroy,
@@ -180,7 +184,7 @@ func (m *Manager) serveEvents(w http.ResponseWriter, r *http.Request) {
 			if (filter != "" && e.UUID != filter) || (!all && !e.Type.IsLifecycle()) {
 				continue
 			}
-			if err := enc.Encode(api.Event{Network: e.Name, UUID: e.UUID, Event: e.Type.String(), Port: e.Port, Time: e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00")}); err != nil {
+			if err := enc.Encode(api.Event{Network: e.Name, UUID: e.UUID, Event: e.Type.String(), Port: e.Port, Detail: e.Detail, Time: e.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00")}); err != nil {
 				return
 			}
 			if flusher != nil {

@@ -16,7 +16,7 @@ _vnetctl_list() {
 _vnetctl() {
 	local cur=${COMP_WORDS[COMP_CWORD]}
 	local prev=${COMP_WORDS[COMP_CWORD-1]}
-	local cmds="net-define net-undefine net-create net-start net-destroy net-list net-info net-dumpxml net-autostart net-uuid net-name net-edit net-update net-dhcp-leases net-event net-port-create net-port-list net-port-dumpxml net-port-delete"
+	local cmds="net-define net-undefine net-create net-start net-destroy net-list net-info net-dumpxml net-autostart net-uuid net-name net-edit net-update net-dhcp-leases net-event net-port-create net-port-list net-port-dumpxml net-port-delete net-doctor"
 	local globals="--socket --quiet -q"
 	local _vnetctl_bin=${COMP_WORDS[0]} _vnetctl_socket=""
 	local cmd="" nargs=0 i=1 w
@@ -90,7 +90,7 @@ _vnetctl() {
 		COMPREPLY=($(compgen -W "bridge domain ip ip-dhcp-host ip-dhcp-range forward forward-interface forward-pf portgroup dns-host dns-txt dns-srv" -- "$cur"))
 		return ;;
 	--event)
-		COMPREPLY=($(compgen -W "lifecycle port" -- "$cur"))
+		COMPREPLY=($(compgen -W "lifecycle port warning" -- "$cur"))
 		return ;;
 	--parent-index|--mac|--timeout)
 		return ;;
@@ -119,6 +119,7 @@ _vnetctl() {
 	net-port-create) opts="--network --file --validate" ;;
 	net-port-list) opts="--network --table --uuid" ;;
 	net-port-dumpxml|net-port-delete) opts="--network --port" ;;
+	net-doctor) opts="--network --json" ;;
 	net-*) opts="--network" ;;
 	esac
 	if [[ $cur == -* ]]; then

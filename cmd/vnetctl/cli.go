@@ -52,6 +52,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetErr(stderr)
 	err := root.ExecuteContext(context.Background())
 	status := 0
+	var quiet *exitStatus
+	if errors.As(err, &quiet) {
+		status, err = quiet.code, nil
+	}
 	if err != nil {
 		status = 1
 		var f *failure
@@ -102,6 +106,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.netAutostartCmd(), a.netUUIDCmd(), a.netNameCmd(), a.netEditCmd(),
 		a.netUpdateCmd(), a.netDHCPLeasesCmd(), a.netEventCmd(),
 		a.netPortCreateCmd(), a.netPortListCmd(), a.netPortDumpXMLCmd(), a.netPortDeleteCmd(),
+		a.netDoctorCmd(),
 	)
 	return root
 }

@@ -30,6 +30,7 @@ var notifyInterrupt = func() (c <-chan os.Signal, stop func()) {
 type eventOpts struct {
 	loop, list, timestamp bool
 	port                  bool // --event port
+	warning               bool // --event warning
 	timeout               string
 }
 
@@ -62,7 +63,9 @@ func (a *app) netEventCmd() *cobra.Command {
 			// "port" is vnet's own type (PortCreated, PortDeleted); --list
 			// keeps virsh's output and does not show it.
 			o.port = event == "port"
-			if event != "lifecycle" && !o.port {
+			// "warning" is vnet's too: net-doctor's live warnings.
+			o.warning = event == "warning"
+			if event != "lifecycle" && !o.port && !o.warning {
 				return &failure{lines: []string{fmt.Sprintf("unknown event type %s", event)}}
 			}
 			var timeout time.Duration
@@ -107,7 +110,7 @@ func (a *app) eventLoop(ctx context.Context, ref string, timeout time.Duration, 
 	interrupted, stop := notifyInterrupt()
 	defer stop()
 
-	events, errc := a.client().EventsWith(ctx, ref, o.port)
+	events, errc := a.client().EventsWith(ctx, ref, o.port || o.warning)
 	count := 0
 loop:
 	for {
@@ -116,7 +119,7 @@ loop:
 			if !ok {
 				return a.streamFailed(ref, count, <-errc)
 			}
-			if o.port != (ev.Port != "") {
+			if o.port != (ev.Port != "") || o.warning != (ev.Event == "Warning") {
 				continue
 			}
 			a.printEvent(ev, o.timestamp)
@@ -159,6 +162,9 @@ func (a *app) printEvent(ev api.Event, timestamp bool) {
 	line := fmt.Sprintf("event 'lifecycle' for network %s: %s\n", ev.Network, ev.Event)
 	if ev.Port != "" {
 		line = fmt.Sprintf("event 'port' for network %s: %s %s\n", ev.Network, ev.Event, ev.Port)
+	}
+	if ev.Event == "Warning" {
+		line = fmt.Sprintf("event 'warning' for network %s: %s\n", ev.Network, ev.Detail)
 	}
 	if timestamp {
 		t, err := time.Parse(time.RFC3339Nano, ev.Time)

@@ -51,6 +51,8 @@ type fakeDaemon struct {
 	subscribed chan string
 	// dryRuns records the plans handed out, by network name.
 	dryRuns []string
+	// doctor is net-doctor's report, by the network asked for ("" = all).
+	doctor map[string]api.DoctorReport
 }
 
 func newFake() *fakeDaemon {
@@ -79,6 +81,16 @@ func (f *fakeDaemon) start(t *testing.T) string {
 	mux.HandleFunc("POST /v1/networks/create", f.define)
 	mux.HandleFunc("POST /v1/networks/{ref}/{verb}", f.verb)
 	mux.HandleFunc("GET /v1/networks/{ref}/leases", f.leaseList)
+	mux.HandleFunc("GET /v1/doctor", func(w http.ResponseWriter, r *http.Request) {
+		ref := r.URL.Query().Get("network")
+		if ref != "" {
+			if _, e := f.find(ref, "any"); e != nil {
+				reply(w, http.StatusNotFound, e)
+				return
+			}
+		}
+		reply(w, http.StatusOK, f.doctor[ref])
+	})
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v1/events" {
 			// A stream outlives the request's turn at the lock.

@@ -16,6 +16,7 @@
 //	         [[--live] [--config] | [--current]]
 //	net-dhcp-leases NETWORK [[--mac] MAC] [--json]
 //	net-event {[NETWORK] [[--event] lifecycle] [--loop] [--timeout S] [--timestamp] | --list}
+//	net-doctor [NETWORK] [--json]
 //
 // Global options: --socket PATH (default $VNET_SOCKET, else
 // /run/vnet/vnetd.sock) and -q/--quiet. As in virsh, the data argument may
@@ -23,7 +24,10 @@
 //
 // Additions to virsh: --dry-run on net-start and net-create prints the host
 // changes the daemon would make (commands, dnsmasq argv and files) and makes
-// none; net-dhcp-leases --json prints the leases as a JSON array.
+// none; net-dhcp-leases --json prints the leases as a JSON array;
+// net-doctor says what around a network breaks its guests (PROBLEM lines
+// with fixes, exit status 1 when there are problems); net-event --event
+// port|warning shows vnet's port and net-doctor's live warning events.
 //
 // Differences from virsh: net-event waits for lifecycle events when no event
 // type is given (virsh insists on one) and accepts the network and event

@@ -22,6 +22,8 @@
 //	POST /v1/networks/create?dry-run=1  DefineRequest → Plan
 //	GET  /v1/events?network=REF               → a stream of Event, one JSON object per line,
 //	                                            until the client disconnects
+//	GET  /v1/doctor?network=REF               → DoctorReport (net-doctor; all active
+//	                                            networks without network)
 //
 // A failure answers a non-2xx status with an Error body.
 package api
@@ -136,4 +138,25 @@ type Event struct {
 	Time string `json:"time"`
 	// Port is the port's uuid for vnet's PortCreated and PortDeleted.
 	Port string `json:"port,omitempty"`
+	// Detail is, for vnet's Warning, the net-doctor check id and the
+	// culprit ("fw.foreign-drop: nftables table inet filter …").
+	Detail string `json:"detail,omitempty"`
+}
+
+// DoctorCheck is one result of net-doctor: a check for one network (""
+// for the host), passed or failed.
+type DoctorCheck struct {
+	// ID is the check's stable id ("fw.foreign-drop", "dns.port-conflict" …).
+	ID      string `json:"id"`
+	Network string `json:"network"`
+	OK      bool   `json:"ok"`
+	// Detail is one sentence: what was checked, or the culprit.
+	Detail string `json:"detail"`
+	// Fix is the exact command or step; empty when OK.
+	Fix string `json:"fix,omitempty"`
+}
+
+// DoctorReport is net-doctor's answer: every check, passing ones too.
+type DoctorReport struct {
+	Checks []DoctorCheck `json:"checks"`
 }

@@ -1,0 +1,115 @@
+package daemon
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"vnet/doctor"
+	"vnet/firewall"
+	"vnet/network"
+)
+
+// Live warnings: when a watcher sees a change that can break networks from
+// outside (a new nftables table or chain, a route or address, a forwarding
+// sysctl flipped), the cheap checks of net-doctor run (no probe) and each
+// new problem is logged and published as a Warning event naming the
+// culprit, once per cause: a cause that goes away and comes back is
+// warned about again.
+
+// warnDebounce gathers a burst of events (a ruleset load, a VPN adding
+// routes) into one run of the checks.
+const warnDebounce = 100 * time.Millisecond
+
+type warner struct {
+	m    *Manager
+	dh   doctorHost
+	wake chan struct{}
+
+	mu     sync.Mutex
+	warned map[string]bool // causes warned about that are still there
+}
+
+// startWarnings starts live warnings and their watchers as background
+// goroutines (a host without net-doctor has none).
+func (m *Manager) startWarnings() {
+	dh, ok := m.host.(doctorHost)
+	if !ok {
+		return
+	}
+	w := &warner{m: m, dh: dh, wake: make(chan struct{}, 1), warned: map[string]bool{}}
+	m.goBackground(w.run)
+	m.goBackground(func(ctx context.Context) {
+		if err := doctor.WatchRoutes(ctx, m.log, w.hint); err != nil {
+			m.log.Warn("no route events: no live warnings about routes", "err", err)
+		}
+	})
+	m.goBackground(func(ctx context.Context) {
+		if err := network.WatchForwarding(ctx, m.log, w.hint); err != nil {
+			m.log.Warn("no netconf events: no live warnings about forwarding", "err", err)
+		}
+	})
+	m.goBackground(func(ctx context.Context) {
+		err := firewall.Watch(ctx, firewall.Options{Logger: m.log}, func(table string) {
+			if !strings.HasPrefix(table, "vnet-") {
+				w.hint()
+			}
+		})
+		if err != nil {
+			m.log.Warn("no nftables events: no live warnings about foreign firewalls", "err", err)
+		}
+	})
+}
+
+func (w *warner) hint() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *warner) run(ctx context.Context) {
+	w.check(ctx) // what is wrong already at start
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(warnDebounce):
+		}
+		w.check(ctx)
+	}
+}
+
+// check runs the cheap checks and warns about each new cause.
+func (w *warner) check(ctx context.Context) {
+	nets, own, err := w.m.doctorNetworks("", w.dh)
+	if err != nil || len(nets) == 0 {
+		return
+	}
+	uuids := map[string]string{}
+	for _, n := range w.m.List() {
+		uuids[n.Name] = n.UUID
+	}
+	now := map[string]bool{}
+	for _, p := range doctor.Problems(doctor.Run(ctx, w.dh.doctorHost(), nets, doctor.Options{OwnPids: own, SkipResources: true})) {
+		key := p.ID + "\x00" + p.Network + "\x00" + p.Detail
+		now[key] = true
+		w.mu.Lock()
+		seen := w.warned[key]
+		w.mu.Unlock()
+		if seen {
+			continue
+		}
+		w.m.log.Warn("net-doctor: "+p.Detail, "network", p.Network, "check", p.ID, "fix", p.Fix)
+		w.m.events.publish(Event{Name: p.Network, UUID: uuids[p.Network], Type: EventWarning, Time: time.Now(), Detail: p.ID + ": " + p.Detail})
+	}
+	w.mu.Lock()
+	w.warned = now
+	w.mu.Unlock()
+}
