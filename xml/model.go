@@ -28,6 +28,10 @@ type Network struct {
 	// InterfaceConnections is the live number of guests using each forward
 	// <interface dev> (keyed by dev), written like Connections.
 	InterfaceConnections map[string]uint
+
+	// Overlay is vnet's <vnet:overlay>: the network spans hosts over VXLAN
+	// with a BGP EVPN control plane. nil for a network on one host.
+	Overlay *Overlay
 }
 
 // ForwardMode returns the effective forward mode: "" for an isolated network
