@@ -21,6 +21,7 @@ import (
 	"vnet/dnsmasq"
 	"vnet/firewall"
 	"vnet/network"
+	"vnet/network/frr"
 	netxml "vnet/xml"
 )
 
@@ -47,7 +48,11 @@ type Config struct {
 	// VerifyInterval is how often every active network is checked for drift
 	// even without a kernel event (default 30 s).
 	VerifyInterval time.Duration
-	Logger         *slog.Logger
+	// OverlayConfig is this host's overlay settings file (VTEP, BGP AS,
+	// peers: see frr.ParseSettings); default <config-dir>/overlay.conf.
+	// Without the file, networks with <vnet:overlay> are refused.
+	OverlayConfig string
+	Logger        *slog.Logger
 }
 
 // FrontDoor is an additional way in to the manager (D-Bus), run for the
@@ -65,6 +70,15 @@ func (c Config) driverName() string {
 // dnsmasq supervision, stored definitions, adoption of active networks and
 // the default network.
 func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, string, error) {
+	// The overlay settings are checked before anything on the host changes.
+	overlayPath := c.OverlayConfig
+	if overlayPath == "" {
+		overlayPath = filepath.Join(c.ConfigDir, "overlay.conf")
+	}
+	overlay, err := frr.LoadSettings(overlayPath)
+	if err != nil {
+		return nil, "", err
+	}
 	fw, err := firewall.New(c.Firewall, firewall.Options{Logger: log})
 	if err != nil {
 		return nil, "", err // names the backend already
@@ -88,7 +102,7 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 	if err != nil {
 		return nil, "", err
 	}
-	host := &realHost{fw: fw, dns: dns, log: log}
+	host := &realHost{fw: fw, dns: dns, log: log, overlay: overlay, overlayPath: overlayPath}
 	m, err := NewManager(c.ConfigDir, c.RunDir, host, log)
 	if err != nil {
 		return nil, "", err
