@@ -58,6 +58,20 @@ func (h *realHost) overlayView(n *netxml.Network) (*netxml.Network, *network.VXL
 	return v, spec, nil
 }
 
+// served is the network as this host serves it (overlayView), for the
+// parts that only read it (a port's TAP takes the overlay's MTU); n itself
+// when it has no overlay or its view cannot be computed (the network's own
+// converge reports why).
+func (h *realHost) served(n *netxml.Network) *netxml.Network {
+	if n == nil || n.Overlay == nil {
+		return n
+	}
+	if v, _, err := h.overlayView(n); err == nil {
+		return v
+	}
+	return n
+}
+
 // dhcpSlice cuts the range start-end into count equal parts and returns the
 // index-th (0-based; the last part takes the remainder), so that hosts with
 // different indexes never lease the same address.
