@@ -321,10 +321,13 @@ func TestOverlayThreeHosts(t *testing.T) {
 	// The control plane: every host sees both peers up and both remote
 	// VTEPs in net-info.
 	for i, h := range hosts {
-		mustWait(t, 30*time.Second, fmt.Sprintf("host %d: BGP peers and remote VTEPs", i+1), func() bool {
-			out, _, _ := h.vnetd.ctl("net-info", "ovnet")
-			return strings.Contains(out, "BGP peers:      2 of 2 up") && strings.Count(out, "10.99.0.") == 3
-		})
+		var out string
+		if !waitFor(30*time.Second, func() bool {
+			out, _, _ = h.vnetd.ctl("net-info", "ovnet")
+			return strings.Contains(out, "BGP peers:      2 of 2 up") && strings.Count(out, "10.99.0.") == 5
+		}) {
+			t.Fatalf("host %d: net-info does not show 2 peers up and 2 remote VTEPs:\n%s", i+1, out)
+		}
 	}
 
 	// Cross-host ping and TCP, every pair (the first packets wait for
