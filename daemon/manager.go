@@ -236,13 +236,8 @@ func (m *Manager) Get(ref, by string) (api.Network, error) {
 		return api.Network{}, err
 	}
 	m.mu.RLock()
-	n := m.info(o)
-	m.mu.RUnlock()
-	// Outside the registry lock: FRR is asked with vtysh.
-	if n.Overlay, err = m.OverlayStatus(o.uuid); err != nil {
-		return api.Network{}, err
-	}
-	return n, nil
+	defer m.mu.RUnlock()
+	return m.info(o), nil
 }
 
 // XML returns the live XML of an active network, or the persistent one when

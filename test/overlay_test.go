@@ -383,6 +383,26 @@ func TestOverlayThreeHosts(t *testing.T) {
 		t.Errorf("ping -M do one byte over the MTU passed")
 	}
 
+	// Drift repair: the VXLAN device deleted, its port flags or its DHCP
+	// guard changed: vnetd puts them back and the overlay carries again.
+	h1.ns.MustRun("ip", "link", "del", "vxlan10100")
+	mustWait(t, 10*time.Second, "h1's vxlan10100 re-created and plugged", func() bool {
+		out, err := h1.ns.Run("ip", "-d", "link", "show", "vxlan10100")
+		return err == nil && strings.Contains(out, "master ovbr0") && strings.Contains(out, ",UP") &&
+			strings.Contains(out, "neigh_suppress on") && strings.Contains(out, "learning off")
+	})
+	h1.ns.MustRun("bridge", "link", "set", "dev", "vxlan10100", "learning", "on")
+	h1.ns.MustRun("nft", "delete", "table", "bridge", "vnet-overlay-vxlan10100")
+	mustWait(t, 10*time.Second, "h1's port flags and DHCP guard repaired", func() bool {
+		out, err := h1.ns.Run("ip", "-d", "link", "show", "vxlan10100")
+		_, gerr := h1.ns.Run("nft", "list", "table", "bridge", "vnet-overlay-vxlan10100")
+		return err == nil && strings.Contains(out, "learning off") && gerr == nil
+	})
+	mustWait(t, 20*time.Second, "ping h1 → h2 after the repair", func() bool {
+		_, err := h1.guest.Run("ping", "-c", "1", "-W", "1", h2.ip.String())
+		return err == nil
+	})
+
 	// A kill -9 of h2's vnetd and its restart lose no packet between
 	// h1's and h2's guests, and change nothing on h2.
 	before := h2.ns.MustRun("ip", "-d", "link", "show", "vxlan10100")
