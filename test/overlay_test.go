@@ -2,6 +2,8 @@ package test
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -25,7 +27,7 @@ const frrDaemons = "/usr/lib/frr"
 // /etc/frr or /run/frr is used: --vty_socket, -z, -i and -f place them all).
 // The daemons run as user frr, so dir belongs to frr.
 type frrInstance struct {
-	t           *testing.T
+	t           testing.TB
 	ns          *netnstest.NS
 	dir         string
 	zebra, bgpd *exec.Cmd
@@ -44,7 +46,7 @@ func requireFRR(t testing.TB) {
 	}
 }
 
-func newFRR(t *testing.T, ns *netnstest.NS) *frrInstance {
+func newFRR(t testing.TB, ns *netnstest.NS) *frrInstance {
 	t.Helper()
 	u, err := user.Lookup("frr")
 	if err != nil {
@@ -115,10 +117,9 @@ func (f *frrInstance) start() {
 			f.bgpd = cmd
 		}
 		sock := filepath.Join(f.dir, name+".vty")
-		mustWait(f.t, 10*time.Second, name+" vty socket", func() bool {
-			_, err := os.Stat(sock)
-			return err == nil
-		})
+		if !waitFor(10*time.Second, func() bool { _, err := os.Stat(sock); return err == nil }) {
+			f.t.Fatalf("%s: no vty socket %s within 10 s", name, sock)
+		}
 	}
 }
 
@@ -199,7 +200,7 @@ exit 0
 // setupOverlay builds n hosts on an underlay switch (a bridge in its own
 // namespace), each with FRR, vnetd and the overlay network started, and
 // one guest per host with a DHCP lease.
-func setupOverlay(t *testing.T, n int) []*overlayHost {
+func setupOverlay(t testing.TB, n int) []*overlayHost {
 	t.Helper()
 	requireFRR(t)
 	underlay := netnstest.New(t, "ul")
@@ -249,7 +250,7 @@ func setupOverlay(t *testing.T, n int) []*overlayHost {
 				"bridge link set dev vxlan10100 learning off neigh_suppress on",
 				"ip link set ovbr0 mtu 1450",
 				"table bridge vnet-overlay-vxlan10100",
-				"dhcp-range=10.77.0.10,10.77.0.89",
+				fmt.Sprintf("dhcp-range=10.77.0.10,10.77.0.%d", 9+240/n), // host 1's slice
 				"dhcp-option=option:mtu,1450",
 				"'neighbor vnet peer-group' -c 'neighbor vnet remote-as external'",
 				"'advertise-all-vni'",
@@ -461,4 +462,93 @@ func TestOverlayThreeHosts(t *testing.T) {
 	if out, err := h1.ns.Run("nft", "list", "table", "bridge", "vnet-overlay-vxlan10100"); err == nil {
 		t.Errorf("DHCP guard still there after net-destroy:\n%s", out)
 	}
+}
+
+// BenchmarkOverlay prints ping RTT and TCP throughput between guests on two
+// hosts through the overlay (VXLAN over the underlay switch, remote MACs
+// from EVPN) against the same between two guests on one host's bridge.
+func BenchmarkOverlay(b *testing.B) {
+	hosts := setupOverlay(b, 2)
+	h1, h2 := hosts[0], hosts[1]
+	local := addGuest(b, h1.ns, "ovbr0", "g1b")
+	local.dhcp(b)
+	out := local.MustRun("ip", "-o", "-4", "addr", "show", "dev", "eth0")
+	m := regexp.MustCompile(`inet (\S+)/`).FindStringSubmatch(out)
+	if m == nil {
+		b.Fatalf("second guest on h1 has no address: %s", out)
+	}
+	localIP := m[1]
+	if !waitFor(20*time.Second, func() bool {
+		_, err := h1.guest.Run("ping", "-c", "1", "-W", "1", h2.ip.String())
+		return err == nil
+	}) {
+		b.Fatal("no ping across the overlay")
+	}
+	rtt := func(dst string) float64 {
+		out := h1.guest.MustRun("ping", "-q", "-c", "50", "-i", "0.01", dst)
+		m := regexp.MustCompile(`= [0-9.]+/([0-9.]+)/`).FindStringSubmatch(out)
+		if m == nil {
+			b.Fatalf("ping %s: %s", dst, out)
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v * 1000
+	}
+	for _, c := range []struct {
+		name string
+		dst  string
+		ns   *netnstest.NS
+	}{{"same-host", localIP, local.NS}, {"cross-host", h2.ip.String(), h2.guest.NS}} {
+		us := rtt(c.dst)
+		mbps := tcpThroughput(b, h1.guest.NS, c.ns, c.dst+":7001", 64<<20)
+		b.Logf("%-10s ping rtt avg %.0f µs, tcp %.0f Mbit/s", c.name, us, mbps)
+		b.ReportMetric(us, c.name+"-rtt-µs")
+		b.ReportMetric(mbps, c.name+"-Mbit/s")
+	}
+}
+
+// tcpThroughput sends n bytes over one TCP connection from src to addr
+// (a listener in dst) and returns the rate in Mbit/s.
+func tcpThroughput(b testing.TB, src, dst *netnstest.NS, addr string, n int) float64 {
+	b.Helper()
+	var ln net.Listener
+	if err := dst.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan int64, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- -1
+			return
+		}
+		defer c.Close()
+		k, _ := io.Copy(io.Discard, c)
+		got <- k
+	}()
+	buf := make([]byte, 256<<10)
+	start := time.Now()
+	if err := src.Do(func() error {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		for sent := 0; sent < n; sent += len(buf) {
+			if _, err := c.Write(buf); err != nil {
+				c.Close()
+				return err
+			}
+		}
+		return c.Close()
+	}); err != nil {
+		b.Fatal(err)
+	}
+	if k := <-got; k < int64(n) {
+		b.Fatalf("received %d of %d bytes", k, n)
+	}
+	return float64(n) * 8 / time.Since(start).Seconds() / 1e6
 }
