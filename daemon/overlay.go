@@ -143,6 +143,32 @@ func (h *realHost) OverlayStatus(n *netxml.Network) (*api.Overlay, error) {
 	return o, nil
 }
 
+// OverlayProblems lists what is wrong with an overlay's control plane, one
+// sentence each (nothing when healthy): FRR not reachable, the VNI unknown
+// to zebra, a BGP peer not established. net-doctor reports them, with
+// Manager.OverlayStatus as the input.
+func OverlayProblems(o *api.Overlay) []string {
+	if o == nil {
+		return nil
+	}
+	if o.Error != "" {
+		return []string{fmt.Sprintf("overlay vni %d: %s", o.VNI, o.Error)}
+	}
+	var out []string
+	if !o.VNIKnown {
+		out = append(out, fmt.Sprintf("overlay vni %d: FRR (zebra) does not know the VNI: is %s up in the bridge?", o.VNI, o.Device))
+	}
+	if len(o.Peers) == 0 {
+		out = append(out, fmt.Sprintf("overlay vni %d: no BGP peers configured", o.VNI))
+	}
+	for _, p := range o.Peers {
+		if !p.Up {
+			out = append(out, fmt.Sprintf("overlay vni %d: BGP peer %s is %s, not Established", o.VNI, p.Address, p.State))
+		}
+	}
+	return out
+}
+
 // overlayHost is the part of a Host that reads an overlay's control plane
 // (the real host; the test driver has none).
 type overlayHost interface {

@@ -10,6 +10,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -242,8 +243,9 @@ func setupOverlay(t testing.TB, n int) []*overlayHost {
 		// configuration back at the next pass.
 		h.vnetd.start("--no-default-network", "--verify-interval", "1s")
 		h.vnetd.mustCtl("net-define", xmlPath)
+		var plan string
 		if i == 0 {
-			plan := h.vnetd.mustCtl("net-start", "--dry-run", "ovnet")
+			plan = h.vnetd.mustCtl("net-start", "--dry-run", "ovnet")
 			for _, want := range []string{
 				"ip link add vxlan10100 type vxlan id 10100 local 10.99.0.1 dstport 4789 nolearning",
 				"ip link set vxlan10100 master ovbr0",
@@ -261,6 +263,21 @@ func setupOverlay(t testing.TB, n int) []*overlayHost {
 			}
 		}
 		h.vnetd.mustCtl("net-start", "ovnet")
+		if i == 0 {
+			// The dry run printed exactly the steps the start ran, the
+			// VXLAN device's, its guard's and FRR's included.
+			var dry []string
+			for _, l := range strings.Split(plan, "\n") {
+				for _, p := range []string{"ip ", "sysctl ", "bridge ", "nft -f - # table bridge", "vtysh ", "# firewall ", "dnsmasq ", "/usr/sbin/dnsmasq "} {
+					if strings.HasPrefix(l, p) {
+						dry = append(dry, l)
+					}
+				}
+			}
+			if ran := ranSteps(h.vnetd.log.String(), "ovnet"); len(dry) < 15 || !slices.Equal(dry, ran) {
+				t.Fatalf("dry run:\n  %s\nstart ran:\n  %s", strings.Join(dry, "\n  "), strings.Join(ran, "\n  "))
+			}
+		}
 	}
 	for i, h := range hosts {
 		h.guest = addGuest(t, h.ns, "ovbr0", fmt.Sprintf("g%d", i+1))
