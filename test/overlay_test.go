@@ -376,6 +376,21 @@ func TestOverlayThreeHosts(t *testing.T) {
 		}
 	}
 
+	// NAT egress is local: h2 has an uplink and NATs its own guest's
+	// traffic through the anycast gateway; h1 has none, and its guest's
+	// traffic does not detour through h2.
+	up := addUpstream(t, h2.ns)
+	upPeers := listenTCP(t, up, "172.31.255.2:8000")
+	if err := connect(h2.guest.NS, "172.31.255.2:8000"); err != nil {
+		t.Fatalf("h2's guest to h2's upstream: %v", err)
+	}
+	if src := <-upPeers; src != "172.31.255.1" {
+		t.Errorf("h2's guest reached upstream from %s, want h2's NAT address 172.31.255.1", src)
+	}
+	if err := connect(h1.guest.NS, "172.31.255.2:8000"); err == nil {
+		t.Errorf("h1's guest reached h2's upstream: egress is not local")
+	}
+
 	// Remote MACs are in each FDB as EVPN entries via the right VTEP.
 	for _, h := range hosts {
 		for _, o := range hosts {
