@@ -124,6 +124,13 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 	for _, br := range pruned {
 		log.Info("removed a bridge left by an earlier run", "bridge", br)
 	}
+	vx, err := network.PruneVXLANs(m.activeVXLANs())
+	if err != nil {
+		log.Warn("removing VXLAN devices of overlays that are not active", "err", err)
+	}
+	for _, dev := range vx {
+		log.Info("removed a VXLAN device left by an earlier run", "device", dev)
+	}
 	if !c.NoDefaultNetwork {
 		m.installDefault(c.StateDir)
 	}

@@ -201,3 +201,17 @@ func (m *Manager) OverlayStatus(ref string) (*api.Overlay, error) {
 	}
 	return oh.OverlayStatus(live)
 }
+
+// activeVXLANs returns the VXLAN device names of the active overlay
+// networks (what PruneVXLANs keeps at daemon start).
+func (m *Manager) activeVXLANs() map[string]bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	keep := map[string]bool{}
+	for _, o := range m.byName {
+		if o.live != nil && o.live.Overlay != nil {
+			keep[network.VXLANName(o.live.Overlay.VNI)] = true
+		}
+	}
+	return keep
+}

@@ -302,8 +302,8 @@ func DeleteVXLAN(name, networkName string) error {
 // are broadcasts that the bridge floods into the overlay, and every host's
 // dnsmasq would answer them (from its own slice of the range), so a guest
 // could be leased by another host. A table of the nftables bridge family
-// drops DHCP (UDP to ports 67 and 68, IPv4) leaving or entering through the
-// VXLAN port. Why nftables and not tc: DHCP must be matched on the inner
+// drops DHCP (UDP to ports 67 and 68 over IPv4, 546 and 547 over IPv6)
+// leaving or entering through the VXLAN port. Why nftables and not tc: DHCP must be matched on the inner
 // frame at the bridge port, and the bridge family does that without the tc
 // classifier and action modules (flower, gact) a kernel may lack. The table
 // does not depend on the firewall backend: the bridge family has no
@@ -316,29 +316,73 @@ func dhcpGuardTable(dev string) string { return "vnet-overlay-" + dev }
 // recognises them.
 func dhcpGuardTag(dev string, i int) []byte { return fmt.Appendf(nil, "vnet dhcp guard %s %d", dev, i) }
 
-// dhcpGuardRules are the guard's rules: (out|in) × (67|68).
+// dhcpGuardMatch is one guard rule: DHCP of one family and port, leaving
+// (oif) or entering (iif) through the device.
+type dhcpGuardMatch struct {
+	out  bool
+	v6   bool
+	port uint16
+}
+
+// dhcpGuardMatches are the guard's rules: (out|in) × (DHCP 67, 68 over
+// IPv4 | DHCPv6 546, 547 over IPv6).
+var dhcpGuardMatches = func() []dhcpGuardMatch {
+	var out []dhcpGuardMatch
+	for _, o := range []bool{true, false} {
+		for _, m := range []dhcpGuardMatch{{port: 67}, {port: 68}, {v6: true, port: 546}, {v6: true, port: 547}} {
+			m.out = o
+			out = append(out, m)
+		}
+	}
+	return out
+}()
+
+// dhcpGuardRules are the expressions of dhcpGuardMatches.
 func dhcpGuardRules(dev string) [][]expr.Any {
 	name := make([]byte, unix.IFNAMSIZ)
 	copy(name, dev)
 	var out [][]expr.Any
-	for _, key := range []expr.MetaKey{expr.MetaKeyOIFNAME, expr.MetaKeyIIFNAME} {
-		for _, port := range []uint16{67, 68} {
-			p := make([]byte, 2)
-			binary.BigEndian.PutUint16(p, port)
-			out = append(out, []expr.Any{
-				&expr.Meta{Key: key, Register: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: name},
-				&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x08, 0x00}},
-				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p},
-				&expr.Verdict{Kind: expr.VerdictDrop},
-			})
+	for _, m := range dhcpGuardMatches {
+		key, proto := expr.MetaKeyIIFNAME, []byte{0x08, 0x00}
+		if m.out {
+			key = expr.MetaKeyOIFNAME
 		}
+		if m.v6 {
+			proto = []byte{0x86, 0xdd}
+		}
+		p := make([]byte, 2)
+		binary.BigEndian.PutUint16(p, m.port)
+		out = append(out, []expr.Any{
+			&expr.Meta{Key: key, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: name},
+			&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: proto},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		})
 	}
 	return out
+}
+
+// dhcpGuardText is the guard's table as nft prints it, for --dry-run.
+func dhcpGuardText(dev string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table bridge %s {\n\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n", dhcpGuardTable(dev))
+	for _, m := range dhcpGuardMatches {
+		dir, fam := "iifname", "ip"
+		if m.out {
+			dir = "oifname"
+		}
+		if m.v6 {
+			fam = "ip6"
+		}
+		fmt.Fprintf(&b, "\t\t%s %q meta protocol %s udp dport %d drop\n", dir, dev, fam, m.port)
+	}
+	b.WriteString("\t}\n}\n")
+	return b.String()
 }
 
 // dhcpGuardOK reports whether the guard's table, chain and rules are in place.
@@ -361,7 +405,7 @@ func dhcpGuardOK(c *nftables.Conn, dev string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if len(rules) != 4 {
+	if len(rules) != len(dhcpGuardRules(dev)) {
 		return false, nil
 	}
 	for i, r := range rules {
@@ -393,8 +437,12 @@ func convergeDHCPGuard(s VXLANSpec, created bool, ex Executor) error {
 	if !created {
 		p = fmt.Sprintf("%s: dhcp guard (nftables table bridge %s) missing or changed", s.object(), table)
 	}
-	cmd := fmt.Sprintf("nft -f - # table bridge %s: drop DHCP (udp dport 67, 68) from and to %s", table, s.Name)
-	return ex.Run(Step{Problem: p, Cmd: cmd, Do: func() error {
+	cmd := fmt.Sprintf("nft -f - # table bridge %s: drop DHCP (udp dport 67, 68, 546, 547) from and to %s", table, s.Name)
+	var detail string
+	if !ex.Live() {
+		detail = dhcpGuardText(s.Name)
+	}
+	return ex.Run(Step{Problem: p, Cmd: cmd, Detail: detail, Do: func() error {
 		c, err := nftables.New()
 		if err != nil {
 			return err
@@ -429,4 +477,50 @@ func deleteDHCPGuard(dev string) error {
 		return fmt.Errorf("delete table bridge %s: %w", t.Name, err)
 	}
 	return nil
+}
+
+// PruneVXLANs deletes every VXLAN device vnet created (marked
+// vnet-vxlan:NAME) whose name is not in keep, and every DHCP guard table
+// whose device is not in keep, and returns the device names. Devices and
+// tables of anyone else are never touched.
+func PruneVXLANs(keep map[string]bool) ([]string, error) {
+	h, err := newHandle()
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	links, err := h.linkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	var pruned []string
+	var errs []error
+	for _, l := range links {
+		a := l.Attrs()
+		network, ok := strings.CutPrefix(a.Alias, vxlanAliasPrefix)
+		if l.Type() != "vxlan" || !ok || keep[a.Name] {
+			continue
+		}
+		if err := DeleteVXLAN(a.Name, network); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		pruned = append(pruned, a.Name)
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return pruned, errors.Join(append(errs, err)...)
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyBridge)
+	if err != nil {
+		return pruned, errors.Join(append(errs, fmt.Errorf("list bridge tables: %w", err))...)
+	}
+	for _, t := range tables {
+		if dev, ok := strings.CutPrefix(t.Name, dhcpGuardTable("")); ok && !keep[dev] {
+			if err := deleteDHCPGuard(dev); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return pruned, errors.Join(errs...)
 }

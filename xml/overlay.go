@@ -104,3 +104,18 @@ func validateOverlay(n *Network) error {
 	}
 	return nil
 }
+
+// CheckOverlayConflict refuses an overlay whose VNI another network (any
+// of others, the other definitions on this host) already uses: one VNI is
+// one VXLAN device and one segment.
+func CheckOverlayConflict(n *Network, others []*Network) error {
+	if n.Overlay == nil {
+		return nil
+	}
+	for _, o := range others {
+		if o.Name != n.Name && o.Overlay != nil && o.Overlay.VNI == n.Overlay.VNI {
+			return Errorf(KindOperationFailed, "vni %d of network '%s' is already used by network '%s'", n.Overlay.VNI, n.Name, o.Name)
+		}
+	}
+	return nil
+}

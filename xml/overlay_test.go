@@ -88,3 +88,15 @@ func TestOverlayErrors(t *testing.T) {
 		t.Fatalf("validate bridge mode: %v", err)
 	}
 }
+
+func TestOverlayConflict(t *testing.T) {
+	a, _ := Parse([]byte(overlayDoc))
+	b, _ := Parse([]byte(strings.Replace(overlayDoc, "<name>ov</name>", "<name>ov2</name>", 1)))
+	err := CheckOverlayConflict(b, []*Network{a})
+	if err == nil || err.Error() != "operation failed: vni 10100 of network 'ov2' is already used by network 'ov'" {
+		t.Fatalf("err = %v", err)
+	}
+	if err := CheckOverlayConflict(a, []*Network{a}); err != nil {
+		t.Fatalf("the network itself: %v", err)
+	}
+}
