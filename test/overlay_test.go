@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"vnet/daemon/api"
 	"vnet/internal/netnstest"
 )
 
@@ -399,6 +401,15 @@ func TestOverlayThreeHosts(t *testing.T) {
 			}
 		}
 	}
+	// net-info --json: the overlay's full state as FRR reports it.
+	var info api.Network
+	if err := json.Unmarshal([]byte(h1.vnetd.mustCtl("net-info", "--json", "ovnet")), &info); err != nil {
+		t.Fatal(err)
+	}
+	if o := info.Overlay; o == nil || !o.VNIKnown || o.VTEP != h1.vtep || o.RemoteMACs[h2.mac] != h2.vtep || o.RemoteMACs[h3.mac] != h3.vtep || len(o.Peers) != 2 {
+		t.Errorf("h1's overlay state: %+v", info.Overlay)
+	}
+
 	// EVPN type-2 (MAC) and type-3 (flood list) routes in FRR's JSON.
 	routes := h1.frr.vtysh("show bgp l2vpn evpn route json")
 	for _, want := range []string{"[2]:[0]:[48]:[" + h2.mac + "]", "[2]:[0]:[48]:[" + h3.mac + "]", "[3]:[0]:[32]:[10.99.0.2]", "[3]:[0]:[32]:[10.99.0.3]"} {
