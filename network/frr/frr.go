@@ -70,6 +70,10 @@ func (v VTY) JSON(cmd string, out any) error {
 	if err != nil {
 		return err
 	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		// FRR 8.4 prints nothing at all for an unknown VNI.
+		return nil
+	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("vtysh %s: decode: %w", cmd, err)
 	}
