@@ -153,7 +153,8 @@ type converged struct {
 }
 
 // converge brings every part of the network to its desired state through ex,
-// in order bridge → sysctls → firewall → dnsmasq. Each part reads the live
+// in order bridge → (overlay: VXLAN device) → sysctls → firewall → bandwidth →
+// dnsmasq → (overlay: FRR). Each part reads the live
 // state (read-only) and issues only the changes that are needed as steps:
 // with network.Apply they are made (start, adoption, repair), with
 // network.Record only recorded (verify, --dry-run). There is no other code
