@@ -461,6 +461,9 @@ func TestOverlayThreeHosts(t *testing.T) {
 	_ = h2.vnetd.cmd.Wait()
 	h2.vnetd.cmd = nil
 	h2.vnetd.start("--no-default-network", "--verify-interval", "1s")
+	if exited(pinger.Process.Pid) {
+		t.Errorf("the pings ended before h2's vnetd was back: they do not cover the restart")
+	}
 	if err := pinger.Wait(); err != nil {
 		t.Errorf("ping across h2's vnetd restart: %v\n%s", err, pingOut)
 	}
