@@ -29,11 +29,13 @@ func (h *realHost) overlayView(n *netxml.Network) (*netxml.Network, *network.VXL
 			"network '%s' has <vnet:overlay> but this host has no overlay settings (%s)", n.Name, h.overlayPath)
 	}
 	v := n.Clone()
+	// Also a check that the VTEP address is on this host, with or
+	// without an MTU in the definition.
+	mtu, err := network.OverlayMTU(s.VTEP)
+	if err != nil {
+		return nil, nil, netxml.Errorf(netxml.KindOperationFailed, "network '%s': overlay: %v", n.Name, err)
+	}
 	if v.MTU == nil || v.MTU.Size == 0 {
-		mtu, err := network.OverlayMTU(s.VTEP)
-		if err != nil {
-			return nil, nil, fmt.Errorf("network '%s': overlay: %w", n.Name, err)
-		}
 		v.MTU = &libvirtxml.NetworkMTU{Size: uint(mtu)}
 	}
 	if v.Bridge != nil {
