@@ -598,3 +598,51 @@ func tcpThroughput(b testing.TB, src, dst *netnstest.NS, addr string, n int) flo
 	}
 	return float64(n) * 8 / time.Since(start).Seconds() / 1e6
 }
+
+// TestOverlayRefused: bad overlay settings stop vnetd before it changes
+// anything; an overlay network on a host without settings, or whose VTEP
+// address is not on the host, is refused at start and leaves nothing.
+func TestOverlayRefused(t *testing.T) {
+	host := netnstest.New(t, "ovbad")
+	d := newDaemon(t, host)
+	if err := os.MkdirAll(d.configDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(d.configDir, "overlay.conf")
+	if err := os.WriteFile(conf, []byte("vtep 10.99.0.1\nasn x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := d.launch("--no-default-network")
+	// (slog quotes the message in the log the error carries)
+	if err == nil || !strings.Contains(err.Error(), conf+`:2: asn: \"x\" is not an AS number`) {
+		t.Fatalf("vnetd with a bad overlay.conf: %v", err)
+	}
+	if out := host.MustRun("ip", "-o", "link"); strings.Count(out, "\n") != 1 {
+		t.Errorf("links after the refused start:\n%s", out)
+	}
+
+	os.Remove(conf)
+	d.log = nil
+	d.start("--no-default-network")
+	d.mustCtl("net-define", writeFile(t, "ovnet.xml", overlayXML))
+	_, errs, code := d.ctl("net-start", "ovnet")
+	if code == 0 || !strings.Contains(errs, "network 'ovnet' has <vnet:overlay> but this host has no overlay settings ("+conf+")") {
+		t.Errorf("net-start without overlay settings: %d %s", code, errs)
+	}
+	d.stop()
+
+	if err := os.WriteFile(conf, []byte("vtep 10.99.0.1\nasn 65001\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.start("--no-default-network")
+	_, errs, code = d.ctl("net-start", "ovnet")
+	if code == 0 || !strings.Contains(errs, "VTEP address 10.99.0.1 is not on any link of this host") {
+		t.Errorf("net-start with a VTEP not on the host: %d %s", code, errs)
+	}
+	if out := host.MustRun("ip", "-o", "link"); strings.Count(out, "\n") != 1 {
+		t.Errorf("links after the refused start:\n%s", out)
+	}
+	if out := d.mustCtl("net-info", "ovnet"); !strings.Contains(out, "Active:         no") {
+		t.Errorf("net-info:\n%s", out)
+	}
+}
