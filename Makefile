@@ -3,7 +3,7 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN := bin
 PREFIX ?= /usr/local
 
-.PHONY: all build deps run test test-unit test-vm-boot bench fuzz clean install uninstall
+.PHONY: all build deps run test test-unit test-vm-boot vm-boot bench fuzz clean install uninstall
 
 all: build
 
@@ -19,11 +19,15 @@ run: deps build
 	./$(BIN)/vnetd
 
 # Every test: unit, golden, namespace and end-to-end (needs root for the
-# namespace tests; they skip without it).
+# namespace tests; they skip without it), then the systemd boot of a Debian
+# VM (test-vm-boot). Prints how long each stage took.
 test: deps
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 15m ./...
+	@start=$$(date +%s); $(GO) test -race -count=1 -timeout 15m ./...; rc=$$?; \
+		echo "make test: go test ./... took $$(( $$(date +%s) - start )) s"; exit $$rc
+	@start=$$(date +%s); $(MAKE) --no-print-directory vm-boot; rc=$$?; \
+		echo "make test: systemd boot VM took $$(( $$(date +%s) - start )) s"; exit $$rc
 
 test-unit:
 	$(GO) test -count=1 ./xml/... ./dnsmasq/... ./firewall/... ./daemon/... ./cmd/... ./network/frr/...
@@ -84,6 +88,9 @@ uninstall:
 
 # Boots a Debian 12 image (built once with mmdebstrap, cached) with vnet
 # installed under QEMU (TCG) with systemd as PID 1 and checks the unit,
-# autostart, restarts and the watchdog from inside; prints each stage's time.
-test-vm-boot: deps
+# autostart, restarts and the watchdog from inside, then runs the <bandwidth>
+# tests on its kernel; prints each stage's time.
+test-vm-boot: deps vm-boot
+
+vm-boot:
 	VNET_VM_BOOT=1 $(GO) test -count=1 -timeout 40m -v -run '^TestSystemdBootVM$$' ./test/

@@ -76,7 +76,7 @@ func TestStartWithBandwidth(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := &realHost{fw: okFirewall{}, dns: dns, log: log}
-	n, err := netxml.Parse([]byte(`<network><name>bw</name><bridge name='vbr-bw'/><bandwidth><inbound average='1000' peak='2000' burst='256'/><outbound average='500'/></bandwidth><ip address='10.152.0.1' prefix='24'/></network>`))
+	n, err := netxml.Parse([]byte(`<network><name>bw</name><bridge name='vbr-bw'/><dns enable='no'/><bandwidth><inbound average='1000' peak='2000' burst='256'/><outbound average='500'/></bandwidth><ip address='10.152.0.1' prefix='24'/></network>`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,17 +10,17 @@ import (
 	"vnet/test/vm"
 )
 
-// guestTAP makes the TAP a QEMU guest opens and plugs it into bridge br of
-// host. It is the ONE place the VM tests obtain a guest's TAP.
-//
-// TODO(issue 10, items 1-3): obtain the TAP from vnet instead — net-port-create
-// with <vnet:tap dev='NAME'/> — so vnetd owns it and re-plugs it when the
-// bridge is re-created; the re-plug sub-tests below then stop skipping.
-func guestTAP(t testing.TB, d *daemon, host *netnstest.NS, network, br, name, mac string) string {
+// guestTAP asks vnetd for the TAP a QEMU guest opens: a network port with
+// <vnet:tap dev='NAME'/>, so vnetd creates it (vnet_hdr, the network's MTU),
+// plugs it into the network's bridge and re-plugs it whenever the bridge is
+// re-created. It is the ONE place the VM tests obtain a guest's TAP.
+func guestTAP(t testing.TB, d *daemon, network, name, mac string) string {
 	t.Helper()
-	host.MustRun("ip", "tuntap", "add", "dev", name, "mode", "tap", "vnet_hdr")
-	host.MustRun("ip", "link", "set", name, "master", br)
-	host.MustRun("ip", "link", "set", name, "up")
+	const uuid = "6d1f6a0e-3b0c-4d9e-9a43-0c5d7e1b2a01"
+	port := writeFile(t, name+"-port.xml", portXML(uuid, mac, "<vnet:tap xmlns:vnet='urn:vnet:port:1' dev='"+name+"'/>"))
+	t0 := time.Now()
+	d.mustCtl("net-port-create", network, port)
+	t.Logf("vm: net-port-create of TAP %s took %v", name, time.Since(t0).Round(time.Microsecond))
 	return name
 }
 
@@ -50,7 +50,10 @@ func TestGuestVM(t *testing.T) {
 	d.start()
 
 	const mac, hostname = "52:54:00:7e:57:01", "vnetguest1"
-	tap := guestTAP(t, d, host, "default", "virbr0", "vmtap0", mac)
+	tap := guestTAP(t, d, "default", "vmtap0", mac)
+	if !tapPluggedInto(host, tap, "virbr0") {
+		t.Fatalf("%s not plugged into virbr0 after net-port-create", tap)
+	}
 	g := vm.Start(t, assets, vm.Config{NetNS: host.Name(), TAP: tap, MAC: mac, Hostname: hostname, Target: "172.31.255.2"})
 
 	_, nic, _ := g.MustWait(0, regexp.MustCompile(`VNET-MAC `), 5*time.Minute)
@@ -101,64 +104,56 @@ func TestGuestVM(t *testing.T) {
 		t.Logf("vm: 0 of %d pings lost over 5 kill -9 restarts of vnetd", after-before)
 	})
 
+	// vnetd re-creates the bridge and re-plugs the port's TAP: the guest
+	// pings again within a second.
 	t.Run("bridge-deleted", func(t *testing.T) {
 		t0 := time.Now()
 		host.MustRun("ip", "link", "del", "virbr0")
-		back, err := g.FirstReplyAfter(t0, 10*time.Second)
-		if err != nil {
-			replugged := tapPluggedInto(host, tap, "virbr0")
-			t.Logf("vm: guest offline for more than 10 s after ip link del virbr0 (bridge back: %v, TAP re-plugged: %v)", bridgeExists(host, "virbr0"), replugged)
-			// Back online for the next sub-test.
-			replug(t, host, g, tap, "virbr0")
-			if !replugged {
-				t.Skip("needs net-port re-plug (issue 10 items 2-3)")
-			}
-			t.Fatal(err)
-		}
-		took := back.Sub(t0)
-		t.Logf("vm: guest pings again %v after ip link del virbr0", took.Round(time.Millisecond))
-		if took > time.Second {
-			t.Fatalf("guest offline for %v after the bridge was deleted, want ≤ 1 s", took)
-		}
+		offline(t, g, host, tap, t0, time.Second, "ip link del virbr0")
 	})
 
+	// A TAP taken off the bridge is put back by drift repair.
+	t.Run("nomaster", func(t *testing.T) {
+		t0 := time.Now()
+		host.MustRun("ip", "link", "set", tap, "nomaster")
+		offline(t, g, host, tap, t0, time.Second, "ip link set "+tap+" nomaster")
+	})
+
+	// net-destroy keeps the port (its TAP stays, unplugged); net-start plugs
+	// it into the new bridge.
 	t.Run("destroy-start", func(t *testing.T) {
 		d.mustCtl("net-destroy", "default")
+		if linkExists(host, "virbr0") || !linkExists(host, tap) {
+			t.Fatalf("after net-destroy: bridge present %v, TAP present %v; want false, true", linkExists(host, "virbr0"), linkExists(host, tap))
+		}
 		t0 := time.Now()
 		d.mustCtl("net-start", "default")
-		back, err := g.FirstReplyAfter(t0, 10*time.Second)
-		if err != nil {
-			replugged := tapPluggedInto(host, tap, "virbr0")
-			t.Logf("vm: guest offline for more than 10 s after net-destroy + net-start (TAP re-plugged: %v)", replugged)
-			replug(t, host, g, tap, "virbr0")
-			if !replugged {
-				t.Skip("needs net-port re-plug (issue 10 items 2-3)")
-			}
-			t.Fatal(err)
-		}
-		t.Logf("vm: guest pings again %v after net-start", back.Sub(t0).Round(time.Millisecond))
+		offline(t, g, host, tap, t0, 5*time.Second, "net-start")
 	})
 }
 
-func bridgeExists(host *netnstest.NS, br string) bool {
-	_, err := host.Run("ip", "link", "show", br)
-	return err == nil
-}
-
-// replug puts the TAP back on the bridge by hand (waiting for vnet to have
-// re-created the bridge) so later sub-tests start from a guest online, and
-// logs how long the guest then needs to ping again (what a re-plug by vnet
-// will add to the bridge re-creation).
-func replug(t *testing.T, host *netnstest.NS, g *vm.VM, tap, br string) {
+// offline waits for the guest's first ping reply after the fault injected at
+// t0, fails when it takes longer than limit, and logs how long the TAP and
+// the guest took to come back.
+func offline(t *testing.T, g *vm.VM, host *netnstest.NS, tap string, t0 time.Time, limit time.Duration, what string) {
 	t.Helper()
-	if !waitFor(10*time.Second, func() bool { return bridgeExists(host, br) }) {
-		t.Fatalf("%s not re-created within 10 s", br)
+	var plugged time.Duration
+	if waitFor(10*time.Second, func() bool { return tapPluggedInto(host, tap, "virbr0") }) {
+		plugged = time.Since(t0)
 	}
-	t0 := time.Now()
-	host.MustRun("ip", "link", "set", tap, "master", br)
 	back, err := g.FirstReplyAfter(t0, 10*time.Second)
 	if err != nil {
-		t.Fatalf("guest offline after a manual re-plug: %v", err)
+		t.Fatalf("after %s: %v (TAP plugged into virbr0: %v)", what, err, tapPluggedInto(host, tap, "virbr0"))
 	}
-	t.Logf("vm: after a manual re-plug the guest pings again in %v", back.Sub(t0).Round(time.Millisecond))
+	took := back.Sub(t0)
+	t.Logf("vm: after %s the TAP was plugged again within %v and the guest pinged again after %v",
+		what, plugged.Round(time.Millisecond), took.Round(time.Millisecond))
+	if took > limit {
+		t.Fatalf("guest offline for %v after %s, want ≤ %v", took, what, limit)
+	}
+}
+
+func linkExists(host *netnstest.NS, dev string) bool {
+	_, err := host.Run("ip", "link", "show", dev)
+	return err == nil
 }
