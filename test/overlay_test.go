@@ -450,7 +450,7 @@ func TestOverlayThreeHosts(t *testing.T) {
 	// A kill -9 of h2's vnetd and its restart lose no packet between
 	// h1's and h2's guests, and change nothing on h2.
 	before := h2.ns.MustRun("ip", "-d", "link", "show", "vxlan10100")
-	pinger := h1.guest.Command("ping", "-q", "-i", "0.01", "-c", "250", "-W", "1", h2.ip.String())
+	pinger := h1.guest.Command("ping", "-q", "-i", "0.01", "-c", "500", "-W", "1", h2.ip.String())
 	pingOut := &logBuffer{}
 	pinger.Stdout, pinger.Stderr = pingOut, pingOut
 	if err := pinger.Start(); err != nil {
@@ -467,7 +467,7 @@ func TestOverlayThreeHosts(t *testing.T) {
 	if err := pinger.Wait(); err != nil {
 		t.Errorf("ping across h2's vnetd restart: %v\n%s", err, pingOut)
 	}
-	if !strings.Contains(pingOut.String(), "250 received") {
+	if !strings.Contains(pingOut.String(), "500 received") {
 		t.Errorf("pings lost across h2's vnetd kill -9 and restart:\n%s", pingOut)
 	}
 	if after := h2.ns.MustRun("ip", "-d", "link", "show", "vxlan10100"); after != before {
