@@ -243,7 +243,7 @@ func setupOverlay(t testing.TB, n int) []*overlayHost {
 		}
 		// A short verification period: a restarted FRR gets vnet's
 		// configuration back at the next pass.
-		h.vnetd.start("--no-default-network", "--verify-interval", "1s")
+		h.vnetd.start("--no-default-network", "--verify-interval", "2s")
 		h.vnetd.mustCtl("net-define", xmlPath)
 		var plan string
 		if i == 0 {
@@ -460,7 +460,7 @@ func TestOverlayThreeHosts(t *testing.T) {
 	_ = h2.vnetd.cmd.Process.Kill()
 	_ = h2.vnetd.cmd.Wait()
 	h2.vnetd.cmd = nil
-	h2.vnetd.start("--no-default-network", "--verify-interval", "1s")
+	h2.vnetd.start("--no-default-network", "--verify-interval", "2s")
 	if exited(pinger.Process.Pid) {
 		t.Errorf("the pings ended before h2's vnetd was back: they do not cover the restart")
 	}
