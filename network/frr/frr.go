@@ -101,9 +101,20 @@ func (s *Settings) Desired() (top, af []string) {
 
 // running is the part of FRR's running configuration vnet looks at.
 type running struct {
+	profile string          // `frr defaults PROFILE` (traditional, datacenter)
 	asns    []string        // AS numbers of `router bgp N` in the default VRF
 	top, af map[string]bool // lines of our instance and its l2vpn evpn family
 	members []string        // neighbors in the vnet peer group
+}
+
+// has reports whether a line of the BGP instance is in effect: written in
+// the running configuration, or the profile's default, which FRR does not
+// write (the datacenter profile does not require eBGP policies).
+func (r running) has(line string) bool {
+	if r.top[line] {
+		return true
+	}
+	return line == "no bgp ebgp-requires-policy" && r.profile == "datacenter" && !r.top["bgp ebgp-requires-policy"]
 }
 
 // parseRunning reads `show running-config` for the default VRF BGP
@@ -115,6 +126,9 @@ func parseRunning(text string, asn uint32) running {
 	for _, raw := range strings.Split(text, "\n") {
 		l := strings.TrimSpace(raw)
 		switch {
+		case strings.HasPrefix(raw, "frr defaults "):
+			r.profile = strings.TrimPrefix(l, "frr defaults ")
+			continue
 		case strings.HasPrefix(raw, "router bgp "):
 			f := strings.Fields(l)
 			if len(f) == 3 { // not `router bgp N vrf X`
@@ -170,7 +184,7 @@ func (v VTY) Converge(ex network.Executor) error {
 	top, af := v.s.Desired()
 	var cmds, missing []string
 	for _, l := range top {
-		if !r.top[l] {
+		if !r.has(l) {
 			cmds = append(cmds, l)
 			missing = append(missing, l)
 		}

@@ -120,3 +120,19 @@ func TestVTYArgv(t *testing.T) {
 	}
 	var _ network.Executor = &network.Record{}
 }
+
+// TestDatacenterDefaults: under FRR's datacenter profile eBGP needs no
+// policy and FRR does not write `no bgp ebgp-requires-policy`: that is not
+// missing (else every check would "repair" it again).
+func TestDatacenterDefaults(t *testing.T) {
+	dc := strings.Replace(runningConfig, "frr defaults traditional", "frr defaults datacenter", 1)
+	dc = strings.Replace(dc, " no bgp ebgp-requires-policy\n", "", 1)
+	r := parseRunning(dc, 65001)
+	if r.profile != "datacenter" || !r.has("no bgp ebgp-requires-policy") {
+		t.Fatalf("datacenter: %+v", r)
+	}
+	r = parseRunning(strings.Replace(runningConfig, " no bgp ebgp-requires-policy\n", "", 1), 65001)
+	if r.has("no bgp ebgp-requires-policy") {
+		t.Fatal("traditional profile: the line is missing")
+	}
+}
