@@ -475,6 +475,18 @@ func TestOverlayThreeHosts(t *testing.T) {
 	}
 	t.Logf("across vnetd kill -9: %s", strings.TrimSpace(pingOut.String()))
 
+	// FRR took vnet's configuration once: every later check found it in
+	// place (no step re-applies it).
+	n := 0
+	for _, st := range ranSteps(h1.vnetd.log.String(), "ovnet") {
+		if strings.HasPrefix(st, "vtysh ") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("h1 configured FRR %d times, want once", n)
+	}
+
 	// FRR stopped on h3: its guest's MAC leaves the other hosts' FDBs
 	// (the session closes with a NOTIFICATION), net-info reports the
 	// down peer; FRR started again: vnetd gives it its configuration at

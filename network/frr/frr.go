@@ -80,80 +80,99 @@ func (v VTY) JSON(cmd string, out any) error {
 	return nil
 }
 
-// Desired returns the configuration vnet owns, as the lines of FRR's
-// running configuration under `router bgp ASN` (top) and its
-// `address-family l2vpn evpn` (af).
-func (s *Settings) Desired() (top, af []string) {
-	if s.VTEP.Is4() {
-		top = append(top, "bgp router-id "+s.VTEP.String())
+// RouteMap is the route map vnet attaches to its peer group's EVPN routes,
+// in and out. It permits everything; it exists so that FRR's `bgp
+// ebgp-requires-policy` (on by default) lets vnet's peers exchange routes
+// without vnet turning that check off for the whole instance.
+const RouteMap = "vnet-evpn"
+
+// Sections of the BGP instance, as `address-family` names ("" is the
+// instance itself).
+const (
+	secIPv4 = "ipv4 unicast"
+	secEVPN = "l2vpn evpn"
+)
+
+// cfgLine is one line of the BGP instance in a section.
+type cfgLine struct{ section, text string }
+
+// desired returns the lines vnet owns in the BGP instance, given what runs:
+// its peer group with the peers, the group's EVPN family with the route
+// map and advertise-all-vni, the group kept out of IPv4 unicast (when FRR
+// activates new neighbors there), and a router id from the VTEP when the
+// instance has none (FRR could not pick one on a host without IPv4).
+func (s *Settings) desired(r running) []cfgLine {
+	var out []cfgLine
+	add := func(sec, format string, args ...any) { out = append(out, cfgLine{sec, fmt.Sprintf(format, args...)}) }
+	if s.VTEP.Is4() && !r.routerID {
+		add("", "bgp router-id %s", s.VTEP)
 	}
-	top = append(top, "no bgp ebgp-requires-policy", "no bgp default ipv4-unicast",
-		"neighbor "+PeerGroup+" peer-group", "neighbor "+PeerGroup+" remote-as "+s.RemoteAS)
+	add("", "neighbor %s peer-group", PeerGroup)
+	add("", "neighbor %s remote-as %s", PeerGroup, s.RemoteAS)
 	if s.Keepalive > 0 {
-		top = append(top, fmt.Sprintf("neighbor %s timers %d %d", PeerGroup, s.Keepalive, s.Hold))
+		add("", "neighbor %s timers %d %d", PeerGroup, s.Keepalive, s.Hold)
 	}
 	for _, p := range s.Peers {
-		top = append(top, fmt.Sprintf("neighbor %s peer-group %s", p, PeerGroup))
+		add("", "neighbor %s peer-group %s", p, PeerGroup)
 	}
-	af = []string{"neighbor " + PeerGroup + " activate", "advertise-all-vni"}
-	return top, af
+	if !r.lines[""]["no bgp default ipv4-unicast"] {
+		add(secIPv4, "no neighbor %s activate", PeerGroup)
+	}
+	add(secEVPN, "neighbor %s activate", PeerGroup)
+	add(secEVPN, "neighbor %s route-map %s in", PeerGroup, RouteMap)
+	add(secEVPN, "neighbor %s route-map %s out", PeerGroup, RouteMap)
+	add(secEVPN, "advertise-all-vni")
+	return out
 }
 
 // running is the part of FRR's running configuration vnet looks at.
 type running struct {
-	profile string          // `frr defaults PROFILE` (traditional, datacenter)
-	asns    []string        // AS numbers of `router bgp N` in the default VRF
-	top, af map[string]bool // lines of our instance and its l2vpn evpn family
-	members []string        // neighbors in the vnet peer group
-}
-
-// has reports whether a line of the BGP instance is in effect: written in
-// the running configuration, or the profile's default, which FRR does not
-// write (the datacenter profile does not require eBGP policies).
-func (r running) has(line string) bool {
-	if r.top[line] {
-		return true
-	}
-	return line == "no bgp ebgp-requires-policy" && r.profile == "datacenter" && !r.top["bgp ebgp-requires-policy"]
+	asns     []string                   // AS numbers of `router bgp N` in the default VRF
+	lines    map[string]map[string]bool // lines of our instance by section
+	members  []string                   // neighbors in the vnet peer group
+	routerID bool                       // the instance has `bgp router-id`
+	routeMap bool                       // `route-map vnet-evpn permit 10` exists
 }
 
 // parseRunning reads `show running-config` for the default VRF BGP
 // instance of asn.
 func parseRunning(text string, asn uint32) running {
-	r := running{top: map[string]bool{}, af: map[string]bool{}}
+	r := running{lines: map[string]map[string]bool{"": {}, secIPv4: {}, secEVPN: {}}}
 	want := "router bgp " + strconv.FormatUint(uint64(asn), 10)
-	in, inAF := false, false
+	in, sec := false, ""
 	for _, raw := range strings.Split(text, "\n") {
 		l := strings.TrimSpace(raw)
 		switch {
-		case strings.HasPrefix(raw, "frr defaults "):
-			r.profile = strings.TrimPrefix(l, "frr defaults ")
-			continue
 		case strings.HasPrefix(raw, "router bgp "):
 			f := strings.Fields(l)
 			if len(f) == 3 { // not `router bgp N vrf X`
 				r.asns = append(r.asns, f[2])
-				in = l == want
+				in, sec = l == want, ""
 			}
 			continue
+		case raw == "route-map "+RouteMap+" permit 10":
+			r.routeMap, in = true, false
+			continue
 		case !strings.HasPrefix(raw, " ") && l != "" && l != "!":
-			in, inAF = false, false
+			in, sec = false, ""
 			continue
 		}
 		if !in {
 			continue
 		}
 		switch {
-		case l == "address-family l2vpn evpn":
-			inAF = true
 		case strings.HasPrefix(l, "address-family "):
-			inAF = false
+			sec = strings.TrimPrefix(l, "address-family ")
 		case l == "exit-address-family":
-			inAF = false
-		case inAF:
-			r.af[l] = true
-		default:
-			r.top[l] = true
+			sec = ""
+		case r.lines[sec] != nil:
+			r.lines[sec][l] = true
+			if sec != "" {
+				break
+			}
+			if strings.HasPrefix(l, "bgp router-id ") {
+				r.routerID = true
+			}
 			if f := strings.Fields(l); len(f) == 4 && f[0] == "neighbor" && f[2] == "peer-group" && f[3] == PeerGroup {
 				r.members = append(r.members, f[1])
 			}
@@ -166,9 +185,10 @@ func parseRunning(text string, asn uint32) running {
 // the change through ex: it reads the running configuration and, when a
 // line vnet owns is missing or a member of the vnet peer group is no longer
 // a peer, applies the missing lines (and removes the stale members) with
-// one vtysh call. Nothing outside the vnet peer group and the l2vpn evpn
-// family is changed. A BGP instance of another AS in the default VRF is
-// refused: FRR has one per VRF.
+// one vtysh call. What vnet owns is the peer group `vnet` with its members
+// and its address-family lines, the route map `vnet-evpn`, and
+// `advertise-all-vni`; nothing else of the instance is changed. A BGP
+// instance of another AS in the default VRF is refused: FRR has one per VRF.
 func (v VTY) Converge(ex network.Executor) error {
 	out, err := v.Run("show running-config")
 	if err != nil {
@@ -181,14 +201,26 @@ func (v VTY) Converge(ex network.Executor) error {
 			return fmt.Errorf("frr: BGP runs as AS %s here; the overlay settings say AS %s", a, asn)
 		}
 	}
-	top, af := v.s.Desired()
-	var cmds, missing []string
-	for _, l := range top {
-		if !r.has(l) {
-			cmds = append(cmds, l)
-			missing = append(missing, l)
+	var missing []string
+	var cmds []string
+	if !r.routeMap {
+		cmds = append(cmds, "route-map "+RouteMap+" permit 10", "exit")
+		missing = append(missing, "route-map "+RouteMap)
+	}
+	cmds = append(cmds, "router bgp "+asn)
+	bySection := map[string][]string{}
+	for _, l := range v.s.desired(r) {
+		if r.lines[l.section][l.text] {
+			continue
+		}
+		bySection[l.section] = append(bySection[l.section], l.text)
+		if l.section != "" {
+			missing = append(missing, l.section+": "+l.text)
+		} else {
+			missing = append(missing, l.text)
 		}
 	}
+	cmds = append(cmds, bySection[""]...)
 	for _, m := range r.members {
 		a, err := netip.ParseAddr(m)
 		if err != nil || !slices.Contains(v.s.Peers, a) {
@@ -196,20 +228,15 @@ func (v VTY) Converge(ex network.Executor) error {
 			missing = append(missing, "stale neighbor "+m)
 		}
 	}
-	var afCmds []string
-	for _, l := range af {
-		if !r.af[l] {
-			afCmds = append(afCmds, l)
-			missing = append(missing, "l2vpn evpn: "+l)
+	for _, sec := range []string{secIPv4, secEVPN} {
+		if len(bySection[sec]) > 0 {
+			cmds = append(append(append(cmds, "address-family "+sec), bySection[sec]...), "exit-address-family")
 		}
 	}
 	if len(missing) == 0 {
 		return nil
 	}
-	all := append([]string{"configure terminal", "router bgp " + asn}, cmds...)
-	if len(afCmds) > 0 {
-		all = append(append(append(all, "address-family l2vpn evpn"), afCmds...), "exit-address-family")
-	}
+	all := append([]string{"configure terminal"}, cmds...)
 	var shown strings.Builder
 	shown.WriteString(strings.Join(v.argv(), " "))
 	for _, c := range all {

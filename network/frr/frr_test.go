@@ -2,6 +2,7 @@ package frr
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -89,26 +90,28 @@ func TestConvergeConfig(t *testing.T) {
 	s := &Settings{VTEP: netip.MustParseAddr("192.0.2.1"), ASN: 65001, RemoteAS: "external",
 		Peers: []netip.Addr{netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")}}
 	r := parseRunning(runningConfig, 65001)
-	if len(r.asns) != 1 || r.asns[0] != "65001" || len(r.members) != 2 {
+	if len(r.asns) != 1 || r.asns[0] != "65001" || len(r.members) != 2 || !r.routerID || r.routeMap {
 		t.Fatalf("running = %+v", r)
 	}
-	if r.af["neighbor 198.51.100.1 activate"] || !r.af["neighbor vnet activate"] || r.af["advertise-all-vni"] {
-		t.Fatalf("address families mixed up: %+v", r.af)
+	if r.lines[secIPv4]["neighbor 198.51.100.1 activate"] != true || r.lines[secEVPN]["neighbor 198.51.100.1 activate"] || !r.lines[secEVPN]["neighbor vnet activate"] {
+		t.Fatalf("address families mixed up: %+v", r.lines)
 	}
-	top, af := s.Desired()
 	var missing []string
-	for _, l := range top {
-		if !r.top[l] {
-			missing = append(missing, l)
+	for _, l := range s.desired(r) {
+		if !r.lines[l.section][l.text] {
+			missing = append(missing, l.section+"|"+l.text)
 		}
 	}
-	for _, l := range af {
-		if !r.af[l] {
-			missing = append(missing, l)
-		}
-	}
-	if strings.Join(missing, "|") != "neighbor 192.0.2.3 peer-group vnet|advertise-all-vni" {
+	want := "|neighbor 192.0.2.3 peer-group vnet,l2vpn evpn|neighbor vnet route-map vnet-evpn in,l2vpn evpn|neighbor vnet route-map vnet-evpn out,l2vpn evpn|advertise-all-vni"
+	if strings.Join(missing, ",") != want {
 		t.Fatalf("missing = %q", missing)
+	}
+	// FRR activating new neighbors in IPv4 unicast (its default): vnet's
+	// group is kept out of it; without a router id, the VTEP is it.
+	r = parseRunning("frr defaults traditional\n!\nend\n", 65001)
+	got := s.desired(r)
+	if got[0].text != "bgp router-id 192.0.2.1" || !slices.Contains(got, cfgLine{secIPv4, "no neighbor vnet activate"}) {
+		t.Fatalf("desired on an empty FRR = %+v", got)
 	}
 }
 
@@ -119,20 +122,4 @@ func TestVTYArgv(t *testing.T) {
 		t.Fatalf("argv = %s", got)
 	}
 	var _ network.Executor = &network.Record{}
-}
-
-// TestDatacenterDefaults: under FRR's datacenter profile eBGP needs no
-// policy and FRR does not write `no bgp ebgp-requires-policy`: that is not
-// missing (else every check would "repair" it again).
-func TestDatacenterDefaults(t *testing.T) {
-	dc := strings.Replace(runningConfig, "frr defaults traditional", "frr defaults datacenter", 1)
-	dc = strings.Replace(dc, " no bgp ebgp-requires-policy\n", "", 1)
-	r := parseRunning(dc, 65001)
-	if r.profile != "datacenter" || !r.has("no bgp ebgp-requires-policy") {
-		t.Fatalf("datacenter: %+v", r)
-	}
-	r = parseRunning(strings.Replace(runningConfig, " no bgp ebgp-requires-policy\n", "", 1), 65001)
-	if r.has("no bgp ebgp-requires-policy") {
-		t.Fatal("traditional profile: the line is missing")
-	}
 }

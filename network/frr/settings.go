@@ -51,7 +51,8 @@ type Settings struct {
 
 // PeerGroup is the BGP peer group that holds every neighbor vnet
 // configures: what vnet owns in FRR's configuration is this group, its
-// members and the l2vpn evpn address family of the instance.
+// members and their address-family lines, the route map RouteMap and
+// advertise-all-vni.
 const PeerGroup = "vnet"
 
 // ParseSettings reads the overlay settings file: one setting a line,

@@ -53,7 +53,8 @@ func TestVTYConverge(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(rec.Steps) != 1 || !strings.Contains(rec.Steps[0].Problem, "neighbor 192.0.2.3 peer-group vnet") ||
-		!strings.Contains(rec.Steps[0].Problem, "stale neighbor 192.0.2.9") || !strings.Contains(rec.Steps[0].Problem, "l2vpn evpn: advertise-all-vni") {
+		!strings.Contains(rec.Steps[0].Problem, "stale neighbor 192.0.2.9") || !strings.Contains(rec.Steps[0].Problem, "l2vpn evpn: advertise-all-vni") ||
+		!strings.Contains(rec.Steps[0].Problem, "route-map vnet-evpn") {
 		t.Fatalf("steps: %+v", rec.Steps)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "calls")); err == nil {
@@ -64,7 +65,9 @@ func TestVTYConverge(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls, _ := os.ReadFile(filepath.Join(dir, "calls"))
-	want := "--vty_socket " + dir + " --config_dir " + dir + " -c configure terminal -c router bgp 65001 -c neighbor 192.0.2.3 peer-group vnet -c no neighbor 192.0.2.9 -c address-family l2vpn evpn -c advertise-all-vni -c exit-address-family\n"
+	want := "--vty_socket " + dir + " --config_dir " + dir + " -c configure terminal -c route-map vnet-evpn permit 10 -c exit -c router bgp 65001" +
+		" -c neighbor 192.0.2.3 peer-group vnet -c no neighbor 192.0.2.9 -c address-family l2vpn evpn" +
+		" -c neighbor vnet route-map vnet-evpn in -c neighbor vnet route-map vnet-evpn out -c advertise-all-vni -c exit-address-family\n"
 	if string(calls) != want {
 		t.Fatalf("vtysh got:\n%s\nwant:\n%s", calls, want)
 	}
