@@ -331,7 +331,8 @@ func (m *Manager) startRepair(interval time.Duration, iptables bool) {
 			if err != nil {
 				m.log.Warn("no nftables events; firewall drift is found by the periodic check only", "err", err)
 			}
-		})
+		},
+		m.watchFRR)
 }
 
 // startRepairWith starts the repairer and the given watchers.

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"math/big"
 	"net/netip"
@@ -216,4 +217,18 @@ func (m *Manager) activeVXLANs() map[string]bool {
 		}
 	}
 	return keep
+}
+
+// watchFRR hints every network when this host's FRR (bgpd) starts again,
+// so that overlays get their BGP EVPN configuration back at once instead of
+// at the next periodic check. Nothing to watch without overlay settings.
+func (m *Manager) watchFRR(ctx context.Context, r *repairer) {
+	h, ok := m.host.(*realHost)
+	if !ok || h.overlay == nil {
+		return
+	}
+	frr.WatchRestarts(ctx, h.overlay, func() {
+		m.log.Info("FRR (bgpd) started: checking the overlay networks")
+		r.hint(allNetworks)
+	})
 }

@@ -241,9 +241,9 @@ func setupOverlay(t testing.TB, n int) []*overlayHost {
 		if err := os.WriteFile(filepath.Join(h.vnetd.configDir, "overlay.conf"), []byte(conf.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		// A short verification period: a restarted FRR gets vnet's
-		// configuration back at the next pass.
-		h.vnetd.start("--no-default-network", "--verify-interval", "2s")
+		// The default 30 s periodic check: every repair below is
+		// driven by events (links, nftables, FRR's restart).
+		h.vnetd.start("--no-default-network")
 		h.vnetd.mustCtl("net-define", xmlPath)
 		var plan string
 		if i == 0 {
@@ -460,7 +460,7 @@ func TestOverlayThreeHosts(t *testing.T) {
 	_ = h2.vnetd.cmd.Process.Kill()
 	_ = h2.vnetd.cmd.Wait()
 	h2.vnetd.cmd = nil
-	h2.vnetd.start("--no-default-network", "--verify-interval", "2s")
+	h2.vnetd.start("--no-default-network")
 	if exited(pinger.Process.Pid) {
 		t.Errorf("the pings ended before h2's vnetd was back: they do not cover the restart")
 	}
@@ -507,6 +507,9 @@ func TestOverlayThreeHosts(t *testing.T) {
 		mustWait(t, 30*time.Second, h.vtep+": "+h3.mac+" back", func() bool { return h.hasRemoteMAC(t, h3.mac, h3.vtep) })
 	}
 	t.Logf("h3's MAC back on h1 and h2 %.2fs after FRR started", time.Since(restarted).Seconds())
+	if !strings.Contains(h3.vnetd.log.String(), "FRR (bgpd) started") {
+		t.Errorf("h3's vnetd did not notice FRR's restart")
+	}
 	mustWait(t, 10*time.Second, "ping h1 → h3 after h3's FRR restart", func() bool {
 		_, err := h1.guest.Run("ping", "-c", "1", "-W", "1", h3.ip.String())
 		return err == nil
