@@ -99,13 +99,13 @@ type cfgLine struct{ section, text string }
 // desired returns the lines vnet owns in the BGP instance, given what runs:
 // its peer group with the peers, the group's EVPN family with the route
 // map and advertise-all-vni, the group kept out of IPv4 unicast (when FRR
-// activates new neighbors there), and a router id from the VTEP when the
+// activates new neighbors there), and the settings' router id when the
 // instance has none (FRR could not pick one on a host without IPv4).
 func (s *Settings) desired(r running) []cfgLine {
 	var out []cfgLine
 	add := func(sec, format string, args ...any) { out = append(out, cfgLine{sec, fmt.Sprintf(format, args...)}) }
-	if s.VTEP.Is4() && !r.routerID {
-		add("", "bgp router-id %s", s.VTEP)
+	if s.RouterID.IsValid() && !r.routerID {
+		add("", "bgp router-id %s", s.RouterID)
 	}
 	add("", "neighbor %s peer-group", PeerGroup)
 	add("", "neighbor %s remote-as %s", PeerGroup, s.RemoteAS)

@@ -28,8 +28,11 @@ frr-vty-dir /run/frr/b
 	if s.Slice != 1 || s.Slices != 3 {
 		t.Fatalf("slice = %d/%d, want 1/3", s.Slice, s.Slices)
 	}
-	s, err = ParseSettings("o", []byte("vtep 192.0.2.2\nasn 1\ndhcp-slice 4/5\nremote-as internal\n"))
-	if err != nil || s.Slice != 4 || s.Slices != 5 || s.RemoteAS != "internal" {
+	if s.RouterID != s.VTEP {
+		t.Fatalf("router id = %s, want the VTEP", s.RouterID)
+	}
+	s, err = ParseSettings("o", []byte("vtep 2001:db8::2\nasn 1\ndhcp-slice 4/5\nremote-as internal\nrouter-id 192.0.2.9\n"))
+	if err != nil || s.Slice != 4 || s.Slices != 5 || s.RemoteAS != "internal" || s.RouterID != netip.MustParseAddr("192.0.2.9") {
 		t.Fatalf("settings = %+v, %v", s, err)
 	}
 	for _, tc := range []struct{ in, want string }{
@@ -45,6 +48,7 @@ frr-vty-dir /run/frr/b
 		{"vtep 192.0.2.1\nasn 1\ndhcp-slice 3/3\n", `o:3: dhcp-slice: "3/3": want INDEX/COUNT`},
 		{"vtep 192.0.2.1\nasn 1\nvtysh vtysh\n", `o:3: vtysh: "vtysh" is not an absolute path`},
 		{"vtep 192.0.2.1\nasn 1\ncolour blue\n", "o:3: colour: unknown setting"},
+		{"vtep 192.0.2.1\nasn 1\nrouter-id 2001:db8::1\n", `o:3: router-id: "2001:db8::1" is not an IPv4 address`},
 		{"vtep 192.0.2.1 192.0.2.2\n", "o:1: vtep: needs 1 value(s), has 2"},
 	} {
 		_, err := ParseSettings("o", []byte(tc.in))
@@ -87,7 +91,7 @@ end
 `
 
 func TestConvergeConfig(t *testing.T) {
-	s := &Settings{VTEP: netip.MustParseAddr("192.0.2.1"), ASN: 65001, RemoteAS: "external",
+	s := &Settings{VTEP: netip.MustParseAddr("192.0.2.1"), RouterID: netip.MustParseAddr("192.0.2.1"), ASN: 65001, RemoteAS: "external",
 		Peers: []netip.Addr{netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")}}
 	r := parseRunning(runningConfig, 65001)
 	if len(r.asns) != 1 || r.asns[0] != "65001" || len(r.members) != 2 || !r.routerID || r.routeMap {

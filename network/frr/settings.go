@@ -27,6 +27,9 @@ type Settings struct {
 	VTEP netip.Addr
 	// ASN is the BGP AS number of this host's BGP instance.
 	ASN uint32
+	// RouterID is the BGP router id vnet sets when the instance has none:
+	// the VTEP when it is IPv4, else this setting (an IPv4 address).
+	RouterID netip.Addr
 	// Peers are the BGP peers (the other hosts, or route reflectors).
 	Peers []netip.Addr
 	// RemoteAS is the peers' AS: "external" (eBGP, the default),
@@ -63,6 +66,7 @@ const PeerGroup = "vnet"
 //	peer 192.0.2.2          a BGP peer; repeat for each
 //	remote-as external      external (default), internal, or a number
 //	timers 3 9              BGP keepalive and hold time in seconds
+//	router-id 192.0.2.1     BGP router id (default: the vtep, when IPv4)
 //	dhcp-slice 0/3          this host's slice of DHCP ranges (default: derived)
 //	vtysh /usr/bin/vtysh    the vtysh binary
 //	frr-vty-dir /run/frr    FRR's vty socket directory (vtysh --vty_socket)
@@ -113,6 +117,12 @@ func ParseSettings(path string, data []byte) (*Settings, error) {
 				}
 				s.Peers = append(s.Peers, a)
 			}
+		case "router-id":
+			a, err := netip.ParseAddr(args[0])
+			if err != nil || !a.Is4() || a.IsUnspecified() {
+				return nil, bad("%q is not an IPv4 address", args[0])
+			}
+			s.RouterID = a
 		case "asn":
 			n, err := strconv.ParseUint(args[0], 10, 32)
 			if err != nil || n == 0 {
@@ -174,6 +184,9 @@ func ParseSettings(path string, data []byte) (*Settings, error) {
 		if p.Is4() != s.VTEP.Is4() {
 			return nil, fmt.Errorf("%s: peer: %s is not of the vtep's address family", path, p)
 		}
+	}
+	if !s.RouterID.IsValid() && s.VTEP.Is4() {
+		s.RouterID = s.VTEP
 	}
 	if s.Slices == 0 {
 		all := append([]netip.Addr{s.VTEP}, s.Peers...)

@@ -40,7 +40,7 @@ esac
 	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := &Settings{VTEP: netip.MustParseAddr("192.0.2.1"), ASN: 65001, RemoteAS: "external", Vtysh: bin, VtyDir: dir,
+	s := &Settings{VTEP: netip.MustParseAddr("192.0.2.1"), RouterID: netip.MustParseAddr("192.0.2.1"), ASN: 65001, RemoteAS: "external", Vtysh: bin, VtyDir: dir,
 		Peers: []netip.Addr{netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")}}
 	return s, dir
 }
