@@ -178,6 +178,9 @@ const overlayXML = `<network>
   <name>ovnet</name>
   <forward mode='nat'/>
   <bridge name='ovbr0'/>
+  <dns>
+    <host ip='10.77.0.250'><hostname>db</hostname></host>
+  </dns>
   <ip address='10.77.0.1' netmask='255.255.255.0'>
     <dhcp>
       <range start='10.77.0.10' end='10.77.0.249'/>
@@ -375,6 +378,14 @@ func TestOverlayThreeHosts(t *testing.T) {
 			if src := <-peers; src != a.ip.String() {
 				t.Errorf("TCP %s → %s arrived from %s", a.ip, b.ip, src)
 			}
+		}
+	}
+
+	// The network's <dns><host> names resolve on every host (each guest
+	// asks its own host's dnsmasq on the anycast gateway address).
+	for i, h := range hosts {
+		if out, err := h.guest.Run("dig", "+short", "+time=1", "+tries=3", "@10.77.0.1", "db"); err != nil || strings.TrimSpace(out) != "10.77.0.250" {
+			t.Errorf("guest of host %d: dig db: %q %v", i+1, out, err)
 		}
 	}
 
