@@ -119,8 +119,8 @@ func ConvergeVXLAN(s VXLANSpec, ex Executor) error {
 	fail := func(step string, err error) error { return fmt.Errorf("%s: %s: %w", obj, step, err) }
 	created := false
 	create := func(problem string) error {
-		cmd := fmt.Sprintf("ip link add %s type vxlan id %d local %s dstport %d nolearning && ip link set %s alias %s%s",
-			s.Name, s.VNI, s.Local, VXLANPort, s.Name, vxlanAliasPrefix, s.Network)
+		cmd := fmt.Sprintf("ip link add %s mtu %d type vxlan id %d local %s dstport %d nolearning && ip link set %s alias %s%s",
+			s.Name, s.MTU, s.VNI, s.Local, VXLANPort, s.Name, vxlanAliasPrefix, s.Network)
 		if problem != "" {
 			cmd = fmt.Sprintf("ip link del %s && %s", s.Name, cmd)
 		}

@@ -252,7 +252,7 @@ func setupOverlay(t testing.TB, n int) []*overlayHost {
 		if i == 0 {
 			plan = h.vnetd.mustCtl("net-start", "--dry-run", "ovnet")
 			for _, want := range []string{
-				"ip link add vxlan10100 type vxlan id 10100 local 10.99.0.1 dstport 4789 nolearning",
+				"ip link add vxlan10100 mtu 1450 type vxlan id 10100 local 10.99.0.1 dstport 4789 nolearning",
 				"ip link set vxlan10100 master ovbr0",
 				"bridge link set dev vxlan10100 learning off neigh_suppress on",
 				"ip link set ovbr0 mtu 1450",
