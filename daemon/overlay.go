@@ -120,7 +120,7 @@ func (h *realHost) convergeFRR(n *netxml.Network, ex network.Executor) {
 	}
 }
 
-// overlayStatus implements overlayHost.
+// OverlayStatus implements overlayHost.
 func (h *realHost) OverlayStatus(n *netxml.Network) (*api.Overlay, error) {
 	if n.Overlay == nil {
 		return nil, nil
