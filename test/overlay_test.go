@@ -526,6 +526,15 @@ func TestOverlayThreeHosts(t *testing.T) {
 		return err == nil
 	})
 
+	// h3 cut off the underlay (no NOTIFICATION, no TCP reset reaches the
+	// others): they withdraw its MAC at BGP's hold timer (3 s here).
+	h3.ns.MustRun("ip", "link", "set", "eth0", "down")
+	cut := time.Now()
+	for _, h := range []*overlayHost{h1, h2} {
+		mustWait(t, 15*time.Second, h.vtep+": "+h3.mac+" withdrawn after h3 left the underlay", func() bool { return !h.hasRemoteMAC(t, h3.mac, h3.vtep) })
+	}
+	t.Logf("h3's MAC withdrawn from h1 and h2 %.2fs after h3 left the underlay (hold time 3 s)", time.Since(cut).Seconds())
+
 	// Destroy removes the VXLAN device and its DHCP guard.
 	h1.vnetd.mustCtl("net-destroy", "ovnet")
 	if out, err := h1.ns.Run("ip", "link", "show", "vxlan10100"); err == nil {
