@@ -13,6 +13,9 @@ deps:
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/vnetd ./cmd/vnetd
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/vnetctl ./cmd/vnetctl
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/vnet-bridge-helper ./cmd/vnet-bridge-helper
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/vnet-qemu-ifup ./cmd/vnet-qemu-ifup
+	ln -sf vnet-qemu-ifup $(BIN)/vnet-qemu-ifdown
 
 # Builds and runs the daemon in the foreground with the default network.
 run: deps build
@@ -61,6 +64,10 @@ DBUS_OURS = SystemdService=vnetd.service
 install: build
 	install -D -m 0755 $(BIN)/vnetd $(DESTDIR)$(PREFIX)/sbin/vnetd
 	install -D -m 0755 $(BIN)/vnetctl $(DESTDIR)$(PREFIX)/bin/vnetctl
+	# QEMU's helper= and script=/downscript= programs; no setuid bit.
+	install -D -m 0755 $(BIN)/vnet-bridge-helper $(DESTDIR)$(PREFIX)/libexec/vnet-bridge-helper
+	install -D -m 0755 $(BIN)/vnet-qemu-ifup $(DESTDIR)$(PREFIX)/libexec/vnet-qemu-ifup
+	ln -sf vnet-qemu-ifup $(DESTDIR)$(PREFIX)/libexec/vnet-qemu-ifdown
 	install -d $(DESTDIR)/etc/systemd/system
 	sed -e '/^# Template:/d' -e 's|@SBINDIR@|$(PREFIX)/sbin|g' systemd/vnetd.service.in >$(DESTDIR)/etc/systemd/system/vnetd.service
 	chmod 0644 $(DESTDIR)/etc/systemd/system/vnetd.service
@@ -80,6 +87,7 @@ install: build
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/sbin/vnetd $(DESTDIR)$(PREFIX)/bin/vnetctl
+	rm -f $(DESTDIR)$(PREFIX)/libexec/vnet-bridge-helper $(DESTDIR)$(PREFIX)/libexec/vnet-qemu-ifup $(DESTDIR)$(PREFIX)/libexec/vnet-qemu-ifdown
 	rm -f $(DESTDIR)/etc/systemd/system/vnetd.service $(DESTDIR)/usr/lib/tmpfiles.d/vnetd.conf
 	rm -f $(DBUS_POLICY)
 	if grep -qx '$(DBUS_OURS)' $(DBUS_ACTIVATION) 2>/dev/null; then rm -f $(DBUS_ACTIVATION); fi

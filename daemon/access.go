@@ -13,11 +13,17 @@ import (
 
 // listenUnix listens on a fresh unix socket with exactly the given mode.
 func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
+	return listenUnixNet("unix", path, mode)
+}
+
+// listenUnixNet is listenUnix for "unix" (stream) or "unixpacket"
+// (SOCK_SEQPACKET).
+func listenUnixNet(network, path string, mode os.FileMode) (net.Listener, error) {
 	_ = os.Remove(path)
 	// Why umask: the socket must never exist with wider permissions, not
 	// even between listen and chmod.
 	old := syscall.Umask(0o777 &^ int(mode))
-	ln, err := net.Listen("unix", path)
+	ln, err := net.Listen(network, path)
 	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
@@ -51,13 +57,17 @@ func withPeerCred(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, peerKey{}, cred)
 }
 
-// rootOnly refuses callers that are not root, whatever the socket's mode.
-func rootOnly(h http.Handler) http.Handler {
+// ownerOnly refuses callers whose uid is not owner (root for the system
+// daemon, the user for a session daemon), whatever the socket's mode.
+func ownerOnly(owner uint32, h http.Handler) http.Handler {
+	msg := "access denied: the read-write socket is for root only; use the read-only socket for queries"
+	if owner != 0 {
+		msg = fmt.Sprintf("access denied: this session vnetd serves only its own user (uid %d)", owner)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cred, _ := r.Context().Value(peerKey{}).(*syscall.Ucred)
-		if cred == nil || cred.Uid != 0 {
-			writeJSON(w, http.StatusForbidden, &api.Error{Code: api.CodeForbidden,
-				Message: "access denied: the read-write socket is for root only; use the read-only socket for queries"})
+		if cred == nil || cred.Uid != owner {
+			writeJSON(w, http.StatusForbidden, &api.Error{Code: api.CodeForbidden, Message: msg})
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -18,10 +18,12 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"vnet/daemon/api"
 	"vnet/dnsmasq"
 	"vnet/firewall"
 	"vnet/network"
 	"vnet/network/frr"
+	"vnet/passt"
 	netxml "vnet/xml"
 )
 
@@ -52,7 +54,13 @@ type Config struct {
 	// peers: see frr.ParseSettings); default <config-dir>/overlay.conf.
 	// Without the file, networks with <vnet:overlay> are refused.
 	OverlayConfig string
-	Logger        *slog.Logger
+	// Session makes a user's session daemon (vnetd --session): networks of
+	// forward mode 'user' only, each port a passt, the API for this user
+	// only; no bridges, firewall, dnsmasq or D-Bus.
+	Session bool
+	// PasstBinary overrides the passt path (session daemon).
+	PasstBinary string
+	Logger      *slog.Logger
 }
 
 // FrontDoor is an additional way in to the manager (D-Bus), run for the
@@ -60,6 +68,9 @@ type Config struct {
 type FrontDoor func(ctx context.Context, m *Manager) error
 
 func (c Config) driverName() string {
+	if c.Session {
+		return "session"
+	}
 	if c.Driver == "" {
 		return "host"
 	}
@@ -107,6 +118,7 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 	if err != nil {
 		return nil, "", err
 	}
+	m.acl = newGuestACL(filepath.Join(c.ConfigDir, GuestACLFile), log)
 	if err := m.Load(ctx); err != nil {
 		return nil, "", err
 	}
@@ -135,6 +147,23 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 		m.installDefault(c.StateDir)
 	}
 	return m, fw.Name(), nil
+}
+
+// newSessionManager builds a session daemon's manager: user-mode networks
+// whose ports are passt keepers under <run-dir>/passt.
+func newSessionManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, error) {
+	pm, err := passt.NewManager(passt.Config{Binary: c.PasstBinary, RunDir: filepath.Join(c.RunDir, "passt"), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	m, err := NewManager(c.ConfigDir, c.RunDir, &sessionHost{passt: pm}, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Load(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // SocketPath is the read-write API socket under a run dir (root only).
@@ -168,10 +197,15 @@ func Run(ctx context.Context, c Config) error {
 
 	var m *Manager
 	var fwName string
-	if c.Driver == "test" {
+	switch {
+	case c.Session:
+		if m, err = newSessionManager(ctx, c, log); err != nil {
+			return err
+		}
+	case c.Driver == "test":
 		// libvirt's test:///default: everything in memory, nothing on the host.
 		m = NewTestDriver(log)
-	} else {
+	default:
 		if m, fwName, err = newHostManager(ctx, c, log); err != nil {
 			return err
 		}
@@ -201,21 +235,36 @@ func Run(ctx context.Context, c Config) error {
 	sock, roSock := SocketPath(c.RunDir), ReadOnlySocketPath(c.RunDir)
 	// The read-write socket is root's only (0600, and the peer's uid is
 	// checked); the read-only one (0666) serves queries to anyone, like
-	// libvirt's libvirt-sock-ro.
+	// libvirt's libvirt-sock-ro. A session daemon's are its user's only.
+	owner, roMode := uint32(0), os.FileMode(0o666)
+	if c.Session {
+		owner, roMode = uint32(os.Geteuid()), 0o600
+	}
 	ln, err := listenUnix(sock, 0o600)
 	if err != nil {
 		return err
 	}
-	roLn, err := listenUnix(roSock, 0o666)
+	roLn, err := listenUnix(roSock, roMode)
 	if err != nil {
 		ln.Close()
 		return err
+	}
+	// vnet-bridge-helper's socket is open to everyone: the access list
+	// decides (guests.go).
+	helperSock := filepath.Join(c.RunDir, api.HelperSocketName)
+	var hl net.Listener
+	if m.acl != nil {
+		if hl, err = listenUnixNet("unixpacket", helperSock, 0o666); err != nil {
+			ln.Close()
+			roLn.Close()
+			return err
+		}
 	}
 	// Requests are accepted at once but answered only after autostart, so
 	// a client never sees the half-started state of a booting host.
 	handler := waitReady(m, m.Handler())
 	servers := []*http.Server{
-		{Handler: rootOnly(handler), ConnContext: withPeerCred, ReadHeaderTimeout: 10 * time.Second,
+		{Handler: ownerOnly(owner, handler), ConnContext: withPeerCred, ReadHeaderTimeout: 10 * time.Second,
 			BaseContext: func(net.Listener) context.Context { return reqCtx }},
 		{Handler: readOnly(handler), ReadHeaderTimeout: 10 * time.Second,
 			BaseContext: func(net.Listener) context.Context { return reqCtx }},
@@ -224,6 +273,10 @@ func Run(ctx context.Context, c Config) error {
 	wg.Go(func() { serveErr <- servers[0].Serve(ln) })
 	wg.Go(func() { serveErr <- servers[1].Serve(roLn) })
 	log.Info("vnetd listening", "socket", sock, "read_only_socket", roSock, "firewall", fwName, "driver", c.driverName())
+	if hl != nil {
+		defer os.Remove(helperSock)
+		wg.Go(func() { m.serveHelper(fdCtx, hl.(*net.UnixListener)) })
+	}
 
 	marker := filepath.Join(c.RunDir, autostartMarker)
 	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) && !m.testDriver {
@@ -235,7 +288,9 @@ func Run(ctx context.Context, c Config) error {
 		m.Autostart()
 	}
 	release()
-	if !m.testDriver {
+	// A session daemon has no kernel state to repair: its keepers are
+	// supervised by the passt manager.
+	if !m.testDriver && !c.Session {
 		m.startRepair(c.VerifyInterval, fwName == "iptables")
 	}
 	wg.Go(func() { watchdog(fdCtx, log) })

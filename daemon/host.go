@@ -138,6 +138,9 @@ func (h *realHost) waitAllRetired() {
 
 // Check implements Host.
 func (h *realHost) Check(n *netxml.Network) error {
+	if n.ForwardMode() == "user" {
+		return netxml.Errorf(netxml.KindOperationUnsupported, "network '%s' has forward mode 'user': it runs in its user's session vnetd (vnetd --session), not in the system one", n.Name)
+	}
 	if !n.OwnsBridge() {
 		return nil
 	}

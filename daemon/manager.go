@@ -54,6 +54,9 @@ type Manager struct {
 	log    *slog.Logger
 	events broker
 	ports  portRegistry // network ports, see ports.go
+	// acl is vnet-bridge-helper's access list (guestacl.go); nil denies
+	// every call.
+	acl *guestACL
 	// testDriver gives libvirt's test driver semantics (see NewTestDriver).
 	testDriver bool
 

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -41,6 +42,10 @@ type portHost interface {
 	VerifyPort(n *netxml.Network, p *netxml.Port) ([]string, error)
 	// DeletePort deletes the device vnet created; adopted ones stay.
 	DeletePort(p *netxml.Port) error
+	// OpenPort creates the transient port's TAP, not persistent, plugged
+	// into the bridge of n, and returns its only fd (the bridge helper's
+	// ports). IFF_VNET_HDR when vnetHdr.
+	OpenPort(n *netxml.Network, p *netxml.Port, vnetHdr bool) (*os.File, error)
 	// FreeTAPName picks the first vnetN not on the host and not taken.
 	FreeTAPName(taken func(string) bool) (string, error)
 	// CheckBandwidth fails, changing nothing, when this host cannot apply
@@ -221,10 +226,14 @@ func (m *Manager) convergePorts(n *netxml.Network) []string {
 	}
 	var fixed []string
 	for _, p := range m.ports.of(n.Name) {
-		if p.TAP == nil {
+		if !hasDevice(p) {
 			continue
 		}
 		f, err := ph.EnsurePort(n, p)
+		if errors.Is(err, network.ErrTAPGone) {
+			m.portEnded(n, p)
+			continue
+		}
 		if err != nil {
 			m.log.Error("plugging network port failed", "network", n.Name, "port", p.UUID, "err", netxml.Message(err))
 		}
@@ -241,7 +250,7 @@ func (m *Manager) verifyPorts(n *netxml.Network) []string {
 	}
 	var drift []string
 	for _, p := range m.ports.of(n.Name) {
-		if p.TAP == nil {
+		if !hasDevice(p) {
 			continue
 		}
 		d, err := ph.VerifyPort(n, p)
@@ -281,6 +290,10 @@ func (m *Manager) networkByPortDev(dev string) string {
 	net, _ := m.ports.byDev(dev)
 	return net
 }
+
+// hasDevice reports whether the host side of the port is vnet's: a TAP
+// (<vnet:tap>) or a passt socket (<vnet:passt>, user-mode networks).
+func hasDevice(p *netxml.Port) bool { return p.TAP != nil || p.Passt != nil }
 
 func plugNetwork(br, macTableManager string) *libvirtxml.NetworkPortPlug {
 	return &libvirtxml.NetworkPortPlug{Network: &libvirtxml.NetworkPortPlugNetwork{Bridge: br, MacTableManager: macTableManager}}
@@ -328,6 +341,12 @@ func (m *Manager) CreatePort(ref, xml string) (api.Port, error) {
 	if err != nil {
 		return api.Port{}, err
 	}
+	if p.Passt != nil {
+		return api.Port{}, netxml.Errorf(netxml.KindXML, "<vnet:passt> is filled in by vnetd for ports of user-mode networks; leave it out")
+	}
+	if p.TAP != nil && p.TAP.Transient && !p.TAP.Adopt {
+		return api.Port{}, netxml.Errorf(netxml.KindXML, "<vnet:tap persist='no'> needs adopt='yes' here: a TAP that vnetd made without persistence would vanish at once (vnet-bridge-helper hands such TAPs to the guest)")
+	}
 	o, err := m.lockRef(ref)
 	if err != nil {
 		return api.Port{}, err
@@ -341,7 +360,7 @@ func (m *Manager) CreatePort(ref, xml string) (api.Port, error) {
 		return api.Port{}, err
 	}
 	ph := m.portHost()
-	if p.TAP != nil && ph != nil {
+	if hasDevice(p) && ph != nil {
 		if err := ph.CheckPort(n, p); err != nil {
 			return api.Port{}, err
 		}
@@ -357,14 +376,14 @@ func (m *Manager) CreatePort(ref, xml string) (api.Port, error) {
 		return api.Port{}, err
 	}
 	undo := func() {
-		if p.TAP != nil && ph != nil {
+		if hasDevice(p) && ph != nil {
 			if derr := ph.DeletePort(p); derr != nil {
 				m.log.Warn("rollback: delete tap", "network", o.name, "port", p.UUID, "err", derr)
 			}
 		}
 		_ = m.deletePortFile(o.name, p.UUID)
 	}
-	if p.TAP != nil && ph != nil {
+	if hasDevice(p) && ph != nil {
 		if _, err := ph.EnsurePort(n, p); err != nil {
 			undo()
 			return api.Port{}, err
@@ -421,6 +440,8 @@ func (m *Manager) preparePort(n *netxml.Network, p *netxml.Port) error {
 		p.Plug = plugNetwork(br, mgr)
 	case n.ForwardMode() == "bridge" && br != "":
 		p.Plug = plugBridge(br)
+	case n.ForwardMode() == "user":
+		return m.prepareUserPort(n, p)
 	default:
 		return netxml.Errorf(netxml.KindUnsupported, "network ports on network '%s' (forward mode '%s') are not supported by vnet", n.Name, n.ForwardMode())
 	}
@@ -498,7 +519,7 @@ func (m *Manager) dropPort(o *netObj, p *netxml.Port) error {
 			return err
 		}
 	}
-	if ph != nil && p.TAP != nil {
+	if ph != nil && hasDevice(p) {
 		if err := ph.DeletePort(p); err != nil {
 			if unplugged {
 				m.replugFloor(ph, o, p)

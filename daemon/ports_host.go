@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"net"
+	"os"
 	"slices"
 
 	"vnet/network"
@@ -13,7 +14,7 @@ import (
 // when n is not nil.
 func tapSpec(n *netxml.Network, p *netxml.Port, withOwner bool) (network.TAPSpec, error) {
 	t := p.TAP
-	s := network.TAPSpec{Name: t.Dev, Port: p.UUID, Adopt: t.Adopt, MultiQueue: t.Queues > 1}
+	s := network.TAPSpec{Name: t.Dev, Port: p.UUID, Adopt: t.Adopt, Transient: t.Transient, MultiQueue: t.Queues > 1}
 	if n != nil {
 		s.Bridge = n.BridgeName()
 		if n.MTU != nil {
@@ -142,6 +143,19 @@ func (h *realHost) UnplugFloor(n *netxml.Network, p *netxml.Port, plugged []netw
 // usePortFloors implements floorHost.
 func (h *realHost) usePortFloors(floors func(n *netxml.Network) []network.FloorPort) {
 	h.portFloors = floors
+}
+
+// OpenPort implements portHost.
+func (h *realHost) OpenPort(n *netxml.Network, p *netxml.Port, vnetHdr bool) (*os.File, error) {
+	s, err := tapSpec(n, p, true)
+	if err != nil {
+		return nil, err
+	}
+	f, err := network.OpenTAP(s, vnetHdr)
+	if err != nil {
+		return nil, netxml.Errorf(netxml.KindOperationFailed, "%s", err.Error())
+	}
+	return f, nil
 }
 
 // FreeTAPName implements portHost.

@@ -71,6 +71,13 @@ func (h *fakeHost) DeletePort(p *netxml.Port) error {
 	return nil
 }
 
+func (h *fakeHost) OpenPort(n *netxml.Network, p *netxml.Port, vnetHdr bool) (*os.File, error) {
+	if _, err := h.EnsurePort(n, p); err != nil {
+		return nil, err
+	}
+	return os.Open(os.DevNull)
+}
+
 func (h *fakeHost) FreeTAPName(taken func(string) bool) (string, error) {
 	for i := 0; ; i++ {
 		if name := fmt.Sprintf("vnet%d", i); !taken(name) && !h.LinkExists(name) {

@@ -407,10 +407,11 @@ func TestBandwidthKernelThroughput(t *testing.T) {
 	netnstest.Veth(t, a, "vtap", b, "vguest")
 	a.MustRun("ip", "addr", "add", "10.77.0.1/24", "dev", "vtap")
 	b.MustRun("ip", "addr", "add", "10.77.0.2/24", "dev", "vguest")
-	// An explicit burst of 64 kb: with tc's default (rate/HZ + MTU, about
-	// 5 ms of traffic) a class whose timer fires late, as in a busy TCG
-	// guest, loses tokens and stays well under its rate.
-	const avg, burst = 400, 64
+	// An explicit burst of one second of traffic (what libvirt's police
+	// filter gets by default): with tc's default (rate/HZ + MTU, about 5 ms)
+	// a class whose vCPU is descheduled for longer, as in a TCG guest on a
+	// busy host, loses the tokens of the pause and stays well under its rate.
+	const avg, burst = 400, 400
 	bw := &libvirtxml.NetworkBandwidth{Inbound: rate(avg, 0, burst, 0)}
 	applySteps(t, a, supportedSteps(plan(t, a, "vtap", bw, PortBandwidthOptions()).Steps, missing))
 
@@ -433,7 +434,7 @@ func TestBandwidthKernelThroughput(t *testing.T) {
 		}
 		defer c.Close()
 		// Skip the first half second (the bucket starts full), then count.
-		warm := time.Now().Add(500 * time.Millisecond)
+		warm := time.Now().Add(time.Second)
 		buf := make([]byte, 64<<10)
 		for time.Now().Before(warm) {
 			if _, err := c.Read(buf); err != nil {
@@ -450,7 +451,7 @@ func TestBandwidthKernelThroughput(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The measurement lasts as long as the sender sends: 3 s.
-	time.AfterFunc(3*time.Second, func() { conn.Close() })
+	time.AfterFunc(5*time.Second, func() { conn.Close() })
 	payload := make([]byte, 32<<10)
 	for {
 		if _, err := conn.Write(payload); err != nil {

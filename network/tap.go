@@ -39,7 +39,14 @@ type TAPSpec struct {
 	// Adopt plugs an existing device instead of creating one; it is never
 	// re-created or deleted by vnet.
 	Adopt bool
+	// Transient devices live as long as their guest holds them: EnsureTAP
+	// never creates one and reports a missing one as ErrTAPGone.
+	Transient bool
 }
+
+// ErrTAPGone: a transient port's device no longer exists (its guest closed
+// it), so the port has ended.
+var ErrTAPGone = errors.New("device is gone: the guest closed it")
 
 func (s TAPSpec) object() string { return fmt.Sprintf("tap %q", s.Name) }
 
@@ -172,6 +179,9 @@ func EnsureTAP(s TAPSpec) (fixed []string, err error) {
 	}
 	defer h.Close()
 	if l == nil {
+		if s.Transient {
+			return nil, fmt.Errorf("%s: %w", s.object(), ErrTAPGone)
+		}
 		if s.Adopt {
 			return nil, nil
 		}
@@ -210,7 +220,7 @@ func VerifyTAP(s TAPSpec) error {
 	defer h.Close()
 	drift := &DriftError{Object: s.object()}
 	switch {
-	case l == nil && s.Adopt:
+	case l == nil && s.Adopt && !s.Transient:
 		return nil
 	case l == nil:
 		drift.Problems = []string{"does not exist"}
@@ -300,41 +310,92 @@ func setupTAP(h handle, l netlink.Link, s TAPSpec) error {
 // only what the port asks for. IFF_TUN_EXCL makes the kernel refuse a device
 // that appeared since CheckTAP instead of attaching to it.
 func createTAP(s TAPSpec) error {
+	fd, err := tunSetIFF(s, true, true)
+	if err != nil {
+		return err
+	}
+	return unix.Close(fd)
+}
+
+// tunSetIFF creates the TAP s on a new /dev/net/tun fd, with IFF_VNET_HDR
+// when vnetHdr, made persistent when persist, and returns the fd.
+func tunSetIFF(s TAPSpec, persist, vnetHdr bool) (int, error) {
 	fail := func(step string, err error) error { return fmt.Errorf("%s: create: %s: %w", s.object(), step, err) }
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fail("open /dev/net/tun", err)
+		return -1, fail("open /dev/net/tun", err)
 	}
-	defer unix.Close(fd)
+	ok := false
+	defer func() {
+		if !ok {
+			unix.Close(fd)
+		}
+	}()
 	ifr, err := unix.NewIfreq(s.Name)
 	if err != nil {
-		return fail("name", err)
+		return -1, fail("name", err)
 	}
-	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_TUN_EXCL)
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_TUN_EXCL)
+	if vnetHdr {
+		flags |= unix.IFF_VNET_HDR
+	}
 	if s.MultiQueue {
 		flags |= unix.IFF_MULTI_QUEUE
 	}
 	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		if errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("%s: %w", s.object(), ErrNotOurs)
+			return -1, fmt.Errorf("%s: %w", s.object(), ErrNotOurs)
 		}
-		return fail("TUNSETIFF", err)
+		return -1, fail("TUNSETIFF", err)
 	}
 	if s.Owner != nil {
 		if err := unix.IoctlSetInt(fd, unix.TUNSETOWNER, int(*s.Owner)); err != nil {
-			return fail("set owner", err)
+			return -1, fail("set owner", err)
 		}
 	}
 	if s.Group != nil {
 		if err := unix.IoctlSetInt(fd, unix.TUNSETGROUP, int(*s.Group)); err != nil {
-			return fail("set group", err)
+			return -1, fail("set group", err)
 		}
 	}
-	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 1); err != nil {
-		return fail("make persistent", err)
+	if persist {
+		if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 1); err != nil {
+			return -1, fail("make persistent", err)
+		}
 	}
-	return nil
+	ok = true
+	return fd, nil
+}
+
+// OpenTAP creates the port's TAP without making it persistent, sets it up
+// as EnsureTAP does (marked as ours, MAC, MTU, plugged, up) and returns its
+// only fd: the TAP lives exactly as long as that fd (and its copies, e.g.
+// in a hypervisor it was passed to). This is what QEMU's bridge helper
+// protocol hands over. On failure nothing is left.
+func OpenTAP(s TAPSpec, vnetHdr bool) (*os.File, error) {
+	h, l, err := openTAP(s.object(), s.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	if l != nil {
+		return nil, fmt.Errorf("%s: %w", s.object(), ErrNotOurs)
+	}
+	fd, err := tunSetIFF(s, false, vnetHdr)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "/dev/net/tun:"+s.Name)
+	if l, err = h.linkByName(s.Name); err != nil || l == nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: look up after create: %v", s.object(), orGone(err))
+	}
+	if err := setupTAP(h, l, s); err != nil {
+		f.Close() // the last fd: the kernel deletes the TAP
+		return nil, err
+	}
+	return f, nil
 }
 
 // DeleteTAP deletes the TAP vnet created for port. A missing device is not

@@ -150,3 +150,42 @@ func TestResolveOwner(t *testing.T) {
 		t.Fatalf("unknown group: %v", err)
 	}
 }
+
+// TestOpenTAP: the bridge helper's TAP is not persistent, owned, plugged
+// and up, and lives exactly as long as its fd; a transient port's missing
+// device is ErrTAPGone for EnsureTAP (never re-created) and drift for
+// VerifyTAP.
+func TestOpenTAP(t *testing.T) {
+	ns := netnstest.New(t, "opentap")
+	ns.MustRun("ip", "link", "add", "vbr-open", "type", "bridge")
+	ns.MustRun("ip", "link", "set", "vbr-open", "up")
+	owner := uint32(65534)
+	mac, _ := net.ParseMAC("fe:54:00:aa:bb:02")
+	spec := TAPSpec{Name: "vnet8", Port: "0a7e2c9e-4b8f-4d4c-9a55-2f7d3c1e8b10", Bridge: "vbr-open", MAC: mac, Owner: &owner, Transient: true}
+	var f interface{ Close() error }
+	if err := ns.Do(func() (err error) { f, err = OpenTAP(spec, true); return }); err != nil {
+		t.Fatal(err)
+	}
+	master, up, gotMAC, _, info := tapState(t, ns, "vnet8")
+	if master != "vbr-open" || !up || gotMAC != "fe:54:00:aa:bb:02" || info["persist"] != false || info["vnet_hdr"] != true || info["user"] != "nobody" {
+		t.Fatalf("tap: master %q up %v mac %s info %v", master, up, gotMAC, info)
+	}
+	// A second open of the same name is refused, changing nothing.
+	if err := ns.Do(func() error { _, err := OpenTAP(spec, true); return err }); !errors.Is(err, ErrNotOurs) {
+		t.Fatalf("second OpenTAP: %v", err)
+	}
+	f.Close()
+	if _, err := ns.Run("ip", "link", "show", "vnet8"); err == nil {
+		t.Fatal("TAP outlived its fd")
+	}
+	if err := ns.Do(func() error { _, err := EnsureTAP(spec); return err }); !errors.Is(err, ErrTAPGone) {
+		t.Fatalf("EnsureTAP of a gone transient TAP: %v", err)
+	}
+	if _, err := ns.Run("ip", "link", "show", "vnet8"); err == nil {
+		t.Fatal("EnsureTAP re-created a transient TAP")
+	}
+	var drift *DriftError
+	if err := ns.Do(func() error { return VerifyTAP(spec) }); !errors.As(err, &drift) {
+		t.Fatalf("VerifyTAP of a gone transient TAP: %v", err)
+	}
+}

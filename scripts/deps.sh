@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs on Debian 12 what vnet and its tests use, when it is missing:
 #   vnetd at run time: dnsmasq, nftables, iptables (with ip6tables, -save,
-#     -restore, -legacy), iproute2 (ip, tc), procps (sysctl);
+#     -restore, -legacy), iproute2 (ip, tc), procps (sysctl); passt for the
+#     user-mode networks of vnetd --session;
 #   the namespace tests: busybox (udhcpc), bind9-dnsutils (dig), iputils-ping,
 #     util-linux (unshare, nsenter, setpriv, runuser), make;
 #   the D-Bus tests: dbus-daemon, dbus-bin (dbus-send, dbus-monitor), Debian's
@@ -37,7 +38,7 @@ for pair in \
 	dbus-daemon:dbus-daemon dbus-send:dbus-bin dbus-monitor:dbus-bin \
 	make:make python3:python3 \
 	cockpit-bridge:cockpit-bridge chromium:chromium node:nodejs npm:npm \
-	qemu-system-x86_64:qemu-system-x86 mmdebstrap:mmdebstrap mkfs.ext4:e2fsprogs dpkg-deb:dpkg; do
+	passt:passt qemu-system-x86_64:qemu-system-x86 mmdebstrap:mmdebstrap mkfs.ext4:e2fsprogs dpkg-deb:dpkg; do
 	has "${pair%%:*}" || add "${pair#*:}"
 done
 # file:package

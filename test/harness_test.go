@@ -44,6 +44,7 @@ func TestMain(m *testing.M) {
 	// (daemon.binary = raceVnetd).
 	for _, b := range []struct{ out, pkg, flags string }{
 		{"vnetd", "vnetd", ""}, {"vnetctl", "vnetctl", ""}, {raceVnetd, "vnetd", "-race"},
+		{"vnet-bridge-helper", "vnet-bridge-helper", ""}, {"vnet-qemu-ifup", "vnet-qemu-ifup", ""},
 	} {
 		args := []string{"build", "-o", filepath.Join(dir, b.out)}
 		if b.flags != "" {
@@ -60,6 +61,17 @@ func TestMain(m *testing.M) {
 			fmt.Println("build", b.out, err)
 			os.Exit(1)
 		}
+	}
+	// vnet-qemu-ifdown is vnet-qemu-ifup under another name, as make
+	// build makes it.
+	if err := os.Symlink("vnet-qemu-ifup", filepath.Join(dir, "vnet-qemu-ifdown")); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	// Unprivileged users run the helpers (TestBridgeHelper).
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
 	}
 	binDir = dir
 	code := m.Run()

@@ -89,6 +89,7 @@ func TestMakeInstall(t *testing.T) {
 	)
 	installed := []string{
 		"opt/x/sbin/vnetd", "opt/x/bin/vnetctl", unitPath,
+		"opt/x/libexec/vnet-bridge-helper", "opt/x/libexec/vnet-qemu-ifup", "opt/x/libexec/vnet-qemu-ifdown",
 		"usr/lib/tmpfiles.d/vnetd.conf", policy, activation,
 		"opt/x/share/man/man8/vnetd.8", "opt/x/share/man/man1/vnetctl.1",
 		"usr/share/bash-completion/completions/vnetctl",

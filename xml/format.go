@@ -142,6 +142,7 @@ func Format(n *Network, flags Flags) (string, error) {
 	if err := formatForward(w, n, inactive); err != nil {
 		return "", err
 	}
+	formatUserForward(w, n.User)
 	if n.Bridge != nil && (n.OwnsBridge() || n.Bridge.Name != "" || n.Bridge.MACTableManager != "") || n.Bridge == nil && n.OwnsBridge() {
 		br := n.Bridge
 		if br == nil {

@@ -29,6 +29,10 @@ type Network struct {
 	// <interface dev> (keyed by dev), written like Connections.
 	InterfaceConnections map[string]uint
 
+	// User is vnet's forward mode 'user' (<vnet:forward mode='user'>,
+	// usermode.go); nil for libvirt's modes.
+	User *UserForward
+
 	// Overlay is vnet's <vnet:overlay>: the network spans hosts over VXLAN
 	// with a BGP EVPN control plane. nil for a network on one host.
 	Overlay *Overlay
@@ -37,6 +41,9 @@ type Network struct {
 // ForwardMode returns the effective forward mode: "" for an isolated network
 // (no <forward>), "nat" for a <forward> without mode, else the mode attribute.
 func (n *Network) ForwardMode() string {
+	if n.User != nil {
+		return "user"
+	}
 	if n.Forward == nil {
 		return ""
 	}

@@ -6,10 +6,6 @@ import (
 	"strings"
 )
 
-// NetworkNS is the namespace URI of vnet's network extensions: the
-// <vnet:overlay> element of a <network>.
-const NetworkNS = "urn:vnet:network:1"
-
 // MaxVNI is the largest VXLAN network identifier (24 bits).
 const MaxVNI = 1<<24 - 1
 
@@ -42,7 +38,7 @@ func parseOverlay(root *elem) (*Overlay, error) {
 			continue
 		}
 		if it.el.local != "overlay" {
-			return nil, xmlErr("unknown element <%s> in vnet's network namespace %s", it.el.qname(), NetworkNS)
+			continue // <vnet:forward> (usermode.go) checks the others
 		}
 		if found != nil {
 			return nil, xmlErr("only one <vnet:overlay> element is allowed in a network")
@@ -96,6 +92,9 @@ func formatOverlay(w *writer, o *Overlay) {
 func validateOverlay(n *Network) error {
 	if n.Overlay == nil {
 		return nil
+	}
+	if n.User != nil {
+		return Errorf(KindUnsupported, "network '%s': <vnet:overlay> needs forward mode nat, route or none (isolated), not 'user'", n.Name)
 	}
 	switch n.ForwardMode() {
 	case "", "nat", "route":

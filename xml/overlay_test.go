@@ -100,3 +100,14 @@ func TestOverlayConflict(t *testing.T) {
 		t.Fatalf("the network itself: %v", err)
 	}
 }
+
+func TestOverlayNotOnUserMode(t *testing.T) {
+	n, err := Parse([]byte(overlayDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Forward, n.User = nil, &UserForward{}
+	if err := validateOverlay(n); err == nil || !strings.Contains(err.Error(), "not 'user'") {
+		t.Fatalf("overlay on a user-mode network: %v", err)
+	}
+}

@@ -28,6 +28,18 @@ type Port struct {
 	// port. nil means the port is bookkeeping only, as in libvirt, and the
 	// hypervisor plugs its own device.
 	TAP *TAP
+
+	// Passt is <vnet:passt>: on a network of forward mode 'user', the UNIX
+	// socket of the port's passt, for QEMU's -netdev stream. Filled in by
+	// the session vnetd.
+	Passt *Passt
+}
+
+// Passt is vnet's <vnet:passt xmlns:vnet='urn:vnet:port:1' socket='…'/>.
+type Passt struct {
+	// Socket is the path QEMU connects to (-netdev
+	// stream,server=off,addr.type=unix,addr.path=SOCKET).
+	Socket string
 }
 
 // TAP is vnet's <vnet:tap xmlns:vnet='urn:vnet:port:1' .../> element.
@@ -42,6 +54,12 @@ type TAP struct {
 	// Adopt plugs an existing device named Dev instead of creating one; vnet
 	// leaves it in place when the port is deleted.
 	Adopt bool
+	// Transient (persist='no') ties the port to its device's life: vnet
+	// never (re-)creates the device, and the port ends when the device is
+	// gone (the guest closed its TAP). vnet-bridge-helper's ports (a
+	// non-persistent TAP whose only fd the hypervisor holds) and
+	// vnet-qemu-ifup's (adopting the TAP QEMU made) are transient.
+	Transient bool
 }
 
 // ParsePort parses a <networkport> document with libvirt's checks and
@@ -138,7 +156,7 @@ func ParsePort(data []byte) (*Port, error) {
 			return nil, err
 		}
 	}
-	if p.TAP, err = parseTAP(root); err != nil {
+	if p.TAP, p.Passt, err = parseTAP(root); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -264,24 +282,46 @@ func parsePortPCI(a *elem) (*libvirtxml.NetworkPortPlugHostDevPCIAddress, error)
 	return addr, nil
 }
 
-// parseTAP reads vnet's <vnet:tap> (any prefix bound to PortNS).
-func parseTAP(root *elem) (*TAP, error) {
-	var found *elem
+// parseTAP reads vnet's <vnet:tap> and <vnet:passt> (any prefix bound to
+// PortNS).
+func parseTAP(root *elem) (*TAP, *Passt, error) {
+	var found, passt *elem
 	for _, it := range root.items {
 		if it.el == nil || it.el.uri != PortNS {
 			continue
 		}
-		if it.el.local != "tap" {
-			return nil, xmlErr("unknown element <%s> in vnet's port namespace %s", it.el.qname(), PortNS)
+		switch it.el.local {
+		case "tap":
+			if found != nil {
+				return nil, nil, xmlErr("only one <vnet:tap> element is allowed in a network port")
+			}
+			found = it.el
+		case "passt":
+			if passt != nil {
+				return nil, nil, xmlErr("only one <vnet:passt> element is allowed in a network port")
+			}
+			passt = it.el
+		default:
+			return nil, nil, xmlErr("unknown element <%s> in vnet's port namespace %s", it.el.qname(), PortNS)
 		}
+	}
+	var ps *Passt
+	if passt != nil {
 		if found != nil {
-			return nil, xmlErr("only one <vnet:tap> element is allowed in a network port")
+			return nil, nil, xmlErr("a network port has either <vnet:tap> or <vnet:passt>, not both")
 		}
-		found = it.el
+		sock, _ := passt.attr("socket")
+		ps = &Passt{Socket: sock}
 	}
 	if found == nil {
-		return nil, nil
+		return nil, ps, nil
 	}
+	t, err := parseTAPAttrs(found)
+	return t, nil, err
+}
+
+// parseTAPAttrs reads the attributes of <vnet:tap>.
+func parseTAPAttrs(found *elem) (*TAP, error) {
 	t := &TAP{}
 	for _, a := range found.attrs {
 		if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
@@ -311,6 +351,14 @@ func parseTAP(root *elem) (*TAP, error) {
 				return nil, xmlErr("invalid queues '%s' in <vnet:tap>: must be 1 to %d", a.Value, MaxTAPQueues)
 			}
 			t.Queues = uint(q)
+		case "persist":
+			switch a.Value {
+			case "no":
+				t.Transient = true
+			case "yes":
+			default:
+				return nil, badAttr(found, "persist", a.Value)
+			}
 		case "adopt":
 			switch a.Value {
 			case "yes":
@@ -390,7 +438,13 @@ func FormatPort(p *Port) (string, error) {
 		if t.Adopt {
 			tag.attr("adopt", "yes")
 		}
+		if t.Transient {
+			tag.attr("persist", "no")
+		}
 		tag.empty()
+	}
+	if p.Passt != nil {
+		w.start("vnet:passt").rattr("xmlns:vnet", PortNS).attr("socket", p.Passt.Socket).empty()
 	}
 	w.end("networkport")
 	return w.b.String(), nil

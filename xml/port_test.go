@@ -73,6 +73,15 @@ func TestPortTAPExtension(t *testing.T) {
 	if mac, _ := HostMAC(p.MAC.Address); mac != "fe:54:00:7b:35:93" {
 		t.Fatalf("HostMAC = %s", mac)
 	}
+	// A transient port (vnet-qemu-ifup's adopted TAP) round-trips.
+	tr := `<vnet:tap xmlns:vnet='urn:vnet:port:1' dev='tap0' adopt='yes' persist='no'/>`
+	p, err = ParsePort([]byte(strings.Replace(basePort, "%s", tr, 1)))
+	if err != nil || !p.TAP.Transient || !p.TAP.Adopt {
+		t.Fatalf("transient tap: %+v %v", p, err)
+	}
+	if got, _ = FormatPort(p); !strings.Contains(got, tr) {
+		t.Fatalf("transient tap formatted as\n%s", got)
+	}
 }
 
 // TestPortBadInput: each invalid document gets libvirt's (or, for vnet's
@@ -93,6 +102,7 @@ func TestPortBadInput(t *testing.T) {
 		{strings.Replace(basePort, "%s", `<vnet:tap xmlns:vnet='urn:vnet:port:1' adopt='yes'/>`, 1), "XML error: <vnet:tap adopt='yes'> needs the dev of the device to adopt"},
 		{strings.Replace(basePort, "%s", `<vnet:tap xmlns:vnet='urn:vnet:port:1' dev='x' adopt='yes' user='u'/>`, 1), "XML error: <vnet:tap adopt='yes'> plugs an existing device: user, group and queues cannot be set"},
 		{strings.Replace(basePort, "%s", `<vnet:tap xmlns:vnet='urn:vnet:port:1' colour='red'/>`, 1), "XML error: unknown attribute 'colour' in <vnet:tap>"},
+		{strings.Replace(basePort, "%s", `<vnet:tap xmlns:vnet='urn:vnet:port:1' dev='x' adopt='yes' persist='maybe'/>`, 1), "XML error: Invalid value for attribute 'persist' in element 'tap': 'maybe'."},
 		{`<networkport>`, "(networkport_definition):1: Premature end of data in tag networkport line 1\n<networkport>\n-------------^"},
 	} {
 		_, err := ParsePort([]byte(c.doc))

@@ -35,6 +35,8 @@ func Validate(n *Network) error {
 	}
 	mode := n.ForwardMode()
 	switch mode {
+	case "user":
+		return validateUser(n)
 	case "", "nat", "route", "open", "bridge", "private", "vepa", "passthrough", "hostdev":
 	default:
 		return Errorf(KindUnsupported, "unknown forwarding type '%s'", mode)

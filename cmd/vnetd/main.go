@@ -9,14 +9,58 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"vnet/daemon"
 	dbusapi "vnet/daemon/dbus"
+	"vnet/passt"
 )
 
+// sessionDirs points the directories a session daemon was not given at the
+// user's: config and state under $XDG_CONFIG_HOME/vnet (~/.config/vnet),
+// run dir under $XDG_RUNTIME_DIR/vnet. A session daemon serves no D-Bus
+// and defines no default network.
+func sessionDirs(c *daemon.Config, busAddr *string) error {
+	if os.Geteuid() == 0 {
+		return fmt.Errorf("--session is for unprivileged users; root's networks are the system vnetd's")
+	}
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["run-dir"] {
+		rt := os.Getenv("XDG_RUNTIME_DIR")
+		if rt == "" {
+			return fmt.Errorf("--session needs XDG_RUNTIME_DIR (or --run-dir)")
+		}
+		c.RunDir = filepath.Join(rt, "vnet")
+	}
+	cfg := os.Getenv("XDG_CONFIG_HOME")
+	if cfg == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return fmt.Errorf("--session needs XDG_CONFIG_HOME or HOME: %w", err)
+		}
+		cfg = filepath.Join(home, ".config")
+	}
+	if !set["config-dir"] {
+		c.ConfigDir = filepath.Join(cfg, "vnet")
+	}
+	if !set["state-dir"] {
+		c.StateDir = filepath.Join(c.ConfigDir, "state")
+	}
+	if !set["dbus"] {
+		*busAddr = "none"
+	}
+	c.NoDefaultNetwork = true
+	return nil
+}
+
 func main() {
+	// A port's passt keeper is vnetd re-run by the session daemon.
+	if len(os.Args) > 1 && os.Args[1] == passt.KeeperFlag {
+		os.Exit(passt.KeeperMain(os.Args[2:]))
+	}
 	var c daemon.Config
 	var verbose bool
 	flag.StringVar(&c.ConfigDir, "config-dir", "/etc/vnet", "directory of network definitions")
@@ -33,7 +77,15 @@ func main() {
 	flag.StringVar(&busName, "dbus-name", dbusapi.BusName, "well-known D-Bus name to own")
 	flag.StringVar(&busAddr, "dbus", "auto", "serve libvirt-dbus's network API on: system, session, a bus ADDRESS, none, or auto (the system bus when it exists)")
 	flag.BoolVar(&verbose, "verbose", false, "log debug messages")
+	flag.BoolVar(&c.Session, "session", false, "run as this user's session daemon: user-mode (passt) networks only, directories under $XDG_RUNTIME_DIR/vnet and $XDG_CONFIG_HOME/vnet, no root")
+	flag.StringVar(&c.PasstBinary, "passt", "", "path of the passt binary (default: found in PATH; --session)")
 	flag.Parse()
+	if c.Session {
+		if err := sessionDirs(&c, &busAddr); err != nil {
+			fmt.Fprintf(os.Stderr, "vnetd: %v\n", err)
+			os.Exit(2)
+		}
+	}
 	if c.Driver != "host" && c.Driver != "test" {
 		fmt.Fprintf(os.Stderr, "vnetd: unknown driver %q (host or test)\n", c.Driver)
 		os.Exit(2)

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"vnet/daemon/api"
@@ -31,15 +32,27 @@ const SocketEnv = "VNET_SOCKET"
 const ReadOnlySocketPath = "/run/vnet/vnetd-ro.sock"
 
 // DefaultSocket returns $VNET_SOCKET when set and non-empty, else
-// DefaultSocketPath for root and ReadOnlySocketPath for anyone else.
+// DefaultSocketPath for root; for anyone else the user's session daemon
+// ($XDG_RUNTIME_DIR/vnet/vnetd.sock, vnetd --session) when it runs, like
+// virsh's qemu:///session, else ReadOnlySocketPath.
 func DefaultSocket() string {
 	if s := os.Getenv(SocketEnv); s != "" {
 		return s
 	}
 	if os.Geteuid() != 0 {
+		if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
+			if s := filepath.Join(rt, "vnet", "vnetd.sock"); isSocket(s) {
+				return s
+			}
+		}
 		return ReadOnlySocketPath
 	}
 	return DefaultSocketPath
+}
+
+func isSocket(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode()&os.ModeSocket != 0
 }
 
 // baseURL is the path prefix of every network request.

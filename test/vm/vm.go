@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -16,8 +17,10 @@ import (
 
 // initScript is the guest's PID 1. Kernel command line parameters:
 // vnet.mode=net (default) brings eth0 up, leases with udhcpc sending
-// vnet.hostname, prints "VNET-LEASE ..." and then pings vnet.target every
-// 200 ms (busybox prints "64 bytes from ...: seq=N ..." per reply);
+// vnet.hostname, prints "VNET-LEASE ...", answers every TCP connection to
+// port vnet.listen (when given) with "VNET-HELLO", and then pings
+// vnet.target every 200 ms (busybox prints "64 bytes from ...: seq=N ..."
+// per reply);
 // vnet.mode=root mounts /dev/vda (ext4) and switches to its /sbin/init.
 const initScript = `#!/bin/sh
 /bin/busybox --install -s
@@ -41,6 +44,13 @@ ip link set lo up
 ip link set eth0 up
 echo "VNET-MAC $(cat /sys/class/net/eth0/address)"
 udhcpc -i eth0 -f -q -n -t 120 -T 1 -A 1 -s /etc/udhcpc.sh ${HOST:+-x hostname:$HOST} || { echo VNET-NOLEASE; poweroff -f; }
+LISTEN=$(arg vnet.listen)
+if [ -n "$LISTEN" ]; then
+	printf '#!/bin/sh\necho VNET-HELLO\n' >/bin/vnet-hello
+	chmod +x /bin/vnet-hello
+	nc -ll -p "$LISTEN" -e /bin/vnet-hello &
+	echo "VNET-LISTEN $LISTEN"
+fi
 if [ -n "$TARGET" ]; then
 	echo "VNET-PING-START $TARGET"
 	exec ping -i 0.2 "$TARGET"
@@ -68,12 +78,22 @@ type Config struct {
 	NetNS string
 	// TAP is the name of an existing TAP device QEMU opens (script=no).
 	TAP string
+	// Netdev, instead of TAP, is the whole -netdev value of the guest's NIC
+	// (its id must be n0), e.g. bridge,id=n0,br=virbr0,helper=….
+	Netdev string
+	// Wrap runs QEMU under a command (inside NetNS), e.g. setpriv to drop
+	// to an unprivileged user.
+	Wrap []string
+	// Env is added to QEMU's environment (its helpers and scripts see it).
+	Env []string
 	// MAC is the guest NIC's MAC address.
 	MAC string
 	// Hostname is sent with the DHCP request (-x hostname:NAME).
 	Hostname string
 	// Target is pinged continuously after the lease ("" pings nothing).
 	Target string
+	// Listen is a TCP port the guest answers with "VNET-HELLO" (0: none).
+	Listen int
 	// Memory in MiB (default 256).
 	Memory int
 	// Disk is a raw disk image attached as /dev/vda (optional).
@@ -128,16 +148,23 @@ func Start(t testing.TB, a Assets, c Config) *VM {
 	if c.Target != "" {
 		cmdline += " vnet.target=" + c.Target
 	}
+	if c.Listen != 0 {
+		cmdline += " vnet.listen=" + strconv.Itoa(c.Listen)
+	}
 	if c.Append != "" {
 		cmdline += " " + c.Append
 	}
 	argv := []string{"qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-no-reboot",
 		"-m", strconv.Itoa(c.Memory), "-display", "none", "-monitor", "none", "-serial", "stdio",
 		"-kernel", a.Kernel, "-initrd", a.Initrd, "-append", cmdline}
-	if c.TAP != "" {
+	switch {
+	case c.Netdev != "":
+		argv = append(argv, "-netdev", c.Netdev, "-device", "virtio-net-pci,netdev=n0,mac="+c.MAC)
+	case c.TAP != "":
 		argv = append(argv, "-netdev", "tap,id=n0,ifname="+c.TAP+",script=no,downscript=no",
 			"-device", "virtio-net-pci,netdev=n0,mac="+c.MAC)
 	}
+	argv = append(append([]string(nil), c.Wrap...), argv...)
 	if c.Disk != "" {
 		argv = append(argv, "-drive", "file="+c.Disk+",format=raw,if=virtio,cache=unsafe")
 	}
@@ -148,6 +175,9 @@ func Start(t testing.TB, a Assets, c Config) *VM {
 	v := &VM{t: t, pings: map[int]time.Time{}, maxSeq: -1}
 	v.cond = sync.NewCond(&v.mu)
 	v.cmd = exec.Command(argv[0], argv[1:]...)
+	if c.Env != nil {
+		v.cmd.Env = append(os.Environ(), c.Env...)
+	}
 	out, err := v.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,201 @@
+package passt
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// KeeperFlag is the first argument that makes vnetd a port's keeper:
+//
+//	vnetd --passt-keeper SOCKET PASST-PID-FILE -- PASST [ARGS...]
+const KeeperFlag = "--passt-keeper"
+
+// crashLoop: more than crashBurst passt deaths within crashWindow on one
+// connection make the keeper wait crashDelay before the next start.
+const (
+	crashBurst  = 5
+	crashWindow = 30 * time.Second
+	crashDelay  = time.Second
+)
+
+// KeeperMain runs a keeper (args after KeeperFlag) and returns its exit
+// code. It listens on SOCKET (mode 0600), and for each connection (one
+// guest at a time, like passt's own socket) runs passt with the connection
+// as --fd 3, starting it again whenever it dies while the guest is still
+// connected: the keeper's copy of the connection keeps QEMU's end open, so
+// the guest only sees a short pause. When the guest disconnects, passt
+// exits and the keeper waits for the next connection. SIGTERM stops passt,
+// removes the socket and ends the keeper.
+func KeeperMain(args []string) int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if len(args) < 4 || args[2] != "--" {
+		log.Error("usage: vnetd " + KeeperFlag + " SOCKET PASST-PID-FILE -- PASST [ARGS...]")
+		return 2
+	}
+	k := &keeper{socket: args[0], pidFile: args[1], argv: args[3:], log: log}
+	if err := k.run(); err != nil {
+		log.Error("passt keeper failed", "socket", k.socket, "err", err)
+		return 1
+	}
+	return 0
+}
+
+type keeper struct {
+	socket, pidFile string
+	argv            []string
+	log             *slog.Logger
+
+	mu      sync.Mutex
+	passt   *exec.Cmd
+	stopped bool
+}
+
+func (k *keeper) run() error {
+	// Bound and listening under a temporary name, then renamed: the path
+	// appears only when connecting to it works (the manager waits for it).
+	tmp := k.socket + ".tmp"
+	_ = os.Remove(tmp)
+	old := syscall.Umask(0o177)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	syscall.Umask(old)
+	if err != nil {
+		return err
+	}
+	// The socket file is ours to remove, not the listener's on Close.
+	ln.SetUnlinkOnClose(false)
+	if err := os.Rename(tmp, k.socket); err != nil {
+		ln.Close()
+		_ = os.Remove(tmp)
+		return err
+	}
+	defer os.Remove(k.socket)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sig
+		k.mu.Lock()
+		k.stopped = true
+		if k.passt != nil && k.passt.Process != nil {
+			_ = k.passt.Process.Signal(syscall.SIGTERM)
+		}
+		k.mu.Unlock()
+		ln.Close()
+	}()
+	k.log.Info("passt keeper listening", "socket", k.socket, "passt", k.argv[0])
+	for {
+		conn, err := ln.AcceptUnix()
+		if err != nil {
+			if k.isStopped() {
+				return nil
+			}
+			return err
+		}
+		// A blocking dup for passt, outside Go's poller; the keeper's copy
+		// is what keeps the guest's end open across passt restarts.
+		f, err := conn.File()
+		conn.Close()
+		if err != nil {
+			k.log.Error("guest connection", "err", err)
+			continue
+		}
+		k.serve(f)
+		f.Close()
+		_ = os.Remove(k.pidFile)
+		if k.isStopped() {
+			return nil
+		}
+	}
+}
+
+func (k *keeper) isStopped() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.stopped
+}
+
+// serve runs passt on the connection until the guest is gone.
+func (k *keeper) serve(conn *os.File) {
+	var deaths []time.Time
+	for {
+		// The keeper writes passt's pid file itself: Debian's AppArmor
+		// profile lets passt write only under /tmp and the user's home.
+		cmd := exec.Command(k.argv[0], append(append([]string(nil), k.argv[1:]...), "--fd", "3")...)
+		cmd.ExtraFiles = []*os.File{conn}
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		k.mu.Lock()
+		if k.stopped {
+			k.mu.Unlock()
+			return
+		}
+		err := cmd.Start()
+		if err == nil {
+			k.passt = cmd
+			if werr := os.WriteFile(k.pidFile, []byte(fmt.Sprintf("%d\n", cmd.Process.Pid)), 0o600); werr != nil {
+				k.log.Warn("writing passt's pid file", "err", werr)
+			}
+		}
+		k.mu.Unlock()
+		if err != nil {
+			k.log.Error("starting passt failed", "err", err)
+		} else {
+			k.log.Info("passt started", "pid", cmd.Process.Pid, "restarts", len(deaths))
+			err = cmd.Wait()
+			k.mu.Lock()
+			k.passt = nil
+			k.mu.Unlock()
+		}
+		if k.isStopped() || peerGone(conn) {
+			k.log.Info("guest disconnected; waiting for the next one", "passt_exit", fmt.Sprint(err))
+			return
+		}
+		now := time.Now()
+		deaths = append(deaths, now)
+		recent := 0
+		for _, d := range deaths {
+			if now.Sub(d) < crashWindow {
+				recent++
+			}
+		}
+		k.log.Warn("passt died while the guest is connected; restarting it on the same connection", "err", fmt.Sprint(err), "recent_deaths", recent)
+		if recent > crashBurst {
+			time.Sleep(crashDelay)
+		}
+	}
+}
+
+// peerGone reports whether the guest closed its end of the connection.
+func peerGone(f *os.File) bool {
+	fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLRDHUP}}
+	n, err := unix.Poll(fds, 0)
+	if err != nil {
+		return errors.Is(err, unix.EBADF)
+	}
+	return n > 0 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
+}
+
+// readPid reads a pid file.
+func readPid(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(string(trimSpace(data)))
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}

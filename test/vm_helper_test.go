@@ -1,0 +1,94 @@
+package test
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"vnet/internal/netnstest"
+	"vnet/test/vm"
+)
+
+// TestGuestVMBridgeHelper: an unprivileged QEMU (uid nobody, with a group
+// in vnetd's access list) attached with -netdev bridge,helper=vnet-bridge-helper
+// leases on the default network, pings the upstream namespace through NAT,
+// shows as a port owned by nobody, is re-plugged within 1 s after ip link
+// del of the bridge, and its port ends when QEMU exits. A QEMU of a user
+// not in the list fails to start with the helper's precise message and
+// nothing is created.
+func TestGuestVMBridgeHelper(t *testing.T) {
+	netnstest.RequireRoot(t)
+	assets := vm.Prepare(t, vm.NetModules)
+	host := netnstest.New(t, "vmhelper")
+	addUpstream(t, host)
+	d := newDaemon(t, host)
+	d.start()
+	if err := os.WriteFile(filepath.Join(d.configDir, "bridge-helper.conf"), []byte("allow default 4711\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	helper := filepath.Join(binDir, "vnet-bridge-helper")
+	env := []string{"VNET_HELPER_SOCKET=" + filepath.Join(d.runDir, "vnetd-helper.sock")}
+	const mac = "52:54:00:7e:57:02"
+	// A space in helper= makes QEMU run it through sh: --mac= rides along.
+	netdev := "bridge,id=n0,br=virbr0,helper=" + helper + " --mac=" + mac
+	asNobody := func(groups string) []string {
+		return []string{"setpriv", "--reuid=65534", "--regid=65534", "--groups=" + groups}
+	}
+
+	// Refused: QEMU does not start, nothing is created.
+	links := host.MustRun("ip", "-o", "link")
+	bad := vm.Start(t, assets, vm.Config{NetNS: host.Name(), Netdev: netdev, MAC: mac, Wrap: asNobody("4712"), Env: env, Timeout: time.Minute})
+	if err := bad.WaitExit(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if c := bad.Console(); !strings.Contains(c, "vnet-bridge-helper: user 'nobody' may not attach to network 'default'") {
+		t.Fatalf("refused QEMU printed:\n%s", c)
+	}
+	if got := host.MustRun("ip", "-o", "link"); got != links {
+		t.Fatalf("a refused QEMU changed the host:\n%s\n---\n%s", links, got)
+	}
+
+	g := vm.Start(t, assets, vm.Config{NetNS: host.Name(), Netdev: netdev, MAC: mac, Wrap: asNobody("4711"), Env: env,
+		Hostname: "helperguest", Target: "172.31.255.2"})
+	_, nic, _ := g.MustWait(0, regexp.MustCompile(`VNET-MAC `), 5*time.Minute)
+	m, lease, next := g.MustWait(0, leaseRE, 5*time.Minute)
+	t.Logf("vm (bridge helper, QEMU as nobody): lease %s %v after NIC up, %v after QEMU start", m[1],
+		lease.At.Sub(nic.At).Round(time.Millisecond), lease.At.Sub(g.Started).Round(time.Millisecond))
+	if !strings.HasPrefix(m[1], "192.168.122.") {
+		t.Fatalf("lease: %s", m[0])
+	}
+	g.MustWait(next, pingRE, time.Minute)
+	if _, err := g.WaitPings(-1, 5, time.Minute); err != nil {
+		t.Fatalf("guest → upstream through NAT: %v", err)
+	}
+
+	uuid := strings.TrimSpace(d.mustCtl("net-port-list", "default", "--uuid"))
+	xml := d.mustCtl("net-port-dumpxml", "default", uuid)
+	for _, want := range []string{"<name>nobody</name>", "<mac address='" + mac + "'/>", "user='65534' persist='no'/>"} {
+		if !strings.Contains(xml, want) {
+			t.Fatalf("port XML lacks %s:\n%s", want, xml)
+		}
+	}
+
+	t0 := time.Now()
+	host.MustRun("ip", "link", "del", "virbr0")
+	back, err := g.FirstReplyAfter(t0, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := back.Sub(t0); took > time.Second {
+		t.Fatalf("guest offline for %v after the bridge was deleted, want ≤ 1 s", took)
+	} else {
+		t.Logf("vm (bridge helper): guest pings again %v after ip link del virbr0", took.Round(time.Millisecond))
+	}
+
+	t0 = time.Now()
+	g.Stop()
+	if !waitFor(5*time.Second, func() bool { return d.mustCtl("net-port-list", "default", "--uuid") == "\n" }) {
+		t.Fatal("port still listed 5 s after QEMU exited")
+	}
+	t.Logf("vm (bridge helper): port ended %v after QEMU was killed", time.Since(t0).Round(time.Millisecond))
+}

@@ -1,0 +1,250 @@
+package netxml
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+
+	"libvirt.org/go/libvirtxml"
+)
+
+// NetworkNS is the namespace URI of vnet's network extensions: the
+// user-mode forward <vnet:forward mode='user'> and the overlay
+// <vnet:overlay> (overlay.go).
+const NetworkNS = "urn:vnet:network:1"
+
+// UserForward is vnet's forward mode 'user' (<vnet:forward
+// xmlns:vnet='urn:vnet:network:1' mode='user'>): no bridge, no root; each
+// port of the network is one passt process, run by the unprivileged
+// session vnetd, that gives its one guest the network's <ip> by DHCP and
+// NATs through the user's own sockets. The element's children are port
+// forwards written as libvirt's domain <portForward> (proto, address, dev,
+// <range start end to exclude>), as for <interface type='user'> with
+// <backend type='passt'/>.
+type UserForward struct {
+	PortForwards []libvirtxml.DomainInterfaceSourcePortForward
+}
+
+// userForward parses <vnet:forward> (any prefix bound to NetworkNS).
+func (p *parser) userForward(root *elem, n *Network) error {
+	var found *elem
+	for _, it := range root.items {
+		if it.el == nil || it.el.uri != NetworkNS {
+			continue
+		}
+		if it.el.local == "overlay" {
+			continue // overlay.go
+		}
+		if it.el.local != "forward" {
+			return xmlErr("unknown element <%s> in vnet's network namespace %s", it.el.qname(), NetworkNS)
+		}
+		if found != nil {
+			return xmlErr("only one <vnet:forward> element is allowed in network '%s'", p.name)
+		}
+		found = it.el
+	}
+	if found == nil {
+		return nil
+	}
+	if mode, _ := found.attr("mode"); mode != "user" {
+		return xmlErr("unknown vnet forward mode '%s' in network '%s' (vnet adds only mode='user')", mode, p.name)
+	}
+	if n.Forward != nil {
+		return xmlErr("network '%s' has both <forward> and <vnet:forward>", p.name)
+	}
+	u := &UserForward{}
+	for _, pe := range found.kids("portForward") {
+		pf := libvirtxml.DomainInterfaceSourcePortForward{}
+		proto, _ := pe.attr("proto")
+		if proto != "tcp" && proto != "udp" {
+			return xmlErr("invalid portForward proto '%s' in network '%s' (tcp or udp)", proto, p.name)
+		}
+		pf.Proto = proto
+		if a, ok := xpathAttr(pe, "address"); ok {
+			ip, err := netip.ParseAddr(a)
+			if err != nil || ip.Zone() != "" {
+				return xmlErr("invalid portForward address '%s' in network '%s'", a, p.name)
+			}
+			pf.Address = ip.String()
+		}
+		if d, ok := xpathAttr(pe, "dev"); ok {
+			if err := CheckIfName(d); err != nil {
+				return err
+			}
+			pf.Dev = d
+		}
+		for _, re := range pe.kids("range") {
+			r := libvirtxml.DomainInterfaceSourcePortForwardRange{}
+			for _, f := range []struct {
+				name string
+				dst  *uint
+			}{{"start", &r.Start}, {"end", &r.End}, {"to", &r.To}} {
+				v, ok := re.attr(f.name)
+				if !ok {
+					continue
+				}
+				n, err := strconv.ParseUint(v, 10, 16)
+				if err != nil || n == 0 {
+					return xmlErr("invalid portForward range %s '%s' in network '%s' (1 to 65535)", f.name, v, p.name)
+				}
+				*f.dst = uint(n)
+			}
+			if r.Start == 0 {
+				return xmlErr("portForward range without start in network '%s'", p.name)
+			}
+			if r.End != 0 && r.End < r.Start {
+				return xmlErr("portForward range end %d is below its start %d in network '%s'", r.End, r.Start, p.name)
+			}
+			if r.To != 0 && r.To+rangeSpan(r)-1 > 65535 {
+				return xmlErr("portForward range to %d-%d goes beyond port 65535 in network '%s'", r.To, r.To+rangeSpan(r)-1, p.name)
+			}
+			ex, err := tristate(re, "exclude")
+			if err != nil {
+				return err
+			}
+			if ex == "yes" {
+				r.Exclude = "yes"
+			}
+			pf.Ranges = append(pf.Ranges, r)
+		}
+		u.PortForwards = append(u.PortForwards, pf)
+	}
+	n.User = u
+	return nil
+}
+
+// validateUser checks a network of forward mode 'user': one IPv4 <ip> (the
+// gateway the guest sees, with its prefix; a DHCP range's start is the
+// guest's address), nothing that needs a bridge, and port forwards that do
+// not overlap.
+func validateUser(n *Network) error {
+	bad := func(what string) error {
+		return Errorf(KindUnsupported, "%s is not supported on network '%s' with forward mode 'user'", what, n.Name)
+	}
+	switch {
+	case n.Bridge != nil:
+		return bad("<bridge>")
+	case n.MAC != nil:
+		return bad("<mac>")
+	case n.MTU != nil:
+		return bad("<mtu>")
+	case n.Domain != nil:
+		return bad("<domain>")
+	case len(n.Routes) > 0:
+		return bad("<route>")
+	case len(n.PortGroups) > 0:
+		return bad("<portgroup>")
+	case n.Bandwidth != nil:
+		return bad("<bandwidth>")
+	case n.VLAN != nil:
+		return bad("<vlan>")
+	case n.VirtualPort != nil:
+		return bad("<virtualport>")
+	case n.DnsmasqOptions != nil:
+		return bad("<dnsmasq:options>")
+	case n.DNS != nil && (len(n.DNS.Host) > 0 || len(n.DNS.SRVs) > 0 || len(n.DNS.TXTs) > 0):
+		return bad("DNS host, SRV and TXT records")
+	}
+	if len(n.IPs) != 1 || n.IPs[0].Family == "ipv6" {
+		return Errorf(KindXML, "network '%s' with forward mode 'user' needs exactly one IPv4 <ip address prefix> (the gateway its guests see)", n.Name)
+	}
+	if _, _, err := UserAddresses(n); err != nil {
+		return err
+	}
+	// Overlapping host ports: one passt could not bind both.
+	type span struct {
+		proto, addr string
+		lo, hi      uint
+	}
+	var spans []span
+	for _, pf := range n.User.PortForwards {
+		for _, r := range pf.Ranges {
+			if r.Exclude == "yes" {
+				continue
+			}
+			spans = append(spans, span{pf.Proto, pf.Address, r.Start, r.Start + rangeSpan(r) - 1})
+		}
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].lo < spans[j].lo })
+	for i := range spans {
+		for j := i + 1; j < len(spans); j++ {
+			a, b := spans[i], spans[j]
+			if a.proto != b.proto || b.lo > a.hi || (a.addr != "" && b.addr != "" && a.addr != b.addr) {
+				continue
+			}
+			return Errorf(KindXML, "port forwards overlap in network '%s': %s %s and %s %s", n.Name, a.proto, portSpan(a.lo, a.hi), b.proto, portSpan(b.lo, b.hi))
+		}
+	}
+	return nil
+}
+
+func portSpan(lo, hi uint) string {
+	if lo == hi {
+		return strconv.Itoa(int(lo))
+	}
+	return fmt.Sprintf("%d-%d", lo, hi)
+}
+
+// rangeSpan is the number of ports of a range.
+func rangeSpan(r libvirtxml.DomainInterfaceSourcePortForwardRange) uint {
+	if r.End == 0 {
+		return 1
+	}
+	return r.End - r.Start + 1
+}
+
+// UserAddresses returns the gateway (the <ip address>, with its prefix)
+// and the guest's address (the DHCP range's start, else the first address
+// after the gateway) of a user-mode network.
+func UserAddresses(n *Network) (gw netip.Prefix, guest netip.Addr, err error) {
+	ip := n.IPs[0]
+	a, err1 := netip.ParseAddr(ip.Address)
+	if err1 != nil || !a.Is4() || ip.Prefix == 0 || ip.Prefix > 30 {
+		return gw, guest, Errorf(KindXML, "network '%s': <ip address='%s' prefix='%d'> must be an IPv4 address with a prefix of 1 to 30", n.Name, ip.Address, ip.Prefix)
+	}
+	gw = netip.PrefixFrom(a, int(ip.Prefix))
+	guest = a.Next()
+	if ip.DHCP != nil && len(ip.DHCP.Ranges) > 0 {
+		if guest, err1 = netip.ParseAddr(ip.DHCP.Ranges[0].Start); err1 != nil {
+			return gw, guest, Errorf(KindXML, "network '%s': invalid DHCP range start '%s'", n.Name, ip.DHCP.Ranges[0].Start)
+		}
+	}
+	if !gw.Masked().Contains(guest) || guest == a || guest == lastAddr(gw) || guest == gw.Masked().Addr() {
+		return gw, guest, Errorf(KindXML, "network '%s': the guest's address %s is not a host address of %s other than the gateway", n.Name, guest, gw.Masked())
+	}
+	return gw, guest, nil
+}
+
+// formatUserForward writes <vnet:forward mode='user'> and its port forwards.
+func formatUserForward(w *writer, u *UserForward) {
+	if u == nil {
+		return
+	}
+	t := w.start("vnet:forward").rattr("xmlns:vnet", NetworkNS).attr("mode", "user")
+	if len(u.PortForwards) == 0 {
+		t.empty()
+		return
+	}
+	t.open()
+	for _, pf := range u.PortForwards {
+		pt := w.start("portForward").attr("proto", pf.Proto).attr("address", pf.Address).attr("dev", pf.Dev)
+		if len(pf.Ranges) == 0 {
+			pt.empty()
+			continue
+		}
+		pt.open()
+		for _, r := range pf.Ranges {
+			rt := w.start("range").uattr("start", r.Start)
+			if r.End != 0 {
+				rt.uattr("end", r.End)
+			}
+			if r.To != 0 {
+				rt.uattr("to", r.To)
+			}
+			rt.attr("exclude", r.Exclude).empty()
+		}
+		w.end("portForward")
+	}
+	w.end("vnet:forward")
+}
