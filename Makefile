@@ -33,7 +33,7 @@ test: deps
 		echo "make test: systemd boot VM took $$(( $$(date +%s) - start )) s"; exit $$rc
 
 test-unit:
-	$(GO) test -count=1 ./xml/... ./dnsmasq/... ./firewall/... ./doctor/... ./daemon/... ./cmd/...
+	$(GO) test -count=1 ./xml/... ./dnsmasq/... ./firewall/... ./doctor/... ./daemon/... ./cmd/... ./network/frr/...
 
 # Benchmarks that print median and p95 of net-define/start/destroy and the
 # time to a new guest's first DHCP lease (in a throwaway namespace).

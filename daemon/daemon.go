@@ -22,6 +22,7 @@ import (
 	"vnet/dnsmasq"
 	"vnet/firewall"
 	"vnet/network"
+	"vnet/network/frr"
 	"vnet/passt"
 	netxml "vnet/xml"
 )
@@ -49,6 +50,10 @@ type Config struct {
 	// VerifyInterval is how often every active network is checked for drift
 	// even without a kernel event (default 30 s).
 	VerifyInterval time.Duration
+	// OverlayConfig is this host's overlay settings file (VTEP, BGP AS,
+	// peers: see frr.ParseSettings); default <config-dir>/overlay.conf.
+	// Without the file, networks with <vnet:overlay> are refused.
+	OverlayConfig string
 	// Session makes a user's session daemon (vnetd --session): networks of
 	// forward mode 'user' only, each port a passt, the API for this user
 	// only; no bridges, firewall, dnsmasq or D-Bus.
@@ -76,6 +81,15 @@ func (c Config) driverName() string {
 // dnsmasq supervision, stored definitions, adoption of active networks and
 // the default network.
 func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, string, error) {
+	// The overlay settings are checked before anything on the host changes.
+	overlayPath := c.OverlayConfig
+	if overlayPath == "" {
+		overlayPath = filepath.Join(c.ConfigDir, "overlay.conf")
+	}
+	overlay, err := frr.LoadSettings(overlayPath)
+	if err != nil {
+		return nil, "", err
+	}
 	fw, err := firewall.New(c.Firewall, firewall.Options{Logger: log})
 	if err != nil {
 		return nil, "", err // names the backend already
@@ -99,7 +113,7 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 	if err != nil {
 		return nil, "", err
 	}
-	host := &realHost{fw: fw, dns: dns, log: log}
+	host := &realHost{fw: fw, dns: dns, log: log, overlay: overlay, overlayPath: overlayPath}
 	m, err := NewManager(c.ConfigDir, c.RunDir, host, log)
 	if err != nil {
 		return nil, "", err
@@ -121,6 +135,13 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 	}
 	for _, br := range pruned {
 		log.Info("removed a bridge left by an earlier run", "bridge", br)
+	}
+	vx, err := network.PruneVXLANs(m.activeVXLANs())
+	if err != nil {
+		log.Warn("removing VXLAN devices of overlays that are not active", "err", err)
+	}
+	for _, dev := range vx {
+		log.Info("removed a VXLAN device left by an earlier run", "device", dev)
 	}
 	if !c.NoDefaultNetwork {
 		m.installDefault(c.StateDir)
@@ -366,7 +387,8 @@ func (m *Manager) startRepair(interval time.Duration, iptables bool) {
 			if err != nil {
 				m.log.Warn("no nftables events; firewall drift is found by the periodic check only", "err", err)
 			}
-		})
+		},
+		m.watchFRR)
 }
 
 // startRepairWith starts the repairer and the given watchers.

@@ -14,6 +14,7 @@ import (
 	"vnet/dnsmasq"
 	"vnet/firewall"
 	"vnet/network"
+	"vnet/network/frr"
 	netxml "vnet/xml"
 )
 
@@ -68,6 +69,11 @@ type realHost struct {
 	// portFloors returns the floor classes of the network's ports (set
 	// by the manager, which owns the ports; nil: none).
 	portFloors func(n *netxml.Network) []network.FloorPort
+
+	// overlay is this host's overlay settings (nil: none; networks with
+	// <vnet:overlay> are refused), read from overlayPath at start.
+	overlay     *frr.Settings
+	overlayPath string
 }
 
 // waitRetired blocks until a bridge of that name being deleted is gone, so
@@ -144,12 +150,14 @@ func (h *realHost) Check(n *netxml.Network) error {
 // converged is what one converge did, for Start's rollback.
 type converged struct {
 	plan          *firewall.Plan
-	createdBridge bool // this call created the bridge
-	appliedFW     bool // this call applied the firewall rules
+	createdBridge bool               // this call created the bridge
+	vxlan         *network.VXLANSpec // the overlay's VXLAN device (nil: none)
+	appliedFW     bool               // this call applied the firewall rules
 }
 
 // converge brings every part of the network to its desired state through ex,
-// in order bridge → sysctls → firewall → dnsmasq. Each part reads the live
+// in order bridge → (overlay: VXLAN device) → sysctls → firewall → bandwidth →
+// dnsmasq → (overlay: FRR). Each part reads the live
 // state (read-only) and issues only the changes that are needed as steps:
 // with network.Apply they are made (start, adoption, repair), with
 // network.Record only recorded (verify, --dry-run). There is no other code
@@ -165,6 +173,11 @@ func (h *realHost) converge(n *netxml.Network, ex network.Executor) (c converged
 		if err := network.CheckBandwidthSupport(n.BridgeName(), n.Bandwidth, h.bandwidthOptions(n)); err != nil {
 			return c, fmt.Errorf("network '%s': %w", n.Name, err)
 		}
+	}
+	// An overlay network is served as this host's view of it (overlay
+	// MTU, DHCP slice); every part below converges that view.
+	if n, c.vxlan, err = h.overlayView(n); err != nil {
+		return c, err
 	}
 	if c.plan, err = firewall.PlanFor(n); err != nil {
 		return c, err
@@ -182,6 +195,12 @@ func (h *realHost) converge(n *netxml.Network, ex network.Executor) (c converged
 		return c, err
 	}
 	t.step("bridge")
+	if c.vxlan != nil {
+		if err = network.ConvergeVXLAN(*c.vxlan, ex); err != nil {
+			return c, fmt.Errorf("network '%s': %w", n.Name, err)
+		}
+		t.step("vxlan")
+	}
 	if err = network.ConvergeForwarding(n, ex); err != nil {
 		return c, err
 	}
@@ -203,6 +222,10 @@ func (h *realHost) converge(n *netxml.Network, ex network.Executor) (c converged
 			return c, err
 		}
 		t.step("dnsmasq")
+	}
+	if c.vxlan != nil {
+		h.convergeFRR(n, ex)
+		t.step("frr")
 	}
 	return c, nil
 }
@@ -319,6 +342,11 @@ func (h *realHost) Start(n *netxml.Network) error {
 			h.log.Warn("rollback: remove firewall rules", "network", n.Name, "err", rerr)
 		}
 	}
+	if c.vxlan != nil && c.createdBridge {
+		if rerr := network.DeleteVXLAN(c.vxlan.Name, n.Name); rerr != nil {
+			h.log.Warn("rollback: delete vxlan device", "network", n.Name, "err", rerr)
+		}
+	}
 	if c.createdBridge {
 		if rerr := network.DeleteBridge(n.BridgeName(), n.Name); rerr != nil {
 			h.log.Warn("rollback: delete bridge", "network", n.Name, "err", rerr)
@@ -369,6 +397,12 @@ func (h *realHost) Remove(n *netxml.Network) error {
 			errs = append(errs, fmt.Errorf("network '%s': firewall: %w", n.Name, err))
 		}
 		t.step("firewall")
+		if n.Overlay != nil {
+			if err := network.DeleteVXLAN(network.VXLANName(n.Overlay.VNI), n.Name); err != nil {
+				errs = append(errs, fmt.Errorf("network '%s': %w", n.Name, err))
+			}
+			t.step("vxlan")
+		}
 		if err := h.retire(n.BridgeName(), n.Name); err != nil {
 			errs = append(errs, err)
 		}

@@ -347,6 +347,9 @@ func (m *Manager) prepareLocked(xml string) (*netxml.Network, *netObj, error) {
 		if err := netxml.CheckBridgeConflict(n, all); err != nil {
 			return nil, nil, err
 		}
+		if err := netxml.CheckOverlayConflict(n, all); err != nil {
+			return nil, nil, err
+		}
 	}
 	return n, existing, nil
 }

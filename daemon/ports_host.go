@@ -44,7 +44,7 @@ var (
 
 // CheckPort implements portHost.
 func (h *realHost) CheckPort(n *netxml.Network, p *netxml.Port) error {
-	s, err := tapSpec(n, p, true)
+	s, err := tapSpec(h.served(n), p, true)
 	if err != nil {
 		return err
 	}
@@ -61,7 +61,7 @@ func (h *realHost) CheckPort(n *netxml.Network, p *netxml.Port) error {
 // it (after the plug, so a TAP re-created or re-plugged gets its shaping
 // back in the same converge).
 func (h *realHost) EnsurePort(n *netxml.Network, p *netxml.Port) ([]string, error) {
-	s, err := tapSpec(n, p, !p.TAP.Adopt)
+	s, err := tapSpec(h.served(n), p, !p.TAP.Adopt)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +77,7 @@ func (h *realHost) EnsurePort(n *netxml.Network, p *netxml.Port) ([]string, erro
 
 // VerifyPort implements portHost.
 func (h *realHost) VerifyPort(n *netxml.Network, p *netxml.Port) ([]string, error) {
-	s, err := tapSpec(n, p, false)
+	s, err := tapSpec(h.served(n), p, false)
 	if err != nil {
 		return nil, err
 	}

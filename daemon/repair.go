@@ -8,6 +8,8 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"vnet/network"
+
 	netxml "vnet/xml"
 )
 
@@ -77,6 +79,8 @@ func (r *repairer) linkChanged(link string) {
 // iptables backend, whose rules live in iptables-nft's tables.
 func (r *repairer) tableChanged(table string, foreignMatters bool) {
 	if br, ok := strings.CutPrefix(table, "vnet-"); ok {
+		// An overlay's DHCP guard is vnet-overlay-DEVICE.
+		br = strings.TrimPrefix(br, "overlay-")
 		if name := r.m.networkByBridge(br); name != "" {
 			r.hint(name)
 		}
@@ -210,12 +214,16 @@ func (r *repairer) setLimited(name string, on bool) (first bool) {
 	return first
 }
 
-// networkByBridge returns the active network whose bridge is br.
+// networkByBridge returns the active network whose bridge (or overlay
+// VXLAN device) is br.
 func (m *Manager) networkByBridge(br string) string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	for name, o := range m.byName {
 		if o.live != nil && o.live.BridgeName() == br {
+			return name
+		}
+		if o.live != nil && o.live.Overlay != nil && network.VXLANName(o.live.Overlay.VNI) == br {
 			return name
 		}
 	}

@@ -25,6 +25,11 @@ func (m *Manager) Handler() http.Handler {
 			by = "any"
 		}
 		n, err := m.Get(r.PathValue("ref"), by)
+		if err == nil {
+			// Only here (net-info), not in Get: D-Bus property reads
+			// and events must not wait for FRR.
+			n.Overlay, err = m.OverlayStatus(n.UUID)
+		}
 		reply(w, n, err)
 	})
 	mux.HandleFunc("GET /v1/networks/{ref}/xml", func(w http.ResponseWriter, r *http.Request) {

@@ -112,6 +112,7 @@ _vnetctl() {
 	net-start) opts="--network --dry-run" ;;
 	net-autostart) opts="--network --disable" ;;
 	net-dumpxml) opts="--network --inactive" ;;
+	net-info) opts="--network --json" ;;
 	net-list) opts="--all --inactive --persistent --transient --autostart --no-autostart --name --uuid --table" ;;
 	net-update) opts="--network --command --section --xml --parent-index --live --config --current" ;;
 	net-dhcp-leases) opts="--network --mac --json" ;;

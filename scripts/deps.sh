@@ -7,6 +7,8 @@
 #     util-linux (unshare, nsenter, setpriv, runuser), make;
 #   the D-Bus tests: dbus-daemon, dbus-bin (dbus-send, dbus-monitor), Debian's
 #     system bus policy, python3-dbus (a frontend's view of the API);
+#   the overlay tests: frr (zebra, bgpd, vtysh; the tests run their own
+#     daemons per namespace, never the host's frr service);
 #   the cockpit test (test/cockpit): cockpit-ws, cockpit-bridge, cockpit-system
 #     (the shell), chromium, nodejs and npm. cockpit-machines is not installed:
 #     it depends on libvirt-daemon-system and libvirt-dbus, which must not run
@@ -42,6 +44,7 @@ done
 # file:package
 for pair in \
 	/usr/share/dbus-1/system.conf:dbus-system-bus-common \
+	/usr/lib/frr/bgpd:frr /usr/bin/vtysh:frr \
 	/usr/lib/cockpit/cockpit-ws:cockpit-ws \
 	/usr/share/cockpit/shell/manifest.json:cockpit-system; do
 	[ -e "${pair%%:*}" ] || add "${pair#*:}"

@@ -127,6 +127,10 @@ func FillDefaults(n *Network, bridgeTaken func(name string) bool) error {
 	if n.Bridge.Delay == "" {
 		n.Bridge.Delay = "0"
 	}
+	if (n.MAC == nil || n.MAC.Address == "") && n.Overlay != nil {
+		// The anycast gateway: the same MAC on every host of the overlay.
+		n.MAC = &libvirtxml.NetworkMAC{Address: OverlayGatewayMAC(n.Overlay.VNI)}
+	}
 	if n.MAC == nil || n.MAC.Address == "" {
 		mac, err := RandomMAC()
 		if err != nil {

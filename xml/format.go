@@ -209,6 +209,7 @@ func Format(n *Network, flags Flags) (string, error) {
 		}
 		w.end("dnsmasq:options")
 	}
+	formatOverlay(w, n.Overlay)
 	w.end("network")
 	return w.b.String(), nil
 }

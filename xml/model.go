@@ -32,6 +32,10 @@ type Network struct {
 	// User is vnet's forward mode 'user' (<vnet:forward mode='user'>,
 	// usermode.go); nil for libvirt's modes.
 	User *UserForward
+
+	// Overlay is vnet's <vnet:overlay>: the network spans hosts over VXLAN
+	// with a BGP EVPN control plane. nil for a network on one host.
+	Overlay *Overlay
 }
 
 // ForwardMode returns the effective forward mode: "" for an isolated network

@@ -273,6 +273,9 @@ func (p *parser) network(root *elem) (*Network, error) {
 	if err := p.userForward(root, n); err != nil {
 		return nil, err
 	}
+	if n.Overlay, err = parseOverlay(root); err != nil {
+		return nil, err
+	}
 	if err := p.modeChecks(n); err != nil {
 		return nil, err
 	}

@@ -10,7 +10,8 @@ import (
 )
 
 // NetworkNS is the namespace URI of vnet's network extensions: the
-// user-mode forward <vnet:forward mode='user'>.
+// user-mode forward <vnet:forward mode='user'> and the overlay
+// <vnet:overlay> (overlay.go).
 const NetworkNS = "urn:vnet:network:1"
 
 // UserForward is vnet's forward mode 'user' (<vnet:forward
@@ -31,6 +32,9 @@ func (p *parser) userForward(root *elem, n *Network) error {
 	for _, it := range root.items {
 		if it.el == nil || it.el.uri != NetworkNS {
 			continue
+		}
+		if it.el.local == "overlay" {
+			continue // overlay.go
 		}
 		if it.el.local != "forward" {
 			return xmlErr("unknown element <%s> in vnet's network namespace %s", it.el.qname(), NetworkNS)

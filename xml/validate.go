@@ -41,6 +41,9 @@ func Validate(n *Network) error {
 	default:
 		return Errorf(KindUnsupported, "unknown forwarding type '%s'", mode)
 	}
+	if err := validateOverlay(n); err != nil {
+		return err
+	}
 	if err := validateBridgeName(n); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -234,16 +235,29 @@ func (a *app) netAutostartCmd() *cobra.Command {
 }
 
 func (a *app) netInfoCmd() *cobra.Command {
-	return a.dataCmd("net-info NETWORK", "show basic information about a network",
+	var asJSON bool
+	cmd := a.dataCmd("net-info NETWORK [--json]", "show basic information about a network",
 		"network", "network name or uuid",
 		func(ctx context.Context, _ *cobra.Command, ref string) error {
 			n, err := a.client().Get(ctx, ref, "any")
 			if err != nil {
 				return failNet(ref, "", err)
 			}
+			if asJSON {
+				data, err := json.MarshalIndent(n, "", "  ")
+				if err != nil {
+					return &failure{lines: []string{fmt.Sprintf("internal error: encode network: %v", err)}}
+				}
+				_, err = fmt.Fprintf(a.stdout, "%s\n", data)
+				return err
+			}
 			writeInfo(a.stdout, n)
 			return nil
 		})
+	// vnet's own: the summary as JSON, with an overlay's full state
+	// (every peer, remote VTEP and remote MAC).
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the network's summary (and overlay state) as JSON")
+	return cmd
 }
 
 func (a *app) netDumpXMLCmd() *cobra.Command {

@@ -173,4 +173,32 @@ func writeInfo(w io.Writer, n api.Network) {
 		// vnet's own line, only for a network with ports (virsh has none).
 		line("Ports:", fmt.Sprint(n.Ports))
 	}
+	if o := n.Overlay; o != nil {
+		// vnet's own lines, only for an active overlay network.
+		writeOverlay(line, o)
+	}
+}
+
+// writeOverlay prints an overlay's control plane for net-info: the VXLAN
+// device, each BGP peer's state, the remote VTEPs and the MAC counts.
+func writeOverlay(line func(label, value string), o *api.Overlay) {
+	line("Overlay:", fmt.Sprintf("vni %d, device %s, vtep %s", o.VNI, o.Device, o.VTEP))
+	if o.Error != "" {
+		line("Overlay error:", o.Error)
+		return
+	}
+	up := 0
+	var peers []string
+	for _, p := range o.Peers {
+		if p.Up {
+			up++
+		}
+		peers = append(peers, p.Address+" "+p.State)
+	}
+	line("BGP peers:", fmt.Sprintf("%d of %d up: %s", up, len(o.Peers), strings.Join(peers, ", ")))
+	if !o.VNIKnown {
+		line("VNI:", "not known to FRR (zebra)")
+	}
+	line("Remote VTEPs:", strings.Join(o.RemoteVTEPs, " "))
+	line("MACs:", fmt.Sprintf("%d local, %d remote", o.LocalMACs, len(o.RemoteMACs)))
 }

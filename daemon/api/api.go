@@ -39,6 +39,42 @@ type Network struct {
 	Bridge string `json:"bridge,omitempty"`
 	// Ports is the number of network ports (net-port-list) of the network.
 	Ports int `json:"ports,omitempty"`
+	// Overlay is the state of an active overlay network's control plane
+	// (GET of one network only; net-list leaves it out).
+	Overlay *Overlay `json:"overlay,omitempty"`
+}
+
+// Overlay is an overlay network's control plane as FRR sees it on this
+// host: what net-info shows and net-doctor checks.
+type Overlay struct {
+	// VNI and Device are the overlay's VXLAN network identifier and device.
+	VNI    uint32 `json:"vni"`
+	Device string `json:"device"`
+	// VTEP is this host's VTEP address.
+	VTEP string `json:"vtep,omitempty"`
+	// Error says why the state could not be read (no overlay settings,
+	// FRR not reachable); the other fields are then empty.
+	Error string `json:"error,omitempty"`
+	// Peers are the BGP l2vpn evpn neighbors.
+	Peers []OverlayPeer `json:"peers"`
+	// VNIKnown: FRR's zebra has the VNI (its device is up in the bridge).
+	VNIKnown bool `json:"vniKnown"`
+	// RemoteVTEPs are the hosts that announced the VNI.
+	RemoteVTEPs []string `json:"remoteVteps,omitempty"`
+	// LocalMACs counts the MACs learned on this host's bridge.
+	LocalMACs int `json:"localMacs"`
+	// RemoteMACs maps MACs learned from peers to their VTEP.
+	RemoteMACs map[string]string `json:"remoteMacs,omitempty"`
+}
+
+// OverlayPeer is one BGP neighbor of an overlay.
+type OverlayPeer struct {
+	Address string `json:"address"`
+	// State is BGP's: Established when up, else Idle, Connect, Active …
+	State    string `json:"state"`
+	Up       bool   `json:"up"`
+	Uptime   string `json:"uptime,omitempty"`
+	Prefixes int    `json:"prefixes"`
 }
 
 // DefineRequest carries network XML for net-define and net-create.
