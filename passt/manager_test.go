@@ -1,7 +1,10 @@
 package passt
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -51,14 +54,18 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// echo sends msg as one frame of the stream protocol (the keeper relays
+// frames) and waits for the fake passt to send it back.
 func echo(t *testing.T, c net.Conn, msg string) {
 	t.Helper()
-	if _, err := c.Write([]byte(msg)); err != nil {
+	frame := binary.BigEndian.AppendUint32(nil, uint32(len(msg)))
+	frame = append(frame, msg...)
+	if _, err := c.Write(frame); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, len(msg))
+	buf := make([]byte, len(frame))
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(buf); err != nil || string(buf) != msg {
+	if _, err := io.ReadFull(c, buf); err != nil || !bytes.Equal(buf, frame) {
 		t.Fatalf("echo %q: got %q, %v", msg, buf, err)
 	}
 }
