@@ -39,6 +39,10 @@ type Config struct {
 	DHCPPing bool
 	// DnsmasqBinary overrides the dnsmasq path.
 	DnsmasqBinary string
+	// ResolvConf is the resolver configuration whose name servers the
+	// networks' dnsmasq forward to (default /etc/resolv.conf), followed
+	// with one inotify watch for all networks.
+	ResolvConf string
 	// Driver is "host" (default) or "test": libvirt's test:///default
 	// driver, all in memory, touching nothing on the host.
 	Driver string
@@ -79,11 +83,12 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 		extra = append(extra, "--no-ping")
 	}
 	dns, err := dnsmasq.NewManager(dnsmasq.Config{
-		Binary:    c.DnsmasqBinary,
-		StateDir:  filepath.Join(c.StateDir, "dnsmasq"),
-		RunDir:    filepath.Join(c.RunDir, "dnsmasq"),
-		ExtraArgs: extra,
-		Logger:    log,
+		Binary:     c.DnsmasqBinary,
+		StateDir:   filepath.Join(c.StateDir, "dnsmasq"),
+		RunDir:     filepath.Join(c.RunDir, "dnsmasq"),
+		ExtraArgs:  extra,
+		Logger:     log,
+		ResolvConf: c.ResolvConf,
 	})
 	if err != nil {
 		return nil, "", err
@@ -216,6 +221,9 @@ func Run(ctx context.Context, c Config) error {
 	release()
 	if !m.testDriver {
 		m.startRepair(c.VerifyInterval, fwName == "iptables")
+		if h, ok := m.host.(*realHost); ok {
+			m.goBackground(h.dns.WatchUpstream)
+		}
 	}
 	wg.Go(func() { watchdog(fdCtx, log) })
 	_, _ = daemon.SdNotify(false, "READY=1\nSTATUS=serving")

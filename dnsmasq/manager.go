@@ -48,6 +48,10 @@ type Config struct {
 	// ReadyTimeout bounds how long Start waits for dnsmasq to serve
 	// (default 5 s).
 	ReadyTimeout time.Duration
+	// ResolvConf is the host's resolver configuration whose name servers
+	// are the networks' upstream servers (default /etc/resolv.conf; see
+	// WatchUpstream).
+	ResolvConf string
 }
 
 // Manager starts, supervises and stops one dnsmasq per network. It is safe
@@ -59,6 +63,16 @@ type Manager struct {
 	mu   sync.Mutex
 	nets map[string]*netProc    // supervised networks
 	ops  map[string]*sync.Mutex // per-network operation locks
+
+	// upMu orders starts against changes of the upstream servers: a
+	// start holds it for reading from before dnsmasq reads the servers
+	// file until the process is registered; serversChanged holds it for
+	// writing while it rewrites the file and signals every registered
+	// process.
+	upMu sync.RWMutex
+	// serversMoved: the servers file changed at NewManager, so adopted
+	// processes (started by an earlier daemon) read an old one.
+	serversMoved bool
 }
 
 // netProc is one supervised network. Its supervisor goroutine owns the
@@ -163,7 +177,21 @@ func NewManager(c Config) (*Manager, error) {
 	if c.ReadyTimeout <= 0 {
 		c.ReadyTimeout = 5 * time.Second
 	}
-	return &Manager{c: c, log: c.Logger, nets: map[string]*netProc{}, ops: map[string]*sync.Mutex{}}, nil
+	if c.ResolvConf == "" {
+		c.ResolvConf = "/etc/resolv.conf"
+	}
+	m := &Manager{c: c, log: c.Logger, nets: map[string]*netProc{}, ops: map[string]*sync.Mutex{}}
+	moved, err := m.refreshServers()
+	if err != nil {
+		return nil, err
+	}
+	m.serversMoved = moved
+	return m, nil
+}
+
+// options are the generator options of this manager's networks.
+func (m *Manager) options(base string) Options {
+	return Options{StateDir: m.c.StateDir, PidFile: m.pidPath(base), ServersFile: m.ServersFile(), BindInterfaces: true}
 }
 
 func (m *Manager) opLock(name string) func() {
@@ -216,7 +244,7 @@ func (m *Manager) Start(n *netxml.Network) error {
 	if err != nil {
 		return err
 	}
-	files, err := Generate(n, Options{StateDir: m.c.StateDir, PidFile: m.pidPath(base)})
+	files, err := Generate(n, m.options(base))
 	if err != nil {
 		// Unwrapped: the error names the field and keeps libvirt's prefix
 		// at the start of the message.
@@ -245,6 +273,12 @@ func (m *Manager) Start(n *netxml.Network) error {
 		onDisk, _ := os.ReadFile(m.path(base, ".conf"))
 		if exact && string(onDisk) == files.Conf {
 			p := m.newProc(n.Name, base, files, old)
+			if m.serversMoved && ReadsServersFile(files.Conf) {
+				// It read the servers of before the daemon's restart.
+				if err := old.signal(syscall.SIGHUP); err != nil {
+					m.log.Warn("dnsmasq: reload upstream servers", "network", n.Name, "pid", old.pid, "err", err)
+				}
+			}
 			if err := m.update(p, files); err != nil {
 				m.terminate(old)
 				old.release()
@@ -265,6 +299,8 @@ func (m *Manager) Start(n *netxml.Network) error {
 		m.removeFiles(base)
 		return fmt.Errorf("dnsmasq for network %q: %w", n.Name, err)
 	}
+	m.upMu.RLock()
+	defer m.upMu.RUnlock()
 	inst, err := m.spawnRetrying(n.Name, base, argv)
 	if err != nil {
 		m.removeFiles(base)
@@ -612,11 +648,15 @@ func (m *Manager) run(p *netProc) {
 			files := p.files
 			p.mu.Unlock()
 			var err error
+			m.upMu.RLock()
 			if err = m.writeFiles(p.base, files); err == nil {
 				inst, err = m.spawn(p.base, m.argv(p.base))
 			}
 			if err == nil {
 				p.setCurrent(inst)
+			}
+			m.upMu.RUnlock()
+			if err == nil {
 				m.log.Info("dnsmasq restarted", "network", p.name, "pid", inst.pid)
 				break
 			}
@@ -752,7 +792,7 @@ func (m *Manager) PlannedFiles(n *netxml.Network) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	files, err := Generate(n, Options{StateDir: m.c.StateDir, PidFile: m.pidPath(base)})
+	files, err := Generate(n, m.options(base))
 	if err != nil {
 		return nil, err
 	}
