@@ -504,6 +504,7 @@ func (m *Manager) startLocked(o *netObj, def *netxml.Network) (err error) {
 		unreserve()
 		return err
 	}
+	t.step("host")
 	m.mu.Lock()
 	o.starting = nil
 	o.live = live
