@@ -441,6 +441,14 @@ func (m *Manager) spawn(base string, argv []string) (*instance, error) {
 		signal:  func(s syscall.Signal) error { return cmd.Process.Signal(s) },
 	}
 	go func() {
+		// Why not cmd.Wait at once: it blocks an OS thread in waitid for
+		// the child's whole life, one thread per network (about 100 kB of
+		// vnetd's memory each). A pidfd waits in the runtime's poller
+		// instead; cmd.Wait then only reaps. The child is not reaped
+		// before, so its pid cannot be reused under the pidfd.
+		if fd, err := unix.PidfdOpen(cmd.Process.Pid, unix.PIDFD_NONBLOCK); err == nil {
+			waitReadable(os.NewFile(uintptr(fd), "pidfd"))
+		}
 		err := cmd.Wait()
 		if err != nil {
 			inst.status = err.Error()
@@ -579,6 +587,20 @@ func (m *Manager) pin(pid int, confArg string, argv []string) (*instance, bool) 
 		close(inst.exited)
 	}()
 	return inst, exact
+}
+
+// waitReadable waits in the runtime's poller until the pidfd is readable
+// (the process exited), then closes it.
+func waitReadable(pidfd *os.File) {
+	defer pidfd.Close()
+	rc, err := pidfd.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Read(func(fd uintptr) bool {
+		n, _ := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+		return n > 0
+	})
 }
 
 // terminate stops inst: SIGTERM, then SIGKILL if it has not exited after

@@ -79,6 +79,10 @@ type daemon struct {
 	mountSetup string
 	// env is extra environment for vnetd.
 	env []string
+	// readyTimeout bounds how long start waits for vnetd to answer
+	// (default 10 s; a restart adopting a thousand networks takes longer
+	// on a loaded machine).
+	readyTimeout time.Duration
 }
 
 // raceVnetd is the name under binDir of vnetd built with -race.
@@ -158,7 +162,11 @@ func (d *daemon) launch(extra ...string) error {
 	// Polled in-process: a vnetctl per try would add its own start-up time
 	// to every daemon restart (the crash test restarts hundreds of times).
 	c := client.New(d.socket())
-	deadline := time.Now().Add(10 * time.Second)
+	wait := d.readyTimeout
+	if wait == 0 {
+		wait = 10 * time.Second
+	}
+	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_, err := c.List(ctx)
@@ -173,7 +181,7 @@ func (d *daemon) launch(extra ...string) error {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return fmt.Errorf("vnetd did not answer within 10 s:\n%s", d.log)
+	return fmt.Errorf("vnetd did not answer within %v:\n%s", wait, d.log)
 }
 
 // stop sends SIGTERM and waits; networks stay up.

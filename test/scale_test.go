@@ -125,6 +125,7 @@ func TestScaleStarts(t *testing.T) {
 	const n = 150
 	host := netnstest.New(t, "scale")
 	d := newDaemon(t, host)
+	d.readyTimeout = time.Minute
 	d.start("--no-default-network")
 	c := client.New(d.socket())
 	ctx := context.Background()
@@ -271,6 +272,7 @@ func BenchmarkScale(b *testing.B) {
 	}
 	host := netnstest.New(b, "scale")
 	d := newDaemon(b, host)
+	d.readyTimeout = 5 * time.Minute
 	// The periodic verify is measured on its own, below.
 	d.start("--no-default-network", "--verify-interval", "1h")
 	c := client.New(d.socket())
