@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -516,7 +517,7 @@ func (b *nftBackend) verifyFamily(c *nftables.Conn, p *Plan, f Family, ifindex u
 		}
 		compareRules(chainID, rules, got, ifindex, drift)
 	}
-	if table.Use <= found {
+	if tableUse(table) <= found {
 		return nil
 	}
 	// Someone added chains (or sets) to our table: name the chains.
@@ -534,6 +535,17 @@ func (b *nftBackend) verifyFamily(c *nftables.Conn, p *Plan, f Family, ifindex u
 		}
 	}
 	return nil
+}
+
+// tableUse is the number of chains (and sets, objects, flowtables) in the
+// table. Why the swap: google/nftables v0.3.0 decodes NFTA_TABLE_USE, which
+// the kernel sends big-endian, in host order; no table holds 65536 objects,
+// so a larger value is a swapped one.
+func tableUse(t *nftables.Table) uint32 {
+	if t.Use > 0xffff {
+		return bits.ReverseBytes32(t.Use)
+	}
+	return t.Use
 }
 
 // notFound reports the kernel's ENOENT for a table or chain asked for by
