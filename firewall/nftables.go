@@ -15,6 +15,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	mnl "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -43,6 +44,58 @@ type nftBackend struct {
 	// noCsum is set once the kernel refused the tc csum action; the checksum
 	// fix is then skipped (and not verified) instead of failing every start.
 	noCsum bool
+	// clean remembers, per table name, the ruleset generation at which
+	// the network's tables were found as planned: while the kernel's
+	// generation (bumped by every change of any table) is the same, they
+	// are still as planned and need not be read again. This keeps the
+	// periodic check of many networks cheap.
+	clean map[string]cleanMark
+	// genConn asks for the generation (opened on first use).
+	genConn *mnl.Conn
+}
+
+// cleanMark is what a verification found clean: the generation read before
+// it, the bridge's index (rules match it) and the plan's rules.
+type cleanMark struct {
+	gen     uint32
+	ifindex uint32
+	plan    string
+}
+
+// generation returns the kernel's nftables ruleset generation.
+func (b *nftBackend) generation() (uint32, error) {
+	if b.genConn == nil {
+		c, err := mnl.Dial(unix.NETLINK_NETFILTER, &mnl.Config{NetNS: b.netns})
+		if err != nil {
+			return 0, fmt.Errorf("open netfilter netlink socket: %w", err)
+		}
+		b.genConn = c
+	}
+	msgs, err := b.genConn.Execute(mnl.Message{
+		Header: mnl.Header{Type: mnl.HeaderType(nftMsgGetGen), Flags: mnl.Request},
+		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	})
+	if err != nil {
+		b.genConn.Close()
+		b.genConn = nil
+		return 0, fmt.Errorf("get nftables generation: %w", err)
+	}
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := mnl.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return 0, err
+		}
+		ad.ByteOrder = binary.BigEndian
+		for ad.Next() {
+			if ad.Type() == unix.NFTA_GEN_ID {
+				return ad.Uint32(), nil
+			}
+		}
+	}
+	return 0, errors.New("get nftables generation: no generation in the reply")
 }
 
 // newNftBackend returns the nftables backend, with owned tables when the
@@ -69,6 +122,10 @@ func newNftBackend(o Options) *nftBackend {
 func (b *nftBackend) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.genConn != nil {
+		b.genConn.Close()
+		b.genConn = nil
+	}
 	if b.owner == nil {
 		return nil
 	}
@@ -433,13 +490,24 @@ func (b *nftBackend) Verify(p *Plan) error {
 	if h != nil {
 		defer h.Close()
 	}
-	c, err := b.conn()
-	if err != nil {
-		return err
-	}
-	for _, f := range []Family{IPv4, IPv6} {
-		if err := b.verifyFamily(c, p, f, s.ifindex, drift); err != nil {
+	gen, genErr := b.generation()
+	mark := cleanMark{gen: gen, ifindex: s.ifindex, plan: fmt.Sprint(p.Rules)}
+	if genErr != nil || b.clean[p.TableName()] != mark {
+		delete(b.clean, p.TableName())
+		c, err := b.conn()
+		if err != nil {
 			return err
+		}
+		for _, f := range []Family{IPv4, IPv6} {
+			if err := b.verifyFamily(c, p, f, s.ifindex, drift); err != nil {
+				return err
+			}
+		}
+		if drift.empty() && genErr == nil {
+			if b.clean == nil {
+				b.clean = map[string]cleanMark{}
+			}
+			b.clean[p.TableName()] = mark
 		}
 	}
 	drift.Missing = append(drift.Missing, s.tc.missing(p.Bridge)...)
