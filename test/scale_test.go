@@ -214,17 +214,21 @@ func tail(s string, n int) string {
 }
 
 // timingLine matches the per-step timings vnetd logs at debug level.
-var timingLine = regexp.MustCompile(`msg="(start network|converge network)" network=(\S+) (?:live=true )?steps="([^"]*)"`)
+var timingLine = regexp.MustCompile(`msg="(start network|converge network|remove network)" network=(\S+) (?:live=true )?steps="([^"]*)"`)
 
 // startSteps returns, per network, the step timings (ms) of its start: the
 // manager's (validate, check, status, host) and the first live converge's
-// (bridge, sysctl, firewall, dnsmasq).
-func startSteps(log string) map[string]map[string]float64 {
+// (bridge, sysctl, firewall, dnsmasq); with remove, those of its first
+// destroy instead.
+func startSteps(log string, remove bool) map[string]map[string]float64 {
 	out := map[string]map[string]float64{}
 	seenConverge := map[string]bool{}
 	for _, m := range timingLine.FindAllStringSubmatch(log, -1) {
 		kind, name := m[1], m[2]
-		if kind == "converge network" {
+		if (kind == "remove network") != remove {
+			continue
+		}
+		if kind == "converge network" || kind == "remove network" {
 			if seenConverge[name] {
 				continue
 			}
@@ -296,7 +300,7 @@ func BenchmarkScale(b *testing.B) {
 		starts[i] = time.Since(t1)
 	}
 	total := time.Since(t0)
-	steps := startSteps(d.log.String())
+	steps := startSteps(d.log.String(), false)
 	block := n / 10
 	fmt.Printf("scale: %d NAT networks with DHCP started one after another in %.1f s\n", n, total.Seconds())
 	stepNames := []string{"check", "bridge", "sysctl", "firewall", "dnsmasq"}
@@ -405,7 +409,17 @@ func BenchmarkScale(b *testing.B) {
 	}
 	all := time.Since(t1)
 	med, p95 = destroy.stats()
-	fmt.Printf("scale: destroy of all %d one after another: %.1f s (goal ≤ 30 s); each median %.2f ms, p95 %.2f ms\n", n, all.Seconds(), ms(med), ms(p95))
+	rm := startSteps(d.log.String(), true)
+	var cols []string
+	for _, st := range []string{"dnsmasq", "firewall", "bridge"} {
+		var v []float64
+		for _, steps := range rm {
+			v = append(v, steps[st])
+		}
+		cols = append(cols, fmt.Sprintf("%s %.2f", st, medianF(v)))
+	}
+	fmt.Printf("scale: destroy of all %d one after another: %.1f s (goal ≤ 30 s); each median %.2f ms, p95 %.2f ms; step medians (ms): %s\n",
+		n, all.Seconds(), ms(med), ms(p95), strings.Join(cols, ", "))
 
 	// Eight clients at once.
 	for _, workers := range []int{8} {
