@@ -98,7 +98,9 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 	if err != nil {
 		return nil, "", err
 	}
-	if err := m.Load(ctx); err != nil {
+	// Adopted in the background: each network is listed and locked at
+	// once, and served as soon as it is adopted.
+	if err := m.LoadInBackground(); err != nil {
 		return nil, "", err
 	}
 	// Rules of networks stopped or undefined while no daemon ran (a crash
