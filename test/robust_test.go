@@ -230,6 +230,9 @@ func mismatches(d *daemon, nets []api.Network, v hostView, addrs map[string]stri
 		if strings.HasSuffix(name, ".leases") && !strings.HasPrefix(name, ".") {
 			continue // leases outlive a run, like libvirt's
 		}
+		if name == "resolv.servers" {
+			continue // the upstream servers of every network
+		}
 		if !owned["dnsfile "+name] {
 			badf("orphan dnsmasq file %s in <state-dir>/dnsmasq", name)
 		}
