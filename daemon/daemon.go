@@ -93,6 +93,7 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 	if err != nil {
 		return nil, "", err
 	}
+	warnFileLimit(log)
 	host := &realHost{fw: fw, dns: dns, log: log}
 	m, err := NewManager(c.ConfigDir, c.RunDir, host, log)
 	if err != nil {
@@ -121,6 +122,28 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 		m.installDefault(c.StateDir)
 	}
 	return m, fw.Name(), nil
+}
+
+// fdsPerNetwork is what vnetd holds open per running network: dnsmasq's
+// stderr buffer and two process handles (pidfds).
+const fdsPerNetwork = 3
+
+// scaleTarget is the number of networks vnetd is built to run at once.
+const scaleTarget = 1000
+
+// warnFileLimit says at start, with the setting to change, when the open
+// file limit (Go raises the soft limit to the hard one) would stop vnetd
+// short of scaleTarget networks.
+func warnFileLimit(log *slog.Logger) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return
+	}
+	if room := (int64(rl.Cur) - 256) / fdsPerNetwork; room < scaleTarget {
+		log.Warn("the open file limit allows fewer networks than vnet is made for: each running network holds 3 files; "+
+			"raise it with LimitNOFILE=4096 in vnetd.service (or ulimit -n 4096)",
+			"limit", rl.Cur, "networks", max(room, 0))
+	}
 }
 
 // SocketPath is the read-write API socket under a run dir (root only).
