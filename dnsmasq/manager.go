@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,6 +81,7 @@ type Manager struct {
 type netProc struct {
 	name   string
 	base   string
+	bridge string
 	stop   chan struct{} // closed: terminate the process and return
 	detach chan struct{} // closed: leave the process running and return
 	done   chan struct{} // closed when the supervisor returned
@@ -272,7 +274,7 @@ func (m *Manager) Start(n *netxml.Network) error {
 	if old, exact := m.find(base, argv); old != nil {
 		onDisk, _ := os.ReadFile(m.path(base, ".conf"))
 		if exact && string(onDisk) == files.Conf {
-			p := m.newProc(n.Name, base, files, old)
+			p := m.newProc(n.Name, base, n.BridgeName(), files, old)
 			if m.serversMoved && ReadsServersFile(files.Conf) {
 				// It read the servers of before the daemon's restart.
 				if err := old.signal(syscall.SIGHUP); err != nil {
@@ -301,7 +303,7 @@ func (m *Manager) Start(n *netxml.Network) error {
 	}
 	m.upMu.RLock()
 	defer m.upMu.RUnlock()
-	inst, err := m.spawnRetrying(n.Name, base, argv)
+	inst, err := m.spawnRetrying(n.Name, base, n.BridgeName(), argv)
 	if err != nil {
 		m.removeFiles(base)
 		if !hadLeases {
@@ -310,13 +312,13 @@ func (m *Manager) Start(n *netxml.Network) error {
 		return fmt.Errorf("dnsmasq for network %q: %w", n.Name, err)
 	}
 	m.log.Info("dnsmasq started", "network", n.Name, "pid", inst.pid, "elapsed", time.Since(inst.started))
-	m.supervise(m.newProc(n.Name, base, files, inst))
+	m.supervise(m.newProc(n.Name, base, n.BridgeName(), files, inst))
 	return nil
 }
 
-func (m *Manager) newProc(name, base string, files *Files, inst *instance) *netProc {
+func (m *Manager) newProc(name, base, bridge string, files *Files, inst *instance) *netProc {
 	return &netProc{
-		name: name, base: base, files: files, inst: inst,
+		name: name, base: base, bridge: bridge, files: files, inst: inst,
 		stop: make(chan struct{}), detach: make(chan struct{}), done: make(chan struct{}),
 	}
 }
@@ -397,9 +399,9 @@ const startAttempts = 3
 // spawnRetrying is spawn, retried when dnsmasq died only because the host's
 // interfaces changed under it during start-up: that is a race with another
 // network's destroy, not a failure of this network.
-func (m *Manager) spawnRetrying(name, base string, argv []string) (*instance, error) {
+func (m *Manager) spawnRetrying(name, base, bridge string, argv []string) (*instance, error) {
 	for attempt := 1; ; attempt++ {
-		inst, err := m.spawn(base, argv)
+		inst, err := m.spawn(base, bridge, argv)
 		if err == nil || attempt == startAttempts || !strings.Contains(err.Error(), interfacesChanged) {
 			return inst, err
 		}
@@ -407,8 +409,9 @@ func (m *Manager) spawnRetrying(name, base string, argv []string) (*instance, er
 	}
 }
 
-// spawn starts dnsmasq as our child and waits until it serves.
-func (m *Manager) spawn(base string, argv []string) (*instance, error) {
+// spawn starts dnsmasq as our child and waits until it serves; then its
+// netlink socket is quietened to the events of bridge (quietNetlink).
+func (m *Manager) spawn(base, bridge string, argv []string) (*instance, error) {
 	pidPath := m.pidPath(base)
 	// A stale pid file must not be taken for the new process's.
 	_ = os.Remove(pidPath)
@@ -461,6 +464,7 @@ func (m *Manager) spawn(base string, argv []string) (*instance, error) {
 	deadline := start.Add(m.c.ReadyTimeout)
 	for {
 		if pid, err := readPidFile(pidPath); err == nil && pid == inst.pid {
+			m.quiet(inst.pid, bridge)
 			return inst, nil
 		}
 		select {
@@ -485,6 +489,19 @@ func (m *Manager) spawn(base string, argv []string) (*instance, error) {
 			return nil, err
 		}
 		time.Sleep(readyPollGap)
+	}
+}
+
+// quiet applies quietNetlink to a dnsmasq serving bridge. Only an
+// optimisation: when it cannot (the bridge is in another network namespace
+// than vnetd, as in some tests), dnsmasq just keeps seeing every event.
+func (m *Manager) quiet(pid int, bridge string) {
+	ifi, err := net.InterfaceByName(bridge)
+	if err == nil {
+		err = quietNetlink(pid, ifi.Index)
+	}
+	if err != nil {
+		m.log.Debug("dnsmasq: netlink events not filtered", "pid", pid, "bridge", bridge, "err", err)
 	}
 }
 
@@ -672,7 +689,7 @@ func (m *Manager) run(p *netProc) {
 			var err error
 			m.upMu.RLock()
 			if err = m.writeFiles(p.base, files); err == nil {
-				inst, err = m.spawn(p.base, m.argv(p.base))
+				inst, err = m.spawn(p.base, p.bridge, m.argv(p.base))
 			}
 			if err == nil {
 				p.setCurrent(inst)
