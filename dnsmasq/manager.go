@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -496,13 +495,31 @@ func (m *Manager) spawn(base, bridge string, argv []string) (*instance, error) {
 // optimisation: when it cannot (the bridge is in another network namespace
 // than vnetd, as in some tests), dnsmasq just keeps seeing every event.
 func (m *Manager) quiet(pid int, bridge string) {
-	ifi, err := net.InterfaceByName(bridge)
+	ifindex, err := linkIndex(bridge)
 	if err == nil {
-		err = quietNetlink(pid, ifi.Index)
+		err = quietNetlink(pid, ifindex)
 	}
 	if err != nil {
 		m.log.Debug("dnsmasq: netlink events not filtered", "pid", pid, "bridge", bridge, "err", err)
 	}
+}
+
+// linkIndex returns the index of a link. Why not net.InterfaceByName: it
+// lists every link of the host to find one.
+func linkIndex(name string) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		return 0, fmt.Errorf("link %q: %w", name, err)
+	}
+	return int(ifr.Uint32()), nil
 }
 
 func readPidFile(path string) (int, error) {
