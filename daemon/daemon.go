@@ -94,7 +94,7 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 		return nil, "", err
 	}
 	warnFileLimit(log)
-	host := &realHost{fw: fw, dns: dns, log: log}
+	host := &realHost{fw: fw, dns: dns, log: log, conflicts: network.NewHostIndex()}
 	m, err := NewManager(c.ConfigDir, c.RunDir, host, log)
 	if err != nil {
 		return nil, "", err
@@ -248,6 +248,11 @@ func Run(ctx context.Context, c Config) error {
 		m.startRepair(c.VerifyInterval, fwName == "iptables")
 		if h, ok := m.host.(*realHost); ok {
 			m.goBackground(h.dns.WatchUpstream)
+			m.goBackground(func(ctx context.Context) {
+				if err := h.conflicts.Run(ctx, log); err != nil {
+					log.Warn("no netlink events for the conflict check; every start lists the host's addresses and routes", "err", err)
+				}
+			})
 		}
 	}
 	wg.Go(func() { watchdog(fdCtx, log) })

@@ -68,6 +68,10 @@ type realHost struct {
 	// portFloors returns the floor classes of the network's ports (set
 	// by the manager, which owns the ports; nil: none).
 	portFloors func(n *netxml.Network) []network.FloorPort
+
+	// conflicts spares the conflict check of a start its dumps while
+	// nothing on the host overlaps (nil: always dump).
+	conflicts *network.HostIndex
 }
 
 // waitRetired blocks until a bridge of that name being deleted is gone, so
@@ -135,7 +139,7 @@ func (h *realHost) Check(n *netxml.Network) error {
 	if !n.OwnsBridge() {
 		return nil
 	}
-	return network.CheckHostConflicts(n)
+	return h.conflicts.CheckHostConflicts(n)
 }
 
 // converged is what one converge did, for Start's rollback.
