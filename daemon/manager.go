@@ -222,10 +222,13 @@ func (m *Manager) List() []api.Network {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	out := make([]api.Network, 0, len(m.byName))
+	keys := make(map[string]string, len(m.byName))
 	for _, o := range m.byName {
 		out = append(out, m.info(o))
+		keys[o.name] = strings.ToLower(o.name)
 	}
-	sort.Slice(out, func(i, j int) bool { return strings.ToLower(out[i].Name) < strings.ToLower(out[j].Name) })
+	// Lower-cased once per network, not at every comparison.
+	sort.Slice(out, func(i, j int) bool { return keys[out[i].Name] < keys[out[j].Name] })
 	return out
 }
 
