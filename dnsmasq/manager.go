@@ -73,6 +73,8 @@ type Manager struct {
 	// serversMoved: the servers file changed at NewManager, so adopted
 	// processes (started by an earlier daemon) read an old one.
 	serversMoved bool
+	// quietOnce says once that dnsmasq's netlink socket cannot be filtered.
+	quietOnce sync.Once
 }
 
 // netProc is one supervised network. Its supervisor goroutine owns the
@@ -492,14 +494,27 @@ func (m *Manager) spawn(base, bridge string, argv []string) (*instance, error) {
 }
 
 // quiet applies quietNetlink to a dnsmasq serving bridge. Only an
-// optimisation: when it cannot (the bridge is in another network namespace
-// than vnetd, as in some tests), dnsmasq just keeps seeing every event.
+// optimisation: when it cannot (dnsmasq in another network namespace than
+// vnetd, as in the package's tests), dnsmasq keeps seeing every event.
 func (m *Manager) quiet(pid int, bridge string) {
+	// The bridge's index is looked up here: only right in dnsmasq's own
+	// network namespace.
+	ours, _ := os.Readlink("/proc/self/ns/net")
+	if theirs, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); ours == "" || theirs != ours {
+		m.log.Debug("dnsmasq: runs in another network namespace; its netlink events are not filtered", "pid", pid)
+		return
+	}
 	ifindex, err := linkIndex(bridge)
 	if err == nil {
 		err = quietNetlink(pid, ifindex)
 	}
 	if err != nil {
+		// Said once: with many networks every start then wakes every
+		// dnsmasq (e.g. ptrace restricted by kernel.yama.ptrace_scope=3).
+		m.quietOnce.Do(func() {
+			m.log.Warn("dnsmasq: its netlink events cannot be filtered; each net-start will wake every running dnsmasq",
+				"pid", pid, "bridge", bridge, "err", err)
+		})
 		m.log.Debug("dnsmasq: netlink events not filtered", "pid", pid, "bridge", bridge, "err", err)
 	}
 }

@@ -157,6 +157,10 @@ func TestScaleStarts(t *testing.T) {
 		t.Errorf("%d networks hold %d inotify instances (vnetd %d, dnsmasq %d), want at most 2", n, total, u.vnetdInotify, u.inotify)
 	}
 	t.Logf("%d networks: inotify instances vnetd %d, dnsmasq %d; fds vnetd %d", n, u.vnetdInotify, u.inotify, u.vnetdFds)
+	// Each dnsmasq sees only its own bridge's netlink events.
+	if strings.Contains(d.log.String(), "cannot be filtered") {
+		t.Error("dnsmasq's netlink events are not filtered")
+	}
 	for i := range n {
 		out, err := host.Run("dig", "@"+scaleGateway(i), "h.test", "+short", "+time=1", "+tries=3")
 		want := fmt.Sprintf("10.%d.%d.5", 100+i/250, i%250)
