@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math/bits"
 	"net/netip"
@@ -59,7 +60,14 @@ type nftBackend struct {
 type cleanMark struct {
 	gen     uint32
 	ifindex uint32
-	plan    string
+	plan    uint64 // hash of the rules: a thousand networks' texts add up
+}
+
+// planHash identifies a plan's rules.
+func planHash(p *Plan) uint64 {
+	h := fnv.New64a()
+	fmt.Fprint(h, p.Rules)
+	return h.Sum64()
 }
 
 // generation returns the kernel's nftables ruleset generation.
@@ -491,7 +499,7 @@ func (b *nftBackend) Verify(p *Plan) error {
 		defer h.Close()
 	}
 	gen, genErr := b.generation()
-	mark := cleanMark{gen: gen, ifindex: s.ifindex, plan: fmt.Sprint(p.Rules)}
+	mark := cleanMark{gen: gen, ifindex: s.ifindex, plan: planHash(p)}
 	if genErr != nil || b.clean[p.TableName()] != mark {
 		delete(b.clean, p.TableName())
 		c, err := b.conn()
