@@ -512,6 +512,14 @@ func TestOverlayThreeHosts(t *testing.T) {
 		out, _, _ := h1.vnetd.ctl("net-info", "ovnet")
 		return strings.Contains(out, "BGP peers:      1 of 2 up") && !strings.Contains(out, "10.99.0.3 Established")
 	})
+	// net-doctor on h1 names the down peer and exits 1.
+	out, _, code := h1.vnetd.ctl("net-doctor", "ovnet")
+	if code != 1 || !regexp.MustCompile(`(?m)^PROBLEM overlay\.peer: BGP peer 10\.99\.0\.3 of the overlay \(vni 10100\) of ovbr0 is \w+, not Established.*\n  fix: .*show bgp neighbors 10\.99\.0\.3`).MatchString(out) {
+		t.Errorf("net-doctor with h3's FRR stopped: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "PROBLEM overlay.vni") || strings.Contains(out, "PROBLEM overlay.frr") || strings.Contains(out, "10.99.0.2 of the overlay") {
+		t.Errorf("net-doctor blames more than h3's peer:\n%s", out)
+	}
 	h3.frr.start()
 	restarted := time.Now()
 	for _, h := range []*overlayHost{h1, h2} {
@@ -525,6 +533,28 @@ func TestOverlayThreeHosts(t *testing.T) {
 		_, err := h1.guest.Run("ping", "-c", "1", "-W", "1", h3.ip.String())
 		return err == nil
 	})
+	// net-doctor's overlay checks pass again (--json lists them).
+	var rep api.DoctorReport
+	mustWait(t, 10*time.Second, "h1's net-doctor overlay checks to pass", func() bool {
+		out, _, _ := h1.vnetd.ctl("net-doctor", "--json", "ovnet")
+		rep = api.DoctorReport{}
+		if json.Unmarshal([]byte(out), &rep) != nil {
+			return false
+		}
+		passed, failed := map[string]bool{}, false
+		for _, c := range rep.Checks {
+			if strings.HasPrefix(c.ID, "overlay.") {
+				passed[c.ID] = c.OK
+				failed = failed || !c.OK
+			}
+		}
+		return !failed && passed["overlay.frr"] && passed["overlay.vni"] && passed["overlay.peer"]
+	})
+	for _, c := range rep.Checks {
+		if c.ID == "overlay.peer" && c.Detail != "2 of 2 BGP peers Established: 10.99.0.2, 10.99.0.3" {
+			t.Errorf("overlay.peer: %+v", c)
+		}
+	}
 
 	// h3 cut off the underlay (no NOTIFICATION, no TCP reset reaches the
 	// others): they withdraw its MAC at BGP's hold timer (3 s here).
