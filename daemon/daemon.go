@@ -388,7 +388,8 @@ func (m *Manager) startRepair(interval time.Duration, iptables bool) {
 				m.log.Warn("no nftables events; firewall drift is found by the periodic check only", "err", err)
 			}
 		},
-		m.watchFRR)
+		m.watchFRR,
+		m.syncNames)
 }
 
 // startRepairWith starts the repairer and the given watchers.

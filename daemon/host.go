@@ -74,6 +74,11 @@ type realHost struct {
 	// <vnet:overlay> are refused), read from overlayPath at start.
 	overlay     *frr.Settings
 	overlayPath string
+
+	// remote holds, per overlay network, the DHCP names of guests on
+	// other hosts (overlay_names.go), served by this host's dnsmasq.
+	namesMu sync.Mutex
+	remote  map[string][]remoteName
 }
 
 // waitRetired blocks until a bridge of that name being deleted is gone, so

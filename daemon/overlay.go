@@ -19,8 +19,9 @@ import (
 // <vnet:overlay>, and the desired state of its VXLAN device: the bridge MTU
 // lowered by the VXLAN overhead unless the definition sets one (dnsmasq's
 // DHCP MTU option follows it), STP off (BPDUs would cross the overlay
-// between bridges that share the anycast MAC), and every DHCP range cut to
-// this host's slice. Without an overlay it returns n itself.
+// between bridges that share the anycast MAC), every DHCP range cut to
+// this host's slice, and the DHCP names of guests on other hosts as
+// <dns><host> entries. Without an overlay it returns n itself.
 func (h *realHost) overlayView(n *netxml.Network) (*netxml.Network, *network.VXLANSpec, error) {
 	if n.Overlay == nil {
 		return n, nil, nil
@@ -55,6 +56,7 @@ func (h *realHost) overlayView(n *netxml.Network) (*netxml.Network, *network.VXL
 			ip.DHCP.Ranges[i].Start, ip.DHCP.Ranges[i].End = start, end
 		}
 	}
+	h.addRemoteNames(v)
 	spec := &network.VXLANSpec{
 		Name: network.VXLANName(n.Overlay.VNI), Network: n.Name, Bridge: n.BridgeName(),
 		VNI: n.Overlay.VNI, Local: s.VTEP, MTU: int(v.MTU.Size),

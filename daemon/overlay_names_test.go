@@ -1,0 +1,87 @@
+package daemon
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"vnet/dnsmasq"
+	netxml "vnet/xml"
+)
+
+const namesNetXML = `<network><name>ov</name><forward mode='nat'/><bridge name='ovbr0'/>
+<dns><host ip='10.77.0.250'><hostname>db</hostname></host></dns>
+<ip address='10.77.0.1' prefix='24'><dhcp><range start='10.77.0.10' end='10.77.0.249'/></dhcp></ip>
+<vnet:overlay xmlns:vnet='urn:vnet:network:1' vni='10100'/></network>`
+
+// TestRemoteNamesValidated: names and addresses from another host that a
+// hosts file or the network cannot take are dropped, so a peer can never
+// inject a line into dnsmasq's files; the valid ones become <dns><host>
+// entries of the view and land in the addnhosts file.
+func TestRemoteNamesValidated(t *testing.T) {
+	n, err := netxml.Parse([]byte(namesNetXML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/overlay/10100/names" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte(`{"names":[
+			{"name":"alpha","addr":"10.77.0.23"},
+			{"name":"beta","addr":"::ffff:10.77.0.24"},
+			{"name":"evil\n10.77.0.5 bank","addr":"10.77.0.25"},
+			{"name":"sp ace","addr":"10.77.0.26"},
+			{"name":"dotted.example","addr":"10.77.0.27"},
+			{"name":"-dash","addr":"10.77.0.28"},
+			{"name":"outside","addr":"192.0.2.1"},
+			{"name":"gateway","addr":"10.77.0.1"},
+			{"name":"zone","addr":"fe80::1%eth0"},
+			{"name":"` + strings.Repeat("x", 64) + `","addr":"10.77.0.29"},
+			{"name":"noaddr","addr":"10.77.0.30\naddn-hosts=/etc/shadow"}]}`))
+	}))
+	defer srv.Close()
+	at := netip.MustParseAddrPort(strings.TrimPrefix(srv.URL, "http://"))
+	got, err := fetchNames(context.Background(), srv.Client(), at, overlayNet{name: "ov", vni: 10100, live: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []remoteName{{"alpha", netip.MustParseAddr("10.77.0.23")}, {"beta", netip.MustParseAddr("10.77.0.24")}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("names = %v, want %v", got, want)
+	}
+	if _, err := fetchNames(context.Background(), srv.Client(), at, overlayNet{name: "ov", vni: 7, live: n}); err == nil {
+		t.Errorf("unknown vni: no error")
+	}
+
+	h := &realHost{}
+	if !h.setRemoteNames("ov", got) || h.setRemoteNames("ov", got) {
+		t.Errorf("setRemoteNames reports changes wrongly")
+	}
+	v := n.Clone()
+	h.addRemoteNames(v)
+	files, err := dnsmasq.Generate(v, dnsmasq.Options{StateDir: "/s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files.Addnhosts != "10.77.0.250\tdb\t\n10.77.0.23\talpha\t\n10.77.0.24\tbeta\t\n" {
+		t.Errorf("addnhosts:\n%s", files.Addnhosts)
+	}
+	if len(n.DNS.Host) != 1 {
+		t.Errorf("the definition changed: %+v", n.DNS.Host)
+	}
+	// A network without DNS serves no names.
+	v.DNS.Enable = "no"
+	v.DNS.Host = nil
+	h.addRemoteNames(v)
+	if len(v.DNS.Host) != 0 {
+		t.Errorf("names added to a network without DNS")
+	}
+	if !h.setRemoteNames("ov", nil) || h.remoteNames("ov") != nil {
+		t.Errorf("names not cleared")
+	}
+}
