@@ -715,3 +715,70 @@ func TestOverlayRefused(t *testing.T) {
 		t.Errorf("net-info:\n%s", out)
 	}
 }
+
+// TestOverlayNames: the DHCP name of a guest on one host resolves at the
+// anycast gateway from a guest on another host, and goes when the lease is
+// released and when its host leaves the underlay.
+func TestOverlayNames(t *testing.T) {
+	hosts := setupOverlay(t, 2)
+	h1, h2 := hosts[0], hosts[1]
+	script := writeFile(t, "udhcpc-names.sh", overlayUdhcpcScript)
+	if err := os.Chmod(script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lease := func(extra ...string) netip.Addr {
+		args := append([]string{"busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "20", "-T", "1", "-A", "1", "-O", "mtu", "-s", script, "-x", "hostname:alpha"}, extra...)
+		if out, err := h1.guest.Run(args...); err != nil {
+			t.Fatalf("udhcpc %v: %v\n%s", extra, err, out)
+		}
+		m := regexp.MustCompile(`inet (\S+)/`).FindStringSubmatch(h1.guest.MustRun("ip", "-o", "-4", "addr", "show", "dev", "eth0"))
+		if m == nil {
+			t.Fatal("h1's guest has no address")
+		}
+		return netip.MustParseAddr(m[1])
+	}
+	dig := func(g *guest, name string) string {
+		out, _ := g.Run("dig", "+short", "+time=1", "+tries=1", "@10.77.0.1", name)
+		return strings.TrimSpace(out)
+	}
+	mustWait(t, 30*time.Second, "EVPN between h1 and h2", func() bool {
+		_, err := h2.guest.Run("ping", "-c", "1", "-W", "1", h1.ip.String())
+		return err == nil
+	})
+
+	// h1's guest leases with the name alpha: h2's guest resolves it at
+	// its own host's dnsmasq, h1's own lease file is untouched by it.
+	ip := lease()
+	leased := time.Now()
+	mustWait(t, 15*time.Second, "alpha resolvable on h2", func() bool { return dig(h2.guest, "alpha") == ip.String() })
+	t.Logf("alpha resolvable on h2 %.2fs after the lease on h1", time.Since(leased).Seconds())
+	if got := dig(h1.guest, "alpha"); got != ip.String() {
+		t.Errorf("h1: dig alpha = %q, want %s (once)", got, ip)
+	}
+
+	// Released (udhcpc -R releases when it ends): the name goes from h2.
+	client := h1.guest.Command("busybox", "udhcpc", "-i", "eth0", "-f", "-R", "-t", "20", "-T", "1", "-A", "1", "-O", "mtu", "-s", script, "-x", "hostname:alpha")
+	clientOut := &logBuffer{}
+	client.Stdout, client.Stderr = clientOut, clientOut
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	mustWait(t, 15*time.Second, "udhcpc -R bound", func() bool { return strings.Contains(clientOut.String(), "obtained") || strings.Contains(clientOut.String(), "lease of") })
+	_ = client.Process.Signal(syscall.SIGTERM)
+	_ = client.Wait()
+	released := time.Now()
+	if !waitFor(15*time.Second, func() bool { return dig(h2.guest, "alpha") == "" }) {
+		t.Fatalf("alpha still on h2 15 s after the release; udhcpc:\n%s\nh1's leases:\n%s", clientOut, h1.vnetd.mustCtl("net-dhcp-leases", "ovnet"))
+	}
+	t.Logf("alpha gone from h2 %.2fs after the release on h1", time.Since(released).Seconds())
+
+	// Leased again, then h1 cut off the underlay: the name goes when h1's
+	// VTEP leaves h2's flood list (BGP hold time 3 s) and h1 stops
+	// answering.
+	ip = lease()
+	mustWait(t, 15*time.Second, "alpha resolvable on h2 again", func() bool { return dig(h2.guest, "alpha") == ip.String() })
+	h1.ns.MustRun("ip", "link", "set", "eth0", "down")
+	cut := time.Now()
+	mustWait(t, 20*time.Second, "alpha gone from h2 after h1 left the underlay", func() bool { return dig(h2.guest, "alpha") == "" })
+	t.Logf("alpha gone from h2 %.2fs after h1 left the underlay", time.Since(cut).Seconds())
+}
