@@ -113,7 +113,8 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 	if err != nil {
 		return nil, "", err
 	}
-	host := &realHost{fw: fw, dns: dns, log: log, overlay: overlay, overlayPath: overlayPath}
+	host := &realHost{fw: fw, dns: dns, log: log, overlay: overlay, overlayPath: overlayPath,
+		namesDir: filepath.Join(c.RunDir, "overlay-names")}
 	m, err := NewManager(c.ConfigDir, c.RunDir, host, log)
 	if err != nil {
 		return nil, "", err

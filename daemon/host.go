@@ -77,8 +77,12 @@ type realHost struct {
 
 	// remote holds, per overlay network, the DHCP names of guests on
 	// other hosts (overlay_names.go), served by this host's dnsmasq.
-	namesMu sync.Mutex
-	remote  map[string][]remoteName
+	// namesDir keeps them across vnetd restarts ("": only in memory);
+	// loaded tells which networks' file was read.
+	namesMu  sync.Mutex
+	remote   map[string][]remoteName
+	loaded   map[string]bool
+	namesDir string
 }
 
 // waitRetired blocks until a bridge of that name being deleted is gone, so

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +23,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"vnet/dnsmasq"
+	"vnet/internal/atomicfile"
 	"vnet/network"
 	netxml "vnet/xml"
 )
@@ -38,6 +42,8 @@ import (
 // the network's one converge (and --dry-run, verification and repair see
 // them). Only a host's own leases are served, never the names it learnt,
 // so nothing echoes between hosts, and no DNS query is ever forwarded.
+// The names are kept in <run-dir>/overlay-names/NAME.json too, so that a
+// restarted vnetd's first converge (adoption) does not drop them.
 
 const (
 	// namesInterval is how often each remote VTEP is asked.
@@ -78,11 +84,15 @@ func (h *realHost) remoteNames(network string) []remoteName {
 	return h.remote[network]
 }
 
-// setRemoteNames stores the network's remote names and reports whether
-// they changed.
+// setRemoteNames stores the network's remote names (in memory and in the
+// run directory, for the next vnetd) and reports whether they changed.
 func (h *realHost) setRemoteNames(network string, names []remoteName) bool {
 	h.namesMu.Lock()
 	defer h.namesMu.Unlock()
+	if h.loaded == nil {
+		h.loaded = map[string]bool{}
+	}
+	h.loaded[network] = true
 	if slices.Equal(h.remote[network], names) {
 		return false
 	}
@@ -94,13 +104,91 @@ func (h *realHost) setRemoteNames(network string, names []remoteName) bool {
 	} else {
 		h.remote[network] = names
 	}
+	h.saveNames(network, names)
 	return true
+}
+
+// namesFile is where the network's remote names are kept across vnetd
+// restarts ("" without a run directory).
+func (h *realHost) namesFile(network string) string {
+	base, err := dnsmasq.FileBase(network)
+	if h.namesDir == "" || err != nil {
+		return ""
+	}
+	return filepath.Join(h.namesDir, base+".json")
+}
+
+// saveNames writes the network's remote names to its names file, so that
+// a restarted vnetd serves them from its first converge on (else its
+// adoption would drop them from dnsmasq until its first poll).
+func (h *realHost) saveNames(network string, names []remoteName) {
+	path := h.namesFile(network)
+	if path == "" {
+		return
+	}
+	if len(names) == 0 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			h.log.Warn("overlay names", "network", network, "err", err)
+		}
+		return
+	}
+	out := overlayNames{Names: make([]overlayName, 0, len(names))}
+	for _, r := range names {
+		out.Names = append(out.Names, overlayName{Name: r.name, Addr: r.addr.String()})
+	}
+	data, _ := json.Marshal(out)
+	err := os.MkdirAll(h.namesDir, 0o755)
+	if err == nil {
+		err = atomicfile.Write(path, data, 0o644, atomicfile.Volatile)
+	}
+	if err != nil {
+		h.log.Warn("overlay names", "network", network, "err", err)
+	}
+}
+
+// loadNames reads the network's names file once per vnetd run (names
+// checked again, as if they came from a peer).
+func (h *realHost) loadNames(n *netxml.Network) {
+	h.namesMu.Lock()
+	defer h.namesMu.Unlock()
+	if h.loaded[n.Name] {
+		return
+	}
+	if h.loaded == nil {
+		h.loaded = map[string]bool{}
+	}
+	h.loaded[n.Name] = true
+	path := h.namesFile(n.Name)
+	if path == "" {
+		return
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	var in overlayNames
+	if json.Unmarshal(data, &in) != nil {
+		return
+	}
+	var names []remoteName
+	for _, e := range in.Names {
+		if r, err := validRemoteName(n, e); err == nil {
+			names = append(names, r)
+		}
+	}
+	if len(names) > 0 {
+		if h.remote == nil {
+			h.remote = map[string][]remoteName{}
+		}
+		h.remote[n.Name] = names
+	}
 }
 
 // addRemoteNames adds the network's remote names to v (this host's view)
 // as <dns><host> entries, one per address. A network without DNS gets
 // none.
 func (h *realHost) addRemoteNames(v *netxml.Network) {
+	h.loadNames(v)
 	names := h.remoteNames(v.Name)
 	if len(names) == 0 || v.DNS != nil && v.DNS.Enable == "no" {
 		return

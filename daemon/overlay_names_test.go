@@ -2,11 +2,17 @@ package daemon
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"vnet/dnsmasq"
 	netxml "vnet/xml"
@@ -58,9 +64,24 @@ func TestRemoteNamesValidated(t *testing.T) {
 		t.Errorf("unknown vni: no error")
 	}
 
-	h := &realHost{}
+	h := &realHost{namesDir: t.TempDir(), log: slog.New(slog.DiscardHandler)}
 	if !h.setRemoteNames("ov", got) || h.setRemoteNames("ov", got) {
 		t.Errorf("setRemoteNames reports changes wrongly")
+	}
+	// A restarted vnetd reads them back (checked again: a bad line added
+	// to the file is dropped).
+	data, err := os.ReadFile(filepath.Join(h.namesDir, "ov.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(data), `{"name":"alpha"`, `{"name":"x\ny","addr":"10.77.0.9"},{"name":"alpha"`, 1)
+	if err := os.WriteFile(filepath.Join(h.namesDir, "ov.json"), []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h2 := &realHost{namesDir: h.namesDir, log: h.log}
+	h2.loadNames(n)
+	if r := h2.remoteNames("ov"); len(r) != 2 || r[0] != want[0] || r[1] != want[1] {
+		t.Errorf("names read back: %v (file %s)", r, bad)
 	}
 	v := n.Clone()
 	h.addRemoteNames(v)
@@ -83,5 +104,41 @@ func TestRemoteNamesValidated(t *testing.T) {
 	}
 	if !h.setRemoteNames("ov", nil) || h.remoteNames("ov") != nil {
 		t.Errorf("names not cleared")
+	}
+	if _, err := os.Stat(filepath.Join(h.namesDir, "ov.json")); err == nil {
+		t.Errorf("names file left after the names went")
+	}
+}
+
+// TestOwnNames: a host serves the named, unexpired leases of its own lease
+// file, and nothing a peer could not take.
+func TestOwnNames(t *testing.T) {
+	n, err := netxml.Parse([]byte(namesNetXML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	dns, err := dnsmasq.NewManager(dnsmasq.Config{Binary: "/bin/true", StateDir: dir, RunDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	future, past := time.Now().Add(time.Hour).Unix(), time.Now().Add(-time.Minute).Unix()
+	leases := fmt.Sprintf(`%d 52:54:00:00:00:01 10.77.0.11 alpha *
+%d 52:54:00:00:00:02 10.77.0.12 expired *
+%d 52:54:00:00:00:03 10.77.0.13 * *
+%d 52:54:00:00:00:04 10.77.0.14 dotted.name *
+0 52:54:00:00:00:05 10.77.0.15 forever *
+`, future, past, future, future)
+	if err := os.WriteFile(filepath.Join(dir, "ov.leases"), []byte(leases), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := &realHost{dns: dns}
+	got, err := h.ownNames(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []overlayName{{"alpha", "10.77.0.11"}, {"forever", "10.77.0.15"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("own names = %v, want %v", got, want)
 	}
 }

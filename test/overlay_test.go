@@ -756,6 +756,21 @@ func TestOverlayNames(t *testing.T) {
 		t.Errorf("h1: dig alpha = %q, want %s (once)", got, ip)
 	}
 
+	// A kill -9 and restart of h2's vnetd keeps alpha in h2's dnsmasq:
+	// its adoption finds the names file as it left it (no rewrite, no
+	// reload).
+	steps := len(ranSteps(h2.vnetd.log.String(), "ovnet"))
+	_ = h2.vnetd.cmd.Process.Kill()
+	_ = h2.vnetd.cmd.Wait()
+	h2.vnetd.cmd = nil
+	h2.vnetd.start("--no-default-network")
+	if ran := ranSteps(h2.vnetd.log.String(), "ovnet")[steps:]; len(ran) != 0 {
+		t.Errorf("h2's vnetd restart changed the network: %q", ran)
+	}
+	if got := dig(h2.guest, "alpha"); got != ip.String() {
+		t.Errorf("h2 after its vnetd restart: dig alpha = %q, want %s", got, ip)
+	}
+
 	// Released (udhcpc -R releases when it ends): the name goes from h2.
 	client := h1.guest.Command("busybox", "udhcpc", "-i", "eth0", "-f", "-R", "-t", "20", "-T", "1", "-A", "1", "-O", "mtu", "-s", script, "-x", "hostname:alpha")
 	clientOut := &logBuffer{}
@@ -763,7 +778,9 @@ func TestOverlayNames(t *testing.T) {
 	if err := client.Start(); err != nil {
 		t.Fatal(err)
 	}
-	mustWait(t, 15*time.Second, "udhcpc -R bound", func() bool { return strings.Contains(clientOut.String(), "obtained") || strings.Contains(clientOut.String(), "lease of") })
+	mustWait(t, 15*time.Second, "udhcpc -R bound", func() bool {
+		return strings.Contains(clientOut.String(), "obtained") || strings.Contains(clientOut.String(), "lease of")
+	})
 	_ = client.Process.Signal(syscall.SIGTERM)
 	_ = client.Wait()
 	released := time.Now()
