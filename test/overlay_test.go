@@ -764,8 +764,10 @@ func TestOverlayNames(t *testing.T) {
 	_ = h2.vnetd.cmd.Wait()
 	h2.vnetd.cmd = nil
 	h2.vnetd.start("--no-default-network")
-	if ran := ranSteps(h2.vnetd.log.String(), "ovnet")[steps:]; len(ran) != 0 {
-		t.Errorf("h2's vnetd restart changed the network: %q", ran)
+	for _, st := range ranSteps(h2.vnetd.log.String(), "ovnet")[steps:] {
+		if !strings.HasSuffix(st, "already serves the network: adopt it") {
+			t.Errorf("h2's vnetd restart changed the network: %q", st)
+		}
 	}
 	if got := dig(h2.guest, "alpha"); got != ip.String() {
 		t.Errorf("h2 after its vnetd restart: dig alpha = %q, want %s", got, ip)
