@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"vnet/dnsmasq"
+	"vnet/network/frr"
 	netxml "vnet/xml"
 )
 
@@ -140,5 +141,24 @@ func TestOwnNames(t *testing.T) {
 	want := []overlayName{{"alpha", "10.77.0.11"}, {"forever", "10.77.0.15"}}
 	if !slices.Equal(got, want) {
 		t.Errorf("own names = %v, want %v", got, want)
+	}
+}
+
+// TestNamesHandlerRefusesStrangers: the names service answers only the
+// peers and remote VTEPs of this host's overlays.
+func TestNamesHandlerRefusesStrangers(t *testing.T) {
+	m := &Manager{}
+	h := &realHost{overlay: &frr.Settings{Peers: []netip.Addr{netip.MustParseAddr("192.0.2.2")}}}
+	for _, tc := range []struct {
+		from string
+		want int
+	}{{"198.51.100.7:40000", http.StatusForbidden}, {"192.0.2.2:40000", http.StatusNotFound}} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "/v1/overlay/10100/names", nil)
+		req.RemoteAddr = tc.from
+		m.namesHandler(h).ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("from %s: %d %s, want %d", tc.from, rec.Code, rec.Body, tc.want)
+		}
 	}
 }
