@@ -411,6 +411,7 @@ func (h *realHost) Remove(n *netxml.Network) error {
 				errs = append(errs, fmt.Errorf("network '%s': %w", n.Name, err))
 			}
 			t.step("vxlan")
+			h.setRemoteNames(n.Name, nil) // and their file
 		}
 		if err := h.retire(n.BridgeName(), n.Name); err != nil {
 			errs = append(errs, err)
