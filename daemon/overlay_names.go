@@ -382,6 +382,9 @@ func (m *Manager) serveNames(ctx context.Context, h *realHost) {
 	}
 }
 
+// carried is the key of the names a previous vnetd served (not one VTEP's).
+var carried netip.Addr
+
 // peerNames are the names last received from one remote VTEP.
 type peerNames struct {
 	names []remoteName
@@ -408,9 +411,20 @@ func (m *Manager) syncNames(ctx context.Context, r *repairer) {
 		for _, o := range m.activeOverlays() {
 			active[o.name] = true
 			if state[o.name] == nil {
+				// The names a previous vnetd left (its names file)
+				// stand for the hosts that do not answer the first
+				// polls, for namesGrace as if they had answered now.
 				state[o.name] = map[netip.Addr]*peerNames{}
+				h.loadNames(o.live)
+				if prev := h.remoteNames(o.name); len(prev) > 0 {
+					state[o.name][carried] = &peerNames{names: prev, at: time.Now()}
+				}
 			}
-			names := m.pollNames(ctx, client, h, o, state[o.name])
+			vteps, err := floodVTEPs(network.VXLANName(o.vni))
+			if err != nil {
+				vteps = nil // no device: no remote hosts
+			}
+			names := m.pollNames(ctx, client, uint16(h.overlay.NamesPort), o, vteps, state[o.name])
 			if h.setRemoteNames(o.name, names) {
 				m.log.Info("overlay names of other hosts changed", "network", o.name, "names", len(names))
 				r.hint(o.name)
@@ -430,36 +444,40 @@ func (m *Manager) syncNames(ctx context.Context, r *repairer) {
 	}
 }
 
-// pollNames asks each remote VTEP of the overlay for its names (in
-// parallel), updates st and returns the names to serve, sorted.
-func (m *Manager) pollNames(ctx context.Context, client *http.Client, h *realHost, o overlayNet, st map[netip.Addr]*peerNames) []remoteName {
-	vteps, err := floodVTEPs(network.VXLANName(o.vni))
-	if err != nil {
-		vteps = nil // no device: no remote names
-	}
+// pollNames asks each remote VTEP of the overlay (in parallel) for its
+// names on port, updates st and returns the names to serve, sorted: those
+// of the VTEPs that answered within namesGrace, and those a previous vnetd
+// served (carried) until every VTEP answered or namesGrace passed.
+func (m *Manager) pollNames(ctx context.Context, client *http.Client, port uint16, o overlayNet, vteps []netip.Addr, st map[netip.Addr]*peerNames) []remoteName {
 	var (
 		mu sync.Mutex
 		wg sync.WaitGroup
 	)
 	now := time.Now()
+	answered := 0
 	for _, vtep := range vteps {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			names, err := fetchNames(ctx, client, netip.AddrPortFrom(vtep, uint16(h.overlay.NamesPort)), o)
+			names, err := fetchNames(ctx, client, netip.AddrPortFrom(vtep, port), o)
 			if err != nil {
 				m.log.Debug("overlay names", "network", o.name, "vtep", vtep, "err", err)
 				return
 			}
 			mu.Lock()
 			st[vtep] = &peerNames{names: names, at: now}
+			answered++
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	var out []remoteName
 	for vtep, p := range st {
-		if !slices.Contains(vteps, vtep) || now.Sub(p.at) > namesGrace {
+		gone := !slices.Contains(vteps, vtep)
+		if vtep == carried {
+			gone = answered == len(vteps)
+		}
+		if gone || now.Sub(p.at) > namesGrace {
 			delete(st, vtep)
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -160,5 +162,69 @@ func TestNamesHandlerRefusesStrangers(t *testing.T) {
 		if rec.Code != tc.want {
 			t.Errorf("from %s: %d %s, want %d", tc.from, rec.Code, rec.Body, tc.want)
 		}
+	}
+}
+
+// TestPollNames: names of the VTEPs that answer, those of a VTEP that
+// stops answering kept for namesGrace, dropped at once when it leaves the
+// flood list; a previous vnetd's names stand in until every VTEP answered.
+func TestPollNames(t *testing.T) {
+	n, err := netxml.Parse([]byte(namesNetXML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Host .2 answers on the loopback; host .3 has no service.
+	reply := `{"names":[{"name":"alpha","addr":"10.77.0.23"}]}`
+	var mu sync.Mutex
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if reply == "" {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte(reply))
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	two, three := netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3")
+	m := &Manager{log: slog.New(slog.DiscardHandler)}
+	o := overlayNet{name: "ov", vni: 10100, live: n}
+	client := &http.Client{Timeout: namesTimeout}
+	alpha := remoteName{"alpha", netip.MustParseAddr("10.77.0.23")}
+	old := remoteName{"old", netip.MustParseAddr("10.77.0.40")}
+	st := map[netip.Addr]*peerNames{carried: {names: []remoteName{old}, at: time.Now()}}
+	pollIn := func(vteps ...netip.Addr) []remoteName {
+		return m.pollNames(context.Background(), client, port, o, vteps, st)
+	}
+	if got := pollIn(two, three); !slices.Equal(got, []remoteName{alpha, old}) {
+		t.Errorf(".3 silent: %v, want alpha and the carried name", got)
+	}
+	if got := pollIn(two); !slices.Equal(got, []remoteName{alpha}) {
+		t.Errorf("every VTEP answered: %v, want alpha only", got)
+	}
+	mu.Lock()
+	reply = ""
+	mu.Unlock()
+	if got := pollIn(two); !slices.Equal(got, []remoteName{alpha}) {
+		t.Errorf(".2 not answering within the grace: %v, want alpha kept", got)
+	}
+	st[two].at = time.Now().Add(-namesGrace - time.Second)
+	if got := pollIn(two); len(got) != 0 {
+		t.Errorf(".2 silent past the grace: %v, want none", got)
+	}
+	mu.Lock()
+	reply = `{"names":[{"name":"alpha","addr":"10.77.0.23"}]}`
+	mu.Unlock()
+	if got := pollIn(two); !slices.Equal(got, []remoteName{alpha}) {
+		t.Errorf(".2 back: %v", got)
+	}
+	if got := pollIn(three); len(got) != 0 {
+		t.Errorf(".2 left the flood list: %v, want none", got)
 	}
 }
