@@ -51,6 +51,9 @@ const (
 	// namesGrace is how long the names of a host that stops answering
 	// (its vnetd restarting) are kept while it is still in the flood list.
 	namesGrace = 3 * namesInterval
+	// namesSettle is how long after an FDB change of an overlay the
+	// others are asked (the new guest's DHCP exchange finishes meanwhile).
+	namesSettle = 300 * time.Millisecond
 	// namesTimeout bounds one request.
 	namesTimeout = time.Second
 	// maxNames bounds the names taken from one host, maxNamesBody its
@@ -402,12 +405,49 @@ func (m *Manager) syncNames(ctx context.Context, r *repairer) {
 	served := make(chan struct{})
 	go func() { defer close(served); m.serveNames(ctx, h) }()
 	defer func() { <-served }()
+	// FDB changes on an overlay's VXLAN device (a remote MAC or VTEP
+	// added or withdrawn by zebra) wake a poll namesSettle later: a new
+	// guest's MAC crosses the overlay with its DHCP discover, before its
+	// lease exists.
+	var (
+		devMu sync.Mutex
+		devs  = map[int]bool{}
+	)
+	wake := make(chan struct{}, 1)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		err := network.WatchFDB(ctx, m.log, func(ifindex int) {
+			devMu.Lock()
+			ours := ifindex == 0 || devs[ifindex]
+			devMu.Unlock()
+			if ours {
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			}
+		})
+		if err != nil {
+			m.log.Warn("no fdb events: overlay names are polled every "+namesInterval.String()+" only", "err", err)
+		}
+	}()
+	defer func() { <-watched }()
 	client := &http.Client{Timeout: namesTimeout}
 	state := map[string]map[netip.Addr]*peerNames{} // network → VTEP → names
 	tick := time.NewTicker(namesInterval)
 	defer tick.Stop()
 	for {
 		active := map[string]bool{}
+		now := map[int]bool{}
+		for _, o := range m.activeOverlays() {
+			if l, err := netlink.LinkByName(network.VXLANName(o.vni)); err == nil {
+				now[l.Attrs().Index] = true
+			}
+		}
+		devMu.Lock()
+		devs = now
+		devMu.Unlock()
 		for _, o := range m.activeOverlays() {
 			active[o.name] = true
 			if state[o.name] == nil {
@@ -440,6 +480,12 @@ func (m *Manager) syncNames(ctx context.Context, r *repairer) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-wake:
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(namesSettle):
+			}
 		}
 	}
 }
