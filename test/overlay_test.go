@@ -791,6 +791,15 @@ func TestOverlayNames(t *testing.T) {
 	}
 	t.Logf("alpha gone from h2 %.2fs after the release on h1", time.Since(released).Seconds())
 
+	// A new guest on h1: its MAC reaching h2 by EVPN wakes h2's poll.
+	g := addGuest(t, h1.ns, "ovbr0", "g1new")
+	start := time.Now()
+	if out, err := g.Run("busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "20", "-T", "1", "-A", "1", "-O", "mtu", "-s", script, "-x", "hostname:beta"); err != nil {
+		t.Fatalf("udhcpc beta: %v\n%s", err, out)
+	}
+	mustWait(t, 15*time.Second, "beta resolvable on h2", func() bool { return dig(h2.guest, "beta") != "" })
+	t.Logf("a new guest's name resolvable on h2 %.2fs after its DHCP client started on h1", time.Since(start).Seconds())
+
 	// Leased again, then h1 cut off the underlay: the name goes when h1's
 	// VTEP leaves h2's flood list (BGP hold time 3 s) and h1 stops
 	// answering.
