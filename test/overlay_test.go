@@ -520,6 +520,7 @@ func TestOverlayThreeHosts(t *testing.T) {
 	if strings.Contains(out, "PROBLEM overlay.vni") || strings.Contains(out, "PROBLEM overlay.frr") || strings.Contains(out, "10.99.0.2 of the overlay") {
 		t.Errorf("net-doctor blames more than h3's peer:\n%s", out)
 	}
+	t.Logf("h1's net-doctor with h3's FRR stopped:\n%s", out)
 	h3.frr.start()
 	restarted := time.Now()
 	for _, h := range []*overlayHost{h1, h2} {
