@@ -3,7 +3,7 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN := bin
 PREFIX ?= /usr/local
 
-.PHONY: all build deps run test test-unit test-vm-boot vm-boot bench fuzz clean install uninstall
+.PHONY: all build deps run test test-unit test-vm-boot vm-boot bench bench-scale fuzz clean install uninstall
 
 all: build
 
@@ -38,7 +38,14 @@ test-unit:
 # Benchmarks that print median and p95 of net-define/start/destroy and the
 # time to a new guest's first DHCP lease (in a throwaway namespace).
 bench: deps
-	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./test/
+	$(GO) test -count=1 -run '^$$' -bench . -skip '^BenchmarkScale$$' -benchtime 1x ./test/
+
+# Starts VNET_BENCH_SCALE networks (default 1000) in a throwaway namespace
+# and prints start time per block, net-list, memory, inotify instances and
+# fds, daemon restart, periodic verify CPU, destroy, and 8 parallel clients.
+VNET_BENCH_SCALE ?= 1000
+bench-scale: deps
+	VNET_BENCH_SCALE=$(VNET_BENCH_SCALE) $(GO) test -count=1 -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 60m ./test/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseFormat -fuzztime 30s ./xml/

@@ -42,6 +42,10 @@ type Config struct {
 	DHCPPing bool
 	// DnsmasqBinary overrides the dnsmasq path.
 	DnsmasqBinary string
+	// ResolvConf is the resolver configuration whose name servers the
+	// networks' dnsmasq forward to (default /etc/resolv.conf), followed
+	// with one inotify watch for all networks.
+	ResolvConf string
 	// Driver is "host" (default) or "test": libvirt's test:///default
 	// driver, all in memory, touching nothing on the host.
 	Driver string
@@ -104,23 +108,27 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 		extra = append(extra, "--no-ping")
 	}
 	dns, err := dnsmasq.NewManager(dnsmasq.Config{
-		Binary:    c.DnsmasqBinary,
-		StateDir:  filepath.Join(c.StateDir, "dnsmasq"),
-		RunDir:    filepath.Join(c.RunDir, "dnsmasq"),
-		ExtraArgs: extra,
-		Logger:    log,
+		Binary:     c.DnsmasqBinary,
+		StateDir:   filepath.Join(c.StateDir, "dnsmasq"),
+		RunDir:     filepath.Join(c.RunDir, "dnsmasq"),
+		ExtraArgs:  extra,
+		Logger:     log,
+		ResolvConf: c.ResolvConf,
 	})
 	if err != nil {
 		return nil, "", err
 	}
-	host := &realHost{fw: fw, dns: dns, log: log, overlay: overlay, overlayPath: overlayPath,
+	warnFileLimit(log)
+	host := &realHost{fw: fw, dns: dns, log: log, overlay: overlay, overlayPath: overlayPath, conflicts: network.NewHostIndex(),
 		namesDir: filepath.Join(c.RunDir, "overlay-names")}
 	m, err := NewManager(c.ConfigDir, c.RunDir, host, log)
 	if err != nil {
 		return nil, "", err
 	}
 	m.acl = newGuestACL(filepath.Join(c.ConfigDir, GuestACLFile), log)
-	if err := m.Load(ctx); err != nil {
+	// Adopted in the background: each network is listed and locked at
+	// once, and served as soon as it is adopted.
+	if err := m.LoadInBackground(); err != nil {
 		return nil, "", err
 	}
 	// Rules of networks stopped or undefined while no daemon ran (a crash
@@ -165,6 +173,28 @@ func newSessionManager(ctx context.Context, c Config, log *slog.Logger) (*Manage
 		return nil, err
 	}
 	return m, nil
+}
+
+// fdsPerNetwork is what vnetd holds open per running network: dnsmasq's
+// stderr buffer and two process handles (pidfds).
+const fdsPerNetwork = 3
+
+// scaleTarget is the number of networks vnetd is built to run at once.
+const scaleTarget = 1000
+
+// warnFileLimit says at start, with the setting to change, when the open
+// file limit (Go raises the soft limit to the hard one) would stop vnetd
+// short of scaleTarget networks.
+func warnFileLimit(log *slog.Logger) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return
+	}
+	if room := (int64(rl.Cur) - 256) / fdsPerNetwork; room < scaleTarget {
+		log.Warn("the open file limit allows fewer networks than vnet is made for: each running network holds 3 files; "+
+			"raise it with LimitNOFILE=4096 in vnetd.service (or ulimit -n 4096)",
+			"limit", rl.Cur, "networks", max(room, 0))
+	}
 }
 
 // SocketPath is the read-write API socket under a run dir (root only).
@@ -294,6 +324,14 @@ func Run(ctx context.Context, c Config) error {
 	if !m.testDriver && !c.Session {
 		m.startRepair(c.VerifyInterval, fwName == "iptables")
 		m.startWarnings()
+		if h, ok := m.host.(*realHost); ok {
+			m.goBackground(h.dns.WatchUpstream)
+			m.goBackground(func(ctx context.Context) {
+				if err := h.conflicts.Run(ctx, log); err != nil {
+					log.Warn("no netlink events for the conflict check; every start lists the host's addresses and routes", "err", err)
+				}
+			})
+		}
 	}
 	wg.Go(func() { watchdog(fdCtx, log) })
 	_, _ = daemon.SdNotify(false, "READY=1\nSTATUS=serving")

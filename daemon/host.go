@@ -74,6 +74,9 @@ type realHost struct {
 	// <vnet:overlay> are refused), read from overlayPath at start.
 	overlay     *frr.Settings
 	overlayPath string
+	// conflicts spares the conflict check of a start its dumps while
+	// nothing on the host overlaps (nil: always dump).
+	conflicts *network.HostIndex
 
 	// remote holds, per overlay network, the DHCP names of guests on
 	// other hosts (overlay_names.go), served by this host's dnsmasq.
@@ -153,7 +156,7 @@ func (h *realHost) Check(n *netxml.Network) error {
 	if !n.OwnsBridge() {
 		return nil
 	}
-	return network.CheckHostConflicts(n)
+	return h.conflicts.CheckHostConflicts(n)
 }
 
 // converged is what one converge did, for Start's rollback.
@@ -227,7 +230,7 @@ func (h *realHost) converge(n *netxml.Network, ex network.Executor) (c converged
 		t.step("bandwidth")
 	}
 	if dnsmasq.Needed(n) {
-		if err = h.convergeDnsmasq(n, ex); err != nil {
+		if err = h.convergeDnsmasq(n, ex, newBridge); err != nil {
 			return c, err
 		}
 		t.step("dnsmasq")
@@ -277,9 +280,11 @@ func (h *realHost) convergeFirewall(n *netxml.Network, plan *firewall.Plan, ex n
 }
 
 // convergeDnsmasq starts the network's dnsmasq when it does not run, adopts
-// one that runs unsupervised (daemon restart), and rewrites files that differ
-// from the definition (dnsmasq then reloads or restarts).
-func (h *realHost) convergeDnsmasq(n *netxml.Network, ex network.Executor) error {
+// one that runs unsupervised (daemon restart), rewrites files that differ
+// from the definition (dnsmasq then reloads or restarts), and restarts one
+// that served a bridge since re-created (newBridge): its DHCP socket and its
+// netlink filter name the old bridge's index.
+func (h *realHost) convergeDnsmasq(n *netxml.Network, ex network.Executor, newBridge bool) error {
 	files, err := h.dns.PlannedFiles(n)
 	if err != nil {
 		return err
@@ -294,6 +299,18 @@ func (h *realHost) convergeDnsmasq(n *netxml.Network, ex network.Executor) error
 	pid := h.dns.Pid(n.Name)
 	if pid == 0 {
 		return ex.Run(network.Step{Problem: fmt.Sprintf("dnsmasq of network '%s' not running", n.Name), Cmd: argv, Detail: fileDetail(paths, files), Do: start})
+	}
+	if newBridge {
+		return ex.Run(network.Step{
+			Problem: fmt.Sprintf("dnsmasq of network '%s' serves a bridge that was re-created", n.Name),
+			Cmd:     fmt.Sprintf("# dnsmasq (pid %d): restart it for the new bridge", pid),
+			Do: func() error {
+				if err := h.dns.Stop(n.Name); err != nil {
+					return err
+				}
+				return start()
+			},
+		})
 	}
 	var differ []string
 	for _, p := range paths {

@@ -225,10 +225,13 @@ func (m *Manager) List() []api.Network {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	out := make([]api.Network, 0, len(m.byName))
+	keys := make(map[string]string, len(m.byName))
 	for _, o := range m.byName {
 		out = append(out, m.info(o))
+		keys[o.name] = strings.ToLower(o.name)
 	}
-	sort.Slice(out, func(i, j int) bool { return strings.ToLower(out[i].Name) < strings.ToLower(out[j].Name) })
+	// Lower-cased once per network, not at every comparison.
+	sort.Slice(out, func(i, j int) bool { return keys[out[i].Name] < keys[out[j].Name] })
 	return out
 }
 
@@ -510,6 +513,7 @@ func (m *Manager) startLocked(o *netObj, def *netxml.Network) (err error) {
 		unreserve()
 		return err
 	}
+	t.step("host")
 	m.mu.Lock()
 	o.starting = nil
 	o.live = live
@@ -620,9 +624,38 @@ func (m *Manager) emit(o *netObj, t EventType) {
 // adopts the active ones: whatever already runs on the host is kept as it is,
 // and only what is missing is re-created.
 func (m *Manager) Load(ctx context.Context) error {
+	names, err := m.register()
+	if err != nil {
+		return err
+	}
+	m.adoptAll(ctx, names)
+	return nil
+}
+
+// LoadInBackground is Load with the adoption left to a background task
+// (Shutdown waits for it): the active networks are registered, listed and
+// locked at once, and each is adopted under its lock, so a request for a
+// network waits until it is adopted while the others are served. A daemon
+// with a thousand networks is ready in a fraction of a second.
+func (m *Manager) LoadInBackground() error {
+	names, err := m.register()
+	if err != nil {
+		return err
+	}
+	m.goBackground(func(ctx context.Context) {
+		t0 := time.Now()
+		m.adoptAll(ctx, names)
+		m.log.Info("adopted every active network", "networks", len(names), "took", time.Since(t0).Round(time.Millisecond))
+	})
+	return nil
+}
+
+// register reads the definitions and the status files and registers the
+// active networks as active; it returns their names for adoptAll.
+func (m *Manager) register() ([]string, error) {
 	configs, err := m.store.Configs()
 	if err != nil {
-		return fmt.Errorf("read definitions: %w", err)
+		return nil, fmt.Errorf("read definitions: %w", err)
 	}
 	for _, name := range sortedKeys(configs) {
 		n, err := netxml.Parse(configs[name])
@@ -639,8 +672,9 @@ func (m *Manager) Load(ctx context.Context) error {
 	m.loadPorts() // before adoption, which plugs them
 	statuses, err := m.store.Statuses()
 	if err != nil {
-		return fmt.Errorf("read network status: %w", err)
+		return nil, fmt.Errorf("read network status: %w", err)
 	}
+	var names []string
 	for _, name := range sortedKeys(statuses) {
 		live, err := netxml.Parse(statuses[name])
 		if err != nil || live.Name != name {
@@ -653,30 +687,80 @@ func (m *Manager) Load(ctx context.Context) error {
 			o = &netObj{name: name, uuid: live.UUID}
 			m.byName[name] = o
 		}
-		repaired, err := m.host.Converge(live)
-		if err != nil {
-			// Half a network helps nobody: remove what there is, so the
-			// network is either fully up or fully down (e.g. after a crash
-			// in the middle of a start that was going to fail).
-			m.log.Error("active network could not be restored; stopping it", "network", name, "err", netxml.Message(err))
-			if rerr := m.host.Remove(live); rerr != nil {
-				m.log.Error("removing the rest of the network", "network", name, "err", rerr)
-			}
-			_ = m.store.DeleteStatus(name)
-			if o.def == nil {
-				delete(m.byName, name)
-			}
-			continue
-		}
 		o.live = live
-		repaired = append(repaired, m.convergePorts(live)...)
-		if len(repaired) > 0 {
-			m.log.Warn("adopted active network and restored what was missing", "network", name, "repaired", strings.Join(repaired, "; "))
-		} else {
-			m.log.Info("adopted active network", "network", name, "bridge", live.BridgeName())
+		names = append(names, name)
+	}
+	return names, nil
+}
+
+// adoptWorkers is how many networks are adopted at once: adoption waits on
+// the kernel (netlink round trips), so a few run side by side.
+const adoptWorkers = 4
+
+// adoptAll adopts the registered active networks, a few at a time.
+func (m *Manager) adoptAll(ctx context.Context, names []string) {
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range min(adoptWorkers, len(names)) {
+		wg.Go(func() {
+			for name := range work {
+				m.adopt(name)
+			}
+		})
+	}
+	for _, name := range names {
+		select {
+		case work <- name:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
 		}
 	}
-	return nil
+	close(work)
+	wg.Wait()
+}
+
+// adopt converges one registered active network under its lock: a healthy
+// network is left untouched, what is missing is re-created, and a network
+// that cannot be restored is removed entirely.
+func (m *Manager) adopt(name string) {
+	m.mu.RLock()
+	o := m.byName[name]
+	m.mu.RUnlock()
+	if o == nil {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	live := o.live
+	if o.removed || live == nil {
+		return // destroyed meanwhile
+	}
+	repaired, err := m.host.Converge(live)
+	if err != nil {
+		// Half a network helps nobody: remove what there is, so the
+		// network is either fully up or fully down (e.g. after a crash
+		// in the middle of a start that was going to fail).
+		m.log.Error("active network could not be restored; stopping it", "network", name, "err", netxml.Message(err))
+		if rerr := m.host.Remove(live); rerr != nil {
+			m.log.Error("removing the rest of the network", "network", name, "err", rerr)
+		}
+		_ = m.store.DeleteStatus(name)
+		m.mu.Lock()
+		o.live = nil
+		if o.def == nil {
+			m.dropLocked(o)
+		}
+		m.mu.Unlock()
+		return
+	}
+	repaired = append(repaired, m.convergePorts(live)...)
+	if len(repaired) > 0 {
+		m.log.Warn("adopted active network and restored what was missing", "network", name, "repaired", strings.Join(repaired, "; "))
+	} else {
+		m.log.Info("adopted active network", "network", name, "bridge", live.BridgeName())
+	}
 }
 
 func sortedKeys(m map[string][]byte) []string {

@@ -27,6 +27,25 @@ type Options struct {
 	StateDir string
 	// PidFile is written as a pid-file= line; "" writes none.
 	PidFile string
+	// ServersFile, when set, replaces resolv.conf as the source of upstream
+	// servers: a network that would read resolv.conf gets `no-resolv` and
+	// `servers-file=ServersFile` instead (vnet's deliberate difference from
+	// libvirt's text). Why: dnsmasq watches resolv.conf with an inotify
+	// instance of its own, and root may hold only 128 of them
+	// (fs.inotify.max_user_instances); vnetd watches resolv.conf once,
+	// writes the servers into this file and sends SIGHUP, on which dnsmasq
+	// re-reads it.
+	ServersFile string
+	// BindInterfaces makes networks without IPv6 use `bind-interfaces`
+	// instead of libvirt's `bind-dynamic` (vnet's deliberate difference).
+	// Why: with bind-dynamic every dnsmasq re-reads all of the host's
+	// addresses on every address event, so each new bridge wakes all the
+	// others and start cost grows with the number of networks. The bridge
+	// has its address before dnsmasq starts, and a socket bound to an
+	// address keeps serving when the address is removed and added again.
+	// Networks with IPv6 keep bind-dynamic: their addresses are tentative
+	// (DAD) when dnsmasq starts, and bind-dynamic binds them once DAD ends.
+	BindInterfaces bool
 }
 
 // Files is the generated text of one network's dnsmasq files.
@@ -414,6 +433,11 @@ func Generate(n *netxml.Network, o Options) (*Files, error) {
 			return nil, err
 		}
 	}
+	if o.ServersFile != "" {
+		if err := checkText("servers file", o.ServersFile, ","); err != nil {
+			return nil, err
+		}
+	}
 	bridge := n.BridgeName()
 	if err := checkIfName("bridge name of network "+strconv.Quote(n.Name), bridge); err != nil {
 		return nil, err
@@ -436,14 +460,18 @@ func Generate(n *netxml.Network, o Options) (*Files, error) {
 	if !g.wantDNS {
 		g.line("port=0")
 	}
-	if err := g.upstream(); err != nil {
+	if err := g.upstream(o.ServersFile); err != nil {
 		return nil, err
 	}
 	if o.PidFile != "" {
 		g.line("pid-file=", o.PidFile)
 	}
 	g.line("except-interface=lo")
-	g.line("bind-dynamic")
+	if o.BindInterfaces && !g.hasIPv6() {
+		g.line("bind-interfaces")
+	} else {
+		g.line("bind-dynamic")
+	}
 	g.line("interface=", bridge)
 	if n.ForwardMode() == "" {
 		// Isolated: no default route, no upstream DNS, no RA default route.
@@ -498,10 +526,25 @@ func Generate(n *netxml.Network, o Options) (*Files, error) {
 	return f, nil
 }
 
-// upstream writes the forwarders, the domain and the local-only zones.
-func (g *gen) upstream() error {
+// hasIPv6 reports whether the network has an IPv6 address.
+func (g *gen) hasIPv6() bool {
+	for i := range g.ips {
+		if !g.ips[i].v4() {
+			return true
+		}
+	}
+	return false
+}
+
+// ReadsServersFile reports whether a conf generated with a ServersFile takes
+// its upstream servers from it (and so must be sent SIGHUP when it changes).
+func ReadsServersFile(conf string) bool { return strings.Contains(conf, "\nservers-file=") }
+
+// upstream writes the forwarders, the domain and the local-only zones. With
+// a serversFile, a network that would read resolv.conf reads it instead.
+func (g *gen) upstream(serversFile string) error {
+	noResolv := false
 	if g.wantDNS && len(g.dns.Forwarders) > 0 {
-		noResolv := false
 		for _, f := range g.dns.Forwarders {
 			s := "server="
 			if f.Domain != "" {
@@ -535,6 +578,12 @@ func (g *gen) upstream() error {
 		if noResolv {
 			g.line("no-resolv")
 		}
+	}
+	// Isolated networks have no upstream (libvirt writes no-resolv for
+	// them further down).
+	if serversFile != "" && g.wantDNS && !noResolv && g.n.ForwardMode() != "" {
+		g.line("no-resolv")
+		g.line("servers-file=", serversFile)
 	}
 	if d := g.n.Domain; d != nil && d.Name != "" {
 		if err := checkName("domain name", d.Name); err != nil {

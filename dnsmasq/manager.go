@@ -48,6 +48,10 @@ type Config struct {
 	// ReadyTimeout bounds how long Start waits for dnsmasq to serve
 	// (default 5 s).
 	ReadyTimeout time.Duration
+	// ResolvConf is the host's resolver configuration whose name servers
+	// are the networks' upstream servers (default /etc/resolv.conf; see
+	// WatchUpstream).
+	ResolvConf string
 }
 
 // Manager starts, supervises and stops one dnsmasq per network. It is safe
@@ -59,6 +63,18 @@ type Manager struct {
 	mu   sync.Mutex
 	nets map[string]*netProc    // supervised networks
 	ops  map[string]*sync.Mutex // per-network operation locks
+
+	// upMu orders starts against changes of the upstream servers: a
+	// start holds it for reading from before dnsmasq reads the servers
+	// file until the process is registered; serversChanged holds it for
+	// writing while it rewrites the file and signals every registered
+	// process.
+	upMu sync.RWMutex
+	// serversMoved: the servers file changed at NewManager, so adopted
+	// processes (started by an earlier daemon) read an old one.
+	serversMoved bool
+	// quietOnce says once that dnsmasq's netlink socket cannot be filtered.
+	quietOnce sync.Once
 }
 
 // netProc is one supervised network. Its supervisor goroutine owns the
@@ -66,6 +82,7 @@ type Manager struct {
 type netProc struct {
 	name   string
 	base   string
+	bridge string
 	stop   chan struct{} // closed: terminate the process and return
 	detach chan struct{} // closed: leave the process running and return
 	done   chan struct{} // closed when the supervisor returned
@@ -163,7 +180,21 @@ func NewManager(c Config) (*Manager, error) {
 	if c.ReadyTimeout <= 0 {
 		c.ReadyTimeout = 5 * time.Second
 	}
-	return &Manager{c: c, log: c.Logger, nets: map[string]*netProc{}, ops: map[string]*sync.Mutex{}}, nil
+	if c.ResolvConf == "" {
+		c.ResolvConf = "/etc/resolv.conf"
+	}
+	m := &Manager{c: c, log: c.Logger, nets: map[string]*netProc{}, ops: map[string]*sync.Mutex{}}
+	moved, err := m.refreshServers()
+	if err != nil {
+		return nil, err
+	}
+	m.serversMoved = moved
+	return m, nil
+}
+
+// options are the generator options of this manager's networks.
+func (m *Manager) options(base string) Options {
+	return Options{StateDir: m.c.StateDir, PidFile: m.pidPath(base), ServersFile: m.ServersFile(), BindInterfaces: true}
 }
 
 func (m *Manager) opLock(name string) func() {
@@ -216,7 +247,7 @@ func (m *Manager) Start(n *netxml.Network) error {
 	if err != nil {
 		return err
 	}
-	files, err := Generate(n, Options{StateDir: m.c.StateDir, PidFile: m.pidPath(base)})
+	files, err := Generate(n, m.options(base))
 	if err != nil {
 		// Unwrapped: the error names the field and keeps libvirt's prefix
 		// at the start of the message.
@@ -244,7 +275,13 @@ func (m *Manager) Start(n *netxml.Network) error {
 	if old, exact := m.find(base, argv); old != nil {
 		onDisk, _ := os.ReadFile(m.path(base, ".conf"))
 		if exact && string(onDisk) == files.Conf {
-			p := m.newProc(n.Name, base, files, old)
+			p := m.newProc(n.Name, base, n.BridgeName(), files, old)
+			if m.serversMoved && ReadsServersFile(files.Conf) {
+				// It read the servers of before the daemon's restart.
+				if err := old.signal(syscall.SIGHUP); err != nil {
+					m.log.Warn("dnsmasq: reload upstream servers", "network", n.Name, "pid", old.pid, "err", err)
+				}
+			}
 			if err := m.update(p, files); err != nil {
 				m.terminate(old)
 				old.release()
@@ -265,7 +302,9 @@ func (m *Manager) Start(n *netxml.Network) error {
 		m.removeFiles(base)
 		return fmt.Errorf("dnsmasq for network %q: %w", n.Name, err)
 	}
-	inst, err := m.spawnRetrying(n.Name, base, argv)
+	m.upMu.RLock()
+	defer m.upMu.RUnlock()
+	inst, err := m.spawnRetrying(n.Name, base, n.BridgeName(), argv)
 	if err != nil {
 		m.removeFiles(base)
 		if !hadLeases {
@@ -274,13 +313,13 @@ func (m *Manager) Start(n *netxml.Network) error {
 		return fmt.Errorf("dnsmasq for network %q: %w", n.Name, err)
 	}
 	m.log.Info("dnsmasq started", "network", n.Name, "pid", inst.pid, "elapsed", time.Since(inst.started))
-	m.supervise(m.newProc(n.Name, base, files, inst))
+	m.supervise(m.newProc(n.Name, base, n.BridgeName(), files, inst))
 	return nil
 }
 
-func (m *Manager) newProc(name, base string, files *Files, inst *instance) *netProc {
+func (m *Manager) newProc(name, base, bridge string, files *Files, inst *instance) *netProc {
 	return &netProc{
-		name: name, base: base, files: files, inst: inst,
+		name: name, base: base, bridge: bridge, files: files, inst: inst,
 		stop: make(chan struct{}), detach: make(chan struct{}), done: make(chan struct{}),
 	}
 }
@@ -361,9 +400,9 @@ const startAttempts = 3
 // spawnRetrying is spawn, retried when dnsmasq died only because the host's
 // interfaces changed under it during start-up: that is a race with another
 // network's destroy, not a failure of this network.
-func (m *Manager) spawnRetrying(name, base string, argv []string) (*instance, error) {
+func (m *Manager) spawnRetrying(name, base, bridge string, argv []string) (*instance, error) {
 	for attempt := 1; ; attempt++ {
-		inst, err := m.spawn(base, argv)
+		inst, err := m.spawn(base, bridge, argv)
 		if err == nil || attempt == startAttempts || !strings.Contains(err.Error(), interfacesChanged) {
 			return inst, err
 		}
@@ -371,8 +410,9 @@ func (m *Manager) spawnRetrying(name, base string, argv []string) (*instance, er
 	}
 }
 
-// spawn starts dnsmasq as our child and waits until it serves.
-func (m *Manager) spawn(base string, argv []string) (*instance, error) {
+// spawn starts dnsmasq as our child and waits until it serves; then its
+// netlink socket is quietened to the events of bridge (quietNetlink).
+func (m *Manager) spawn(base, bridge string, argv []string) (*instance, error) {
 	pidPath := m.pidPath(base)
 	// A stale pid file must not be taken for the new process's.
 	_ = os.Remove(pidPath)
@@ -405,6 +445,14 @@ func (m *Manager) spawn(base string, argv []string) (*instance, error) {
 		signal:  func(s syscall.Signal) error { return cmd.Process.Signal(s) },
 	}
 	go func() {
+		// Why not cmd.Wait at once: it blocks an OS thread in waitid for
+		// the child's whole life, one thread per network (about 100 kB of
+		// vnetd's memory each). A pidfd waits in the runtime's poller
+		// instead; cmd.Wait then only reaps. The child is not reaped
+		// before, so its pid cannot be reused under the pidfd.
+		if fd, err := unix.PidfdOpen(cmd.Process.Pid, unix.PIDFD_NONBLOCK); err == nil {
+			waitReadable(os.NewFile(uintptr(fd), "pidfd"))
+		}
 		err := cmd.Wait()
 		if err != nil {
 			inst.status = err.Error()
@@ -417,6 +465,7 @@ func (m *Manager) spawn(base string, argv []string) (*instance, error) {
 	deadline := start.Add(m.c.ReadyTimeout)
 	for {
 		if pid, err := readPidFile(pidPath); err == nil && pid == inst.pid {
+			m.quiet(inst.pid, bridge)
 			return inst, nil
 		}
 		select {
@@ -442,6 +491,50 @@ func (m *Manager) spawn(base string, argv []string) (*instance, error) {
 		}
 		time.Sleep(readyPollGap)
 	}
+}
+
+// quiet applies quietNetlink to a dnsmasq serving bridge. Only an
+// optimisation: when it cannot (dnsmasq in another network namespace than
+// vnetd, as in the package's tests), dnsmasq keeps seeing every event.
+func (m *Manager) quiet(pid int, bridge string) {
+	// The bridge's index is looked up here: only right in dnsmasq's own
+	// network namespace.
+	ours, _ := os.Readlink("/proc/self/ns/net")
+	if theirs, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); ours == "" || theirs != ours {
+		m.log.Debug("dnsmasq: runs in another network namespace; its netlink events are not filtered", "pid", pid)
+		return
+	}
+	ifindex, err := linkIndex(bridge)
+	if err == nil {
+		err = quietNetlink(pid, ifindex)
+	}
+	if err != nil {
+		// Said once: with many networks every start then wakes every
+		// dnsmasq (e.g. ptrace restricted by kernel.yama.ptrace_scope=3).
+		m.quietOnce.Do(func() {
+			m.log.Warn("dnsmasq: its netlink events cannot be filtered; each net-start will wake every running dnsmasq",
+				"pid", pid, "bridge", bridge, "err", err)
+		})
+		m.log.Debug("dnsmasq: netlink events not filtered", "pid", pid, "bridge", bridge, "err", err)
+	}
+}
+
+// linkIndex returns the index of a link. Why not net.InterfaceByName: it
+// lists every link of the host to find one.
+func linkIndex(name string) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		return 0, fmt.Errorf("link %q: %w", name, err)
+	}
+	return int(ifr.Uint32()), nil
 }
 
 func readPidFile(path string) (int, error) {
@@ -545,6 +638,20 @@ func (m *Manager) pin(pid int, confArg string, argv []string) (*instance, bool) 
 	return inst, exact
 }
 
+// waitReadable waits in the runtime's poller until the pidfd is readable
+// (the process exited), then closes it.
+func waitReadable(pidfd *os.File) {
+	defer pidfd.Close()
+	rc, err := pidfd.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Read(func(fd uintptr) bool {
+		n, _ := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+		return n > 0
+	})
+}
+
 // terminate stops inst: SIGTERM, then SIGKILL if it has not exited after
 // termTimeout.
 func (m *Manager) terminate(inst *instance) {
@@ -612,11 +719,15 @@ func (m *Manager) run(p *netProc) {
 			files := p.files
 			p.mu.Unlock()
 			var err error
+			m.upMu.RLock()
 			if err = m.writeFiles(p.base, files); err == nil {
-				inst, err = m.spawn(p.base, m.argv(p.base))
+				inst, err = m.spawn(p.base, p.bridge, m.argv(p.base))
 			}
 			if err == nil {
 				p.setCurrent(inst)
+			}
+			m.upMu.RUnlock()
+			if err == nil {
 				m.log.Info("dnsmasq restarted", "network", p.name, "pid", inst.pid)
 				break
 			}
@@ -752,7 +863,7 @@ func (m *Manager) PlannedFiles(n *netxml.Network) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	files, err := Generate(n, Options{StateDir: m.c.StateDir, PidFile: m.pidPath(base)})
+	files, err := Generate(n, m.options(base))
 	if err != nil {
 		return nil, err
 	}

@@ -282,6 +282,9 @@ func TestManagerStartFailure(t *testing.T) {
 	for _, d := range []string{e.cfg.StateDir, e.cfg.RunDir} {
 		ents, _ := os.ReadDir(d)
 		for _, en := range ents {
+			if en.Name() == serversFileName {
+				continue // the manager's, shared by all networks
+			}
 			t.Errorf("file left after failed Start: %s", filepath.Join(d, en.Name()))
 		}
 	}

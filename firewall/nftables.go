@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"math/bits"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	mnl "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -42,6 +45,65 @@ type nftBackend struct {
 	// noCsum is set once the kernel refused the tc csum action; the checksum
 	// fix is then skipped (and not verified) instead of failing every start.
 	noCsum bool
+	// clean remembers, per table name, the ruleset generation at which
+	// the network's tables were found as planned: while the kernel's
+	// generation (bumped by every change of any table) is the same, they
+	// are still as planned and need not be read again. This keeps the
+	// periodic check of many networks cheap.
+	clean map[string]cleanMark
+	// genConn asks for the generation (opened on first use).
+	genConn *mnl.Conn
+}
+
+// cleanMark is what a verification found clean: the generation read before
+// it, the bridge's index (rules match it) and the plan's rules.
+type cleanMark struct {
+	gen     uint32
+	ifindex uint32
+	plan    uint64 // hash of the rules: a thousand networks' texts add up
+}
+
+// planHash identifies a plan's rules.
+func planHash(p *Plan) uint64 {
+	h := fnv.New64a()
+	fmt.Fprint(h, p.Rules)
+	return h.Sum64()
+}
+
+// generation returns the kernel's nftables ruleset generation.
+func (b *nftBackend) generation() (uint32, error) {
+	if b.genConn == nil {
+		c, err := mnl.Dial(unix.NETLINK_NETFILTER, &mnl.Config{NetNS: b.netns})
+		if err != nil {
+			return 0, fmt.Errorf("open netfilter netlink socket: %w", err)
+		}
+		b.genConn = c
+	}
+	msgs, err := b.genConn.Execute(mnl.Message{
+		Header: mnl.Header{Type: mnl.HeaderType(nftMsgGetGen), Flags: mnl.Request},
+		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	})
+	if err != nil {
+		b.genConn.Close()
+		b.genConn = nil
+		return 0, fmt.Errorf("get nftables generation: %w", err)
+	}
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := mnl.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return 0, err
+		}
+		ad.ByteOrder = binary.BigEndian
+		for ad.Next() {
+			if ad.Type() == unix.NFTA_GEN_ID {
+				return ad.Uint32(), nil
+			}
+		}
+	}
+	return 0, errors.New("get nftables generation: no generation in the reply")
 }
 
 // newNftBackend returns the nftables backend, with owned tables when the
@@ -68,6 +130,10 @@ func newNftBackend(o Options) *nftBackend {
 func (b *nftBackend) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.genConn != nil {
+		b.genConn.Close()
+		b.genConn = nil
+	}
 	if b.owner == nil {
 		return nil
 	}
@@ -432,13 +498,24 @@ func (b *nftBackend) Verify(p *Plan) error {
 	if h != nil {
 		defer h.Close()
 	}
-	c, err := b.conn()
-	if err != nil {
-		return err
-	}
-	for _, f := range []Family{IPv4, IPv6} {
-		if err := b.verifyFamily(c, p, f, s.ifindex, drift); err != nil {
+	gen, genErr := b.generation()
+	mark := cleanMark{gen: gen, ifindex: s.ifindex, plan: planHash(p)}
+	if genErr != nil || b.clean[p.TableName()] != mark {
+		delete(b.clean, p.TableName())
+		c, err := b.conn()
+		if err != nil {
 			return err
+		}
+		for _, f := range []Family{IPv4, IPv6} {
+			if err := b.verifyFamily(c, p, f, s.ifindex, drift); err != nil {
+				return err
+			}
+		}
+		if drift.empty() && genErr == nil {
+			if b.clean == nil {
+				b.clean = map[string]cleanMark{}
+			}
+			b.clean[p.TableName()] = mark
 		}
 	}
 	drift.Missing = append(drift.Missing, s.tc.missing(p.Bridge)...)
@@ -448,18 +525,21 @@ func (b *nftBackend) Verify(p *Plan) error {
 	return drift
 }
 
+// verifyFamily compares the network's table of one family with the plan.
+// It asks the kernel for that table and its chains by name, so its cost does
+// not grow with the number of networks (a listing of every table and chain
+// per network made the periodic check of N networks O(N²)); only when the
+// table holds more chains than vnet's does it list the family's chains to
+// name them.
 func (b *nftBackend) verifyFamily(c *nftables.Conn, p *Plan, f Family, ifindex uint32, drift *DriftError) error {
 	name := p.TableName()
 	tableID := "table " + f.String() + " " + name
-	tables, err := c.ListTablesOfFamily(nftFamily[f])
-	if err != nil {
-		return fmt.Errorf("list %s tables: %w", f, err)
+	table, err := c.ListTableOfFamily(name, nftFamily[f])
+	if notFound(err) {
+		table, err = nil, nil
 	}
-	var table *nftables.Table
-	for _, t := range tables {
-		if t.Name == name {
-			table = t
-		}
+	if err != nil {
+		return fmt.Errorf("get %s: %w", tableID, err)
 	}
 	want := familyHasRules(p, f)
 	switch {
@@ -479,28 +559,27 @@ func (b *nftBackend) verifyFamily(c *nftables.Conn, p *Plan, f Family, ifindex u
 		drift.Missing = append(drift.Missing, tableID+" ownership (flags owner,persist)")
 	}
 
-	chains, err := c.ListChainsOfTableFamily(nftFamily[f])
-	if err != nil {
-		return fmt.Errorf("list %s chains: %w", f, err)
-	}
-	live := map[string]*nftables.Chain{}
-	for _, ch := range chains {
-		if ch.Table.Name == name {
-			live[ch.Name] = ch
-		}
-	}
+	found := uint32(0) // chains of ours in the table
 	for _, spec := range nftChains {
 		rules := p.chainRules(f, spec)
 		chainID := tableID + " chain " + spec.name
-		ch, ok := live[spec.name]
-		delete(live, spec.name)
+		ch, err := c.ListChain(table, spec.name)
+		if notFound(err) {
+			ch, err = nil, nil
+		}
+		if err != nil {
+			return fmt.Errorf("get %s: %w", chainID, err)
+		}
+		if ch != nil {
+			found++
+		}
 		switch {
-		case len(rules) == 0 && ok:
+		case len(rules) == 0 && ch != nil:
 			drift.Unexpected = append(drift.Unexpected, chainID)
 			continue
 		case len(rules) == 0:
 			continue
-		case !ok:
+		case ch == nil:
 			drift.Missing = append(drift.Missing, chainID)
 			continue
 		}
@@ -514,10 +593,42 @@ func (b *nftBackend) verifyFamily(c *nftables.Conn, p *Plan, f Family, ifindex u
 		}
 		compareRules(chainID, rules, got, ifindex, drift)
 	}
-	for n := range live {
-		drift.Unexpected = append(drift.Unexpected, tableID+" chain "+n)
+	if tableUse(table) <= found {
+		return nil
+	}
+	// Someone added chains (or sets) to our table: name the chains.
+	chains, err := c.ListChainsOfTableFamily(nftFamily[f])
+	if err != nil {
+		return fmt.Errorf("list %s chains: %w", f, err)
+	}
+	ours := map[string]bool{}
+	for _, spec := range nftChains {
+		ours[spec.name] = true
+	}
+	for _, ch := range chains {
+		if ch.Table.Name == name && !ours[ch.Name] {
+			drift.Unexpected = append(drift.Unexpected, tableID+" chain "+ch.Name)
+		}
 	}
 	return nil
+}
+
+// tableUse is the number of chains (and sets, objects, flowtables) in the
+// table. Why the swap: google/nftables v0.3.0 decodes NFTA_TABLE_USE, which
+// the kernel sends big-endian, in host order; no table holds 65536 objects,
+// so a larger value is a swapped one.
+func tableUse(t *nftables.Table) uint32 {
+	if t.Use > 0xffff {
+		return bits.ReverseBytes32(t.Use)
+	}
+	return t.Use
+}
+
+// notFound reports the kernel's ENOENT for a table or chain asked for by
+// name. Why the text: google/nftables' ListChain formats the netlink error
+// with %v, which drops the errno from the error chain.
+func notFound(err error) bool {
+	return err != nil && (errors.Is(err, unix.ENOENT) || strings.HasSuffix(err.Error(), unix.ENOENT.Error()))
 }
 
 // compareRules matches the live rules of a chain against the plan's, in order.

@@ -158,6 +158,15 @@ func TestNftablesNetns(t *testing.T) {
 				}
 				tamper(t, b, func(c *nftables.Conn) { c.AddRule(acceptAll) })
 				wantDrift(t, b.Verify(p), "rule handle")
+				// A chain someone added to our table, and one of ours gone.
+				tamper(t, b, func(c *nftables.Conn) { c.AddChain(&nftables.Chain{Name: "intruder", Table: table}) })
+				wantDrift(t, b.Verify(p), "chain intruder")
+				tamper(t, b, func(c *nftables.Conn) { c.DelChain(&nftables.Chain{Name: "intruder", Table: table}) })
+				tamper(t, b, func(c *nftables.Conn) { c.FlushChain(forward); c.DelChain(forward) })
+				wantDrift(t, b.Verify(p), "chain forward")
+				if err := b.Apply(p); err != nil {
+					t.Fatalf("repair: %v", err)
+				}
 				// Absent when the kernel has no csum action (no fix applied).
 				_, _ = ns.Run("tc", "qdisc", "del", "dev", "virbr0", "root")
 				if err := b.Apply(p); err != nil {

@@ -209,7 +209,11 @@ func (o *nftOwner) exec(msgs []netlink.Message) error {
 	}
 	add(unix.NFNL_MSG_BATCH_BEGIN, netlink.Request, nfgen)
 	for _, m := range msgs {
-		add(uint16(m.Header.Type), m.Header.Flags, m.Data)
+		// Without per-message acks: the kernel answers failures anyway,
+		// and a batch of many messages (adopting a thousand tables)
+		// would otherwise overflow the socket's receive buffer with acks
+		// and drop the barrier's.
+		add(uint16(m.Header.Type), m.Header.Flags&^netlink.Acknowledge, m.Data)
 	}
 	add(unix.NFNL_MSG_BATCH_END, netlink.Request, nfgen)
 	last := o.seq

@@ -37,18 +37,22 @@ func checksumFixSteps(h *netlink.Handle, link netlink.Link) (tcSteps, error) {
 	if link == nil {
 		return tcSteps{addQdisc: true, addFilter: true}, nil
 	}
-	q, err := rootQdisc1(h, link)
-	if err != nil {
-		return tcSteps{}, err
-	}
-	if q == nil {
-		return tcSteps{addQdisc: true, addFilter: true}, nil
-	}
+	// The filter first: asking for the filters under 1: of one device is
+	// answered for that device alone, while the kernel has no per-device
+	// qdisc listing (every device's qdiscs are dumped and filtered here), so
+	// the healthy case must not need it.
 	ok, err := hasChecksumFilter(h, link)
 	if err != nil {
 		return tcSteps{}, err
 	}
-	return tcSteps{addFilter: !ok}, nil
+	if ok {
+		return tcSteps{}, nil // it hangs under qdisc 1:, which is there
+	}
+	q, err := rootQdisc1(h, link)
+	if err != nil {
+		return tcSteps{}, err
+	}
+	return tcSteps{addQdisc: q == nil, addFilter: true}, nil
 }
 
 // run carries the steps out and returns those done. A kernel without the

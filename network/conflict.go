@@ -34,18 +34,22 @@ func CheckHostConflicts(n *netxml.Network) error {
 		return fmt.Errorf("network %q: %w", n.Name, err)
 	}
 	defer h.Close()
-	links, err := h.linkList()
-	if err != nil {
-		return fmt.Errorf("network %q: list links: %w", n.Name, err)
-	}
-	names := make(map[int]string, len(links))
-	for _, l := range links {
-		names[l.Attrs().Index] = l.Attrs().Name
-	}
+	// Names are looked up only for the links of overlapping prefixes: a
+	// listing of every link per start (the costliest dump to parse) grew
+	// with the number of networks.
 	own := n.BridgeName()
+	names := map[int]string{}
 	foreign := func(idx int) (string, bool) {
 		name, ok := names[idx]
-		return name, ok && name != own
+		if !ok {
+			l, err := h.LinkByIndex(idx)
+			if err != nil {
+				return "", false // gone meanwhile
+			}
+			name = l.Attrs().Name
+			names[idx] = name
+		}
+		return name, name != own
 	}
 
 	addrs, err := h.addrs(nil)

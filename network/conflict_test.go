@@ -1,7 +1,9 @@
 package network
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"libvirt.org/go/libvirtxml"
 
@@ -46,19 +48,72 @@ func TestCheckHostConflicts(t *testing.T) {
 		{"own bridge ignored", []libvirtxml.NetworkIP{{Address: "10.62.0.1", Prefix: 24}}, ""},
 		{"no addresses", nil, ""},
 	}
+	// The same cases through the event-fed index: same answers.
+	idx := runIndex(t, ns)
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			n := &netxml.Network{Network: libvirtxml.Network{Name: "c",
-				Bridge: &libvirtxml.NetworkBridge{Name: "vbr-own"}, IPs: c.ips}}
-			err := ns.Do(func() error { return CheckHostConflicts(n) })
-			switch {
-			case c.want == "" && err != nil:
-				t.Errorf("unexpected conflict: %v", err)
-			case c.want != "" && (err == nil || err.Error() != c.want):
-				t.Errorf("got %v, want %q", err, c.want)
-			case c.want != "" && netxml.KindOf(err) != netxml.KindInternal:
-				t.Errorf("kind %v, want KindInternal", netxml.KindOf(err))
-			}
-		})
+		for _, via := range []string{"dumps", "index"} {
+			t.Run(c.name+"/"+via, func(t *testing.T) {
+				n := &netxml.Network{Network: libvirtxml.Network{Name: "c",
+					Bridge: &libvirtxml.NetworkBridge{Name: "vbr-own"}, IPs: c.ips}}
+				err := ns.Do(func() error {
+					if via == "index" {
+						return idx.CheckHostConflicts(n)
+					}
+					return CheckHostConflicts(n)
+				})
+				switch {
+				case c.want == "" && err != nil:
+					t.Errorf("unexpected conflict: %v", err)
+				case c.want != "" && (err == nil || err.Error() != c.want):
+					t.Errorf("got %v, want %q", err, c.want)
+				case c.want != "" && netxml.KindOf(err) != netxml.KindInternal:
+					t.Errorf("kind %v, want KindInternal", netxml.KindOf(err))
+				}
+			})
+		}
 	}
+
+	// The index follows changes: an address added to up0 conflicts at
+	// once, and no longer once it is removed.
+	n := &netxml.Network{Network: libvirtxml.Network{Name: "c", Bridge: &libvirtxml.NetworkBridge{Name: "vbr-c"},
+		IPs: []libvirtxml.NetworkIP{{Address: "10.64.0.1", Prefix: 24}}}}
+	check := func() error { return ns.Do(func() error { return idx.CheckHostConflicts(n) }) }
+	if err := check(); err != nil {
+		t.Fatalf("before: %v", err)
+	}
+	mustRun(t, ns, "ip", "addr", "add", "10.64.0.7/24", "dev", "up0")
+	if !waitUntil(func() bool { return check() != nil }) {
+		t.Error("an address added to up0 is not seen as a conflict")
+	}
+	mustRun(t, ns, "ip", "addr", "del", "10.64.0.7/24", "dev", "up0")
+	if !waitUntil(func() bool { return check() == nil }) {
+		t.Errorf("a removed address still conflicts: %v", check())
+	}
+}
+
+// runIndex runs a HostIndex in ns until the test ends and waits until it
+// has loaded.
+func runIndex(t *testing.T, ns *netnstest.NS) *HostIndex {
+	t.Helper()
+	idx := NewHostIndex()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = ns.Do(func() error { return idx.Run(ctx, nil) })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	if !waitUntil(func() bool { idx.mu.Lock(); defer idx.mu.Unlock(); return idx.ready }) {
+		t.Fatal("index not loaded")
+	}
+	return idx
+}
+
+func waitUntil(cond func() bool) bool {
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return false
 }

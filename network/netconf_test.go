@@ -37,6 +37,28 @@ func TestWatchForwarding(t *testing.T) {
 		mustRun(t, ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward="+[]string{"0", "1"}[v])
 		select {
 		case <-events:
+			// Earlier writes may have their events still queued.
+			for drained := false; !drained; {
+				select {
+				case <-events:
+				case <-time.After(100 * time.Millisecond):
+					drained = true
+				}
+			}
+			// A new link and a link's own setting are not host-wide.
+			mustRun(t, ns, "ip", "link", "add", "nc0", "type", "bridge")
+			mustRun(t, ns, "sysctl", "-q", "-w", "net.ipv4.conf.nc0.forwarding=0")
+			select {
+			case <-events:
+				t.Error("event for a new link or a link's own setting")
+			case <-time.After(200 * time.Millisecond):
+			}
+			mustRun(t, ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward="+[]string{"1", "0"}[v])
+			select {
+			case <-events:
+			case <-time.After(2 * time.Second):
+				t.Error("no event for net.ipv4.ip_forward after the link's")
+			}
 			cancel()
 			if err := <-done; err != nil {
 				t.Fatal(err)

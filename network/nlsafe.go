@@ -63,7 +63,10 @@ func (h handle) linkList() ([]netlink.Link, error) {
 
 // addrs returns the addresses of link (all links when nil) with their prefix.
 func (h handle) addrs(link netlink.Link) ([]netlink.Addr, error) {
-	return retryDump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
+	if link != nil {
+		return retryDump(func() ([]netlink.Addr, error) { return linkAddrs(link.Attrs().Index) })
+	}
+	return retryDump(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_ALL) })
 }
 
 // routes returns the routes of the main table (of link, when not nil).

@@ -101,16 +101,8 @@ func (k *keeper) run() error {
 			}
 			return err
 		}
-		// A blocking dup for passt, outside Go's poller; the keeper's copy
-		// is what keeps the guest's end open across passt restarts.
-		f, err := conn.File()
+		k.serve(conn)
 		conn.Close()
-		if err != nil {
-			k.log.Error("guest connection", "err", err)
-			continue
-		}
-		k.serve(f)
-		f.Close()
 		_ = os.Remove(k.pidFile)
 		if k.isStopped() {
 			return nil
@@ -124,38 +116,51 @@ func (k *keeper) isStopped() bool {
 	return k.stopped
 }
 
-// serve runs passt on the connection until the guest is gone.
-func (k *keeper) serve(conn *os.File) {
+// serve runs passt on the guest's connection until the guest is gone. The
+// keeper relays the frames between the guest and passt (which gets one
+// end of a socketpair): the guest's connection stays the keeper's across
+// passt restarts, only whole frames reach the guest even when passt dies
+// in the middle of one, and the relay adds the handshake ACK Debian 12's
+// passt omits on inbound connections (see ackFixer).
+func (k *keeper) serve(guest *net.UnixConn) {
+	r := newRelay(guest, k.log)
+	go r.fromGuest()
 	var deaths []time.Time
 	for {
-		// The keeper writes passt's pid file itself: Debian's AppArmor
-		// profile lets passt write only under /tmp and the user's home.
-		cmd := exec.Command(k.argv[0], append(append([]string(nil), k.argv[1:]...), "--fd", "3")...)
-		cmd.ExtraFiles = []*os.File{conn}
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		k.mu.Lock()
-		if k.stopped {
-			k.mu.Unlock()
-			return
-		}
-		err := cmd.Start()
+		cmd, ours, err := k.startPasst()
 		if err == nil {
-			k.passt = cmd
-			if werr := os.WriteFile(k.pidFile, []byte(fmt.Sprintf("%d\n", cmd.Process.Pid)), 0o600); werr != nil {
-				k.log.Warn("writing passt's pid file", "err", werr)
-			}
-		}
-		k.mu.Unlock()
-		if err != nil {
-			k.log.Error("starting passt failed", "err", err)
-		} else {
 			k.log.Info("passt started", "pid", cmd.Process.Pid, "restarts", len(deaths))
-			err = cmd.Wait()
+			passtGone := make(chan struct{})
+			go func() {
+				r.toGuest(ours)
+				close(passtGone)
+			}()
+			r.setPasst(ours)
+			waited := make(chan error, 1)
+			go func() { waited <- cmd.Wait() }()
+			select {
+			case err = <-waited:
+			case <-r.guestGone:
+				// passt sees its end of the socketpair close and exits.
+				r.setPasst(nil)
+				ours.Close()
+				select {
+				case err = <-waited:
+				case <-time.After(2 * time.Second):
+					_ = cmd.Process.Kill()
+					err = <-waited
+				}
+			}
+			r.setPasst(nil)
+			ours.Close()
+			<-passtGone
 			k.mu.Lock()
 			k.passt = nil
 			k.mu.Unlock()
+		} else {
+			k.log.Error("starting passt failed", "err", err)
 		}
-		if k.isStopped() || peerGone(conn) {
+		if k.isStopped() || r.isGuestGone() {
 			k.log.Info("guest disconnected; waiting for the next one", "passt_exit", fmt.Sprint(err))
 			return
 		}
@@ -174,14 +179,40 @@ func (k *keeper) serve(conn *os.File) {
 	}
 }
 
-// peerGone reports whether the guest closed its end of the connection.
-func peerGone(f *os.File) bool {
-	fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLRDHUP}}
-	n, err := unix.Poll(fds, 0)
+// startPasst runs passt on a new socketpair and returns the keeper's end.
+func (k *keeper) startPasst() (*exec.Cmd, net.Conn, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return errors.Is(err, unix.EBADF)
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
 	}
-	return n > 0 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
+	theirs := os.NewFile(uintptr(fds[1]), "passt")
+	defer theirs.Close()
+	oursFile := os.NewFile(uintptr(fds[0]), "keeper")
+	ours, err := net.FileConn(oursFile)
+	oursFile.Close()
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	// The keeper writes passt's pid file itself: Debian's AppArmor
+	// profile lets passt write only under /tmp and the user's home.
+	cmd := exec.Command(k.argv[0], append(append([]string(nil), k.argv[1:]...), "--fd", "3")...)
+	cmd.ExtraFiles = []*os.File{theirs}
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.stopped {
+		ours.Close()
+		return nil, nil, errors.New("keeper stopping")
+	}
+	if err := cmd.Start(); err != nil {
+		ours.Close()
+		return nil, nil, err
+	}
+	k.passt = cmd
+	if werr := os.WriteFile(k.pidFile, []byte(fmt.Sprintf("%d\n", cmd.Process.Pid)), 0o600); werr != nil {
+		k.log.Warn("writing passt's pid file", "err", werr)
+	}
+	return cmd, ours, nil
 }
 
 // readPid reads a pid file.

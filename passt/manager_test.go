@@ -1,7 +1,10 @@
 package passt
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -25,7 +28,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// fakePasst echoes what it reads on fd 3 back, until fd 3 closes.
+// fakePasst echoes what it reads on fd 3 back, until fd 3 closes; on the
+// frame "die-mid-frame" it writes half a frame and exits, as a passt
+// killed in the middle of a write.
 func fakePasst(args []string) {
 	conn := os.NewFile(3, "guest")
 	buf := make([]byte, 4096)
@@ -33,6 +38,10 @@ func fakePasst(args []string) {
 		n, err := conn.Read(buf)
 		if err != nil {
 			os.Exit(0)
+		}
+		if bytes.HasSuffix(buf[:n], []byte("die-mid-frame")) {
+			_, _ = conn.Write([]byte{0, 0, 0, 100, 'h', 'a', 'l', 'f'})
+			os.Exit(1)
 		}
 		if _, err := conn.Write(buf[:n]); err != nil {
 			os.Exit(0)
@@ -51,14 +60,18 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// echo sends msg as one frame of the stream protocol (the keeper relays
+// frames) and waits for the fake passt to send it back.
 func echo(t *testing.T, c net.Conn, msg string) {
 	t.Helper()
-	if _, err := c.Write([]byte(msg)); err != nil {
+	frame := binary.BigEndian.AppendUint32(nil, uint32(len(msg)))
+	frame = append(frame, msg...)
+	if _, err := c.Write(frame); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, len(msg))
+	buf := make([]byte, len(frame))
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(buf); err != nil || string(buf) != msg {
+	if _, err := io.ReadFull(c, buf); err != nil || !bytes.Equal(buf, frame) {
 		t.Fatalf("echo %q: got %q, %v", msg, buf, err)
 	}
 }
@@ -112,6 +125,15 @@ func TestKeeper(t *testing.T) {
 	_ = syscall.Kill(first, syscall.SIGKILL)
 	waitUntil(t, "passt restarted", func() bool { p := m.PasstPid(id); return p != 0 && p != first })
 	echo(t, c, "two")
+
+	// A passt dying in the middle of a frame: the guest never sees the
+	// half frame, and the next passt's frames arrive whole.
+	second := m.PasstPid(id)
+	if _, err := c.Write(append(binary.BigEndian.AppendUint32(nil, 13), "die-mid-frame"...)); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "passt restarted after dying mid-frame", func() bool { p := m.PasstPid(id); return p != 0 && p != second })
+	echo(t, c, "whole")
 
 	// A restarted daemon: the old manager detaches, a new one adopts.
 	m.Detach()

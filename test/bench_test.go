@@ -3,7 +3,6 @@ package test
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -158,87 +157,6 @@ func waitLinkGone(b *testing.B, ns *netnstest.NS, link string, t0 time.Time) tim
 	}
 	b.Fatalf("%s not gone", link)
 	return 0
-}
-
-// BenchmarkScale defines and starts VNET_BENCH_SCALE (default 100) NAT
-// networks with DHCP one after another, and prints the mean start time per
-// block of 10 (flat = per-network cost does not grow), the memory of vnetd
-// and of all dnsmasq processes, the time of a daemon restart that adopts them
-// all, and the teardown.
-func BenchmarkScale(b *testing.B) {
-	netnstest.RequireRoot(b)
-	n := 100
-	if v := os.Getenv("VNET_BENCH_SCALE"); v != "" {
-		fmt.Sscan(v, &n)
-	}
-	host := netnstest.New(b, "scale")
-	d := newDaemon(b, host)
-	d.start("--no-default-network")
-	c := client.New(d.socket())
-	ctx := context.Background()
-	rss := func(pid int) int {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
-			return 0
-		}
-		for _, l := range strings.Split(string(data), "\n") {
-			if strings.HasPrefix(l, "VmRSS:") {
-				var kb int
-				fmt.Sscan(strings.TrimPrefix(l, "VmRSS:"), &kb)
-				return kb
-			}
-		}
-		return 0
-	}
-	idle := rss(d.pid())
-	var block samples
-	var means []string
-	for i := 0; i < n; i++ {
-		xml := fmt.Sprintf(`<network><name>s%d</name><forward mode='nat'/><bridge name='vbr-s%d' stp='off'/>`+
-			`<ip address='10.%d.%d.1' prefix='24'><dhcp><range start='10.%d.%d.2' end='10.%d.%d.254'/></dhcp></ip></network>`,
-			i, i, 100+i/250, i%250, 100+i/250, i%250, 100+i/250, i%250)
-		if _, err := c.Define(ctx, xml); err != nil {
-			b.Fatal(err)
-		}
-		t0 := time.Now()
-		if _, err := c.Start(ctx, fmt.Sprintf("s%d", i)); err != nil {
-			b.Fatal(err)
-		}
-		block = append(block, time.Since(t0))
-		if len(block) == 10 {
-			var sum time.Duration
-			for _, s := range block {
-				sum += s
-			}
-			means = append(means, fmt.Sprintf("%.1f", ms(sum/10)))
-			block = nil
-		}
-	}
-	dnsKB := 0
-	pids := host.MustRun("ip", "netns", "pids", host.Name())
-	for _, p := range strings.Fields(pids) {
-		var pid int
-		fmt.Sscan(p, &pid)
-		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "dnsmasq" {
-			dnsKB += rss(pid)
-		}
-	}
-	fmt.Printf("scale: %d networks; mean net-start per block of 10 (ms): %s\n", n, strings.Join(means, ", "))
-	fmt.Printf("scale: vnetd RSS %d MB idle, %d MB with %d networks; all dnsmasq RSS %d MB (%.1f MB per network)\n",
-		idle/1024, rss(d.pid())/1024, n, dnsKB/1024, float64(dnsKB)/1024/float64(n))
-	t0 := time.Now()
-	d.stop()
-	d.start("--no-default-network")
-	fmt.Printf("scale: daemon restart adopting %d active networks: %.0f ms until it answers\n", n, ms(time.Since(t0)))
-	var destroy samples
-	for i := 0; i < n; i++ {
-		t1 := time.Now()
-		if _, err := c.Destroy(ctx, fmt.Sprintf("s%d", i)); err != nil {
-			b.Fatal(err)
-		}
-		destroy = append(destroy, time.Since(t1))
-	}
-	report(b, "scale net-destroy", destroy)
 }
 
 // BenchmarkPorts prints the time of a net-port-create with a TAP (through

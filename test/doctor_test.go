@@ -194,6 +194,11 @@ func testDoctorClean(t *testing.T, fw string) {
 		}
 		return b.String()
 	}
+	// IPv6 link-local addresses still in DAD get their local route when it
+	// ends: wait for that, or the snapshot would catch the kernel at work.
+	if !waitFor(10*time.Second, func() bool { return strings.TrimSpace(h.host.MustRun("ip", "-6", "addr", "show", "tentative")) == "" }) {
+		t.Fatalf("addresses still tentative:\n%s", h.host.MustRun("ip", "-6", "addr", "show", "tentative"))
+	}
 	before := snapshot()
 	h.assertClean(t)
 	if after := snapshot(); after != before {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -97,6 +98,13 @@ type daemon struct {
 	mountSetup string
 	// env is extra environment for vnetd.
 	env []string
+	// readyAt is when the last start first got an answer (the daemon may
+	// still be adopting networks in the background then).
+	readyAt time.Time
+	// readyTimeout bounds how long start waits for vnetd to answer
+	// (default 10 s; a restart adopting a thousand networks takes longer
+	// on a loaded machine).
+	readyTimeout time.Duration
 }
 
 // raceVnetd is the name under binDir of vnetd built with -race.
@@ -173,16 +181,27 @@ func (d *daemon) launch(extra ...string) error {
 	if err := d.cmd.Start(); err != nil {
 		return fmt.Errorf("start vnetd: %w", err)
 	}
+	// vnetd adopts the active networks in the background once it serves;
+	// tests see the daemon after that, as before.
+	adopted := -1
+	if !slices.Contains(extra, "test") {
+		adopted = strings.Count(d.log.String(), adoptedAll)
+	}
 	// Polled in-process: a vnetctl per try would add its own start-up time
 	// to every daemon restart (the crash test restarts hundreds of times).
 	c := client.New(d.socket())
-	deadline := time.Now().Add(10 * time.Second)
+	wait := d.readyTimeout
+	if wait == 0 {
+		wait = 10 * time.Second
+	}
+	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_, err := c.List(ctx)
 		cancel()
 		if err == nil {
-			return nil
+			d.readyAt = time.Now()
+			return d.waitAdopted(adopted, deadline)
 		}
 		if exited(d.cmd.Process.Pid) {
 			_ = d.cmd.Wait()
@@ -191,7 +210,25 @@ func (d *daemon) launch(extra ...string) error {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return fmt.Errorf("vnetd did not answer within 10 s:\n%s", d.log)
+	return fmt.Errorf("vnetd did not answer within %v:\n%s", wait, d.log)
+}
+
+// adoptedAll is what vnetd logs when it has adopted every active network.
+const adoptedAll = `msg="adopted every active network"`
+
+// waitAdopted waits until the log has more adoptedAll lines than before
+// (-1: a test driver, which adopts nothing).
+func (d *daemon) waitAdopted(before int, deadline time.Time) error {
+	for before >= 0 && strings.Count(d.log.String(), adoptedAll) <= before {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("vnetd did not adopt its networks in time:\n%s", d.log)
+		}
+		if exited(d.cmd.Process.Pid) {
+			return fmt.Errorf("vnetd exited while adopting its networks:\n%s", d.log)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return nil
 }
 
 // stop sends SIGTERM and waits; networks stay up.

@@ -290,4 +290,6 @@ func TestDriftRepair(t *testing.T) {
 	host.MustRun("ip", "link", "set", g.port, "master", "virbr0")
 	g.MustRun("ping", "-c", "1", "-W", "2", "192.168.122.1")
 	g.MustRun("ping", "-c", "1", "-W", "2", "172.31.255.2")
+	// dnsmasq was restarted for the new bridge: DHCP answers on it.
+	g.dhcp(t)
 }

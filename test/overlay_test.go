@@ -78,19 +78,12 @@ func newFRR(t testing.TB, ns *netnstest.NS) *frrInstance {
 		if t.Failed() {
 			for _, l := range []string{"zebra.log", "bgpd.log"} {
 				if data, err := os.ReadFile(filepath.Join(dir, l)); err == nil {
-					t.Logf("%s %s (last 3000 bytes):\n%s", ns.Name(), l, tail(string(data), 3000))
+					t.Logf("%s %s (last 60 lines):\n%s", ns.Name(), l, tail(string(data), 60))
 				}
 			}
 		}
 	})
 	return f
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }
 
 // daemonArgs are the options both daemons get: everything in f.dir.

@@ -230,6 +230,9 @@ func mismatches(d *daemon, nets []api.Network, v hostView, addrs map[string]stri
 		if strings.HasSuffix(name, ".leases") && !strings.HasPrefix(name, ".") {
 			continue // leases outlive a run, like libvirt's
 		}
+		if name == "resolv.servers" {
+			continue // the upstream servers of every network
+		}
 		if !owned["dnsfile "+name] {
 			badf("orphan dnsmasq file %s in <state-dir>/dnsmasq", name)
 		}
@@ -940,8 +943,9 @@ func TestGracefulErrors(t *testing.T) {
 			t.Errorf("host changed:\n%s\n---\n%s", before, after)
 		}
 		assertNothingActive(t, d, "", map[string]string{"nodns": "10.147.0.1/24"})
-		if files := names(t, filepath.Join(d.stateDir, "dnsmasq")); len(files) > 0 {
-			t.Errorf("dnsmasq files left: %v", files)
+		// resolv.servers is the daemon's, shared by every network.
+		if files := names(t, filepath.Join(d.stateDir, "dnsmasq")); len(files) != 1 || files[0] != "resolv.servers" {
+			t.Errorf("dnsmasq files left: %v, want only resolv.servers", files)
 		}
 		// And after a daemon restart it is still down.
 		d.kill9()

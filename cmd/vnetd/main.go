@@ -71,6 +71,7 @@ func main() {
 	flag.BoolVar(&c.DHCPPing, "dhcp-ping", false, "let dnsmasq ping an address before leasing it (libvirt's default; adds ~3 s per new guest)")
 	flag.StringVar(&c.DnsmasqBinary, "dnsmasq", "", "path of the dnsmasq binary (default: found in PATH)")
 	flag.StringVar(&c.OverlayConfig, "overlay-config", "", "this host's overlay settings: VTEP, BGP AS, peers (default CONFIG-DIR/overlay.conf)")
+	flag.StringVar(&c.ResolvConf, "resolv-conf", "/etc/resolv.conf", "resolver configuration whose name servers the networks forward DNS to (followed when it changes)")
 	flag.DurationVar(&c.VerifyInterval, "verify-interval", 30*time.Second, "how often to check every active network for drift without a kernel event")
 	flag.StringVar(&c.Driver, "driver", "host", "host, or test: libvirt's test:///default driver, all in memory, touching nothing on the host")
 	var busAddr, busName string
