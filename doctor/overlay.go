@@ -67,7 +67,7 @@ func checkOverlay(n Network) []Result {
 			continue
 		}
 		out = append(out, problem(CheckOverlayPeer, n.Name,
-			fmt.Sprintf("BGP peer %s of the overlay (vni %d) of %s is %s, not Established: its guests are cut off", p.Address, o.VNI, n.Bridge, p.State),
+			fmt.Sprintf("BGP peer %s of the overlay (vni %d) of %s is %s, not Established: no EVPN routes are exchanged with it", p.Address, o.VNI, n.Bridge, p.State),
 			fmt.Sprintf("make FRR (bgpd) run on %s with this host as its peer, and TCP 179 and UDP 4789 pass between the VTEPs; %s -c 'show bgp neighbors %s' says why", p.Address, vtysh, p.Address)))
 	}
 	if len(up) == len(o.Peers) {
