@@ -119,7 +119,8 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 		return nil, "", err
 	}
 	warnFileLimit(log)
-	host := &realHost{fw: fw, dns: dns, log: log, overlay: overlay, overlayPath: overlayPath, conflicts: network.NewHostIndex()}
+	host := &realHost{fw: fw, dns: dns, log: log, overlay: overlay, overlayPath: overlayPath, conflicts: network.NewHostIndex(),
+		namesDir: filepath.Join(c.RunDir, "overlay-names")}
 	m, err := NewManager(c.ConfigDir, c.RunDir, host, log)
 	if err != nil {
 		return nil, "", err
@@ -426,7 +427,8 @@ func (m *Manager) startRepair(interval time.Duration, iptables bool) {
 				m.log.Warn("no nftables events; firewall drift is found by the periodic check only", "err", err)
 			}
 		},
-		m.watchFRR)
+		m.watchFRR,
+		m.syncNames)
 }
 
 // startRepairWith starts the repairer and the given watchers.

@@ -82,6 +82,18 @@ func (m *Manager) Doctor(ctx context.Context, ref string) (api.DoctorReport, err
 	if dh == nil {
 		return report, nil
 	}
+	// FRR's view of the overlays (vtysh: only here, not in the live
+	// warnings, which run on every route or firewall event).
+	if rh, ok := m.host.(*realHost); ok {
+		for i := range nets {
+			if !nets[i].Active {
+				continue
+			}
+			if o, err := m.OverlayStatus(nets[i].Name); err == nil && o != nil {
+				nets[i].Overlay = rh.doctorOverlay(o)
+			}
+		}
+	}
 	for _, r := range doctor.Run(ctx, dh.doctorHost(), nets, doctor.Options{Probe: true, OwnPids: own}) {
 		report.Checks = append(report.Checks, api.DoctorCheck(r))
 	}

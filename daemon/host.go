@@ -77,6 +77,15 @@ type realHost struct {
 	// conflicts spares the conflict check of a start its dumps while
 	// nothing on the host overlaps (nil: always dump).
 	conflicts *network.HostIndex
+
+	// remote holds, per overlay network, the DHCP names of guests on
+	// other hosts (overlay_names.go), served by this host's dnsmasq.
+	// namesDir keeps them across vnetd restarts ("": only in memory);
+	// loaded tells which networks' file was read.
+	namesMu  sync.Mutex
+	remote   map[string][]remoteName
+	loaded   map[string]bool
+	namesDir string
 }
 
 // waitRetired blocks until a bridge of that name being deleted is gone, so
@@ -419,6 +428,7 @@ func (h *realHost) Remove(n *netxml.Network) error {
 				errs = append(errs, fmt.Errorf("network '%s': %w", n.Name, err))
 			}
 			t.step("vxlan")
+			h.setRemoteNames(n.Name, nil) // and their file
 		}
 		if err := h.retire(n.BridgeName(), n.Name); err != nil {
 			errs = append(errs, err)

@@ -9,6 +9,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"vnet/daemon/api"
+	"vnet/doctor"
 	"vnet/network"
 	"vnet/network/frr"
 	netxml "vnet/xml"
@@ -18,8 +19,9 @@ import (
 // <vnet:overlay>, and the desired state of its VXLAN device: the bridge MTU
 // lowered by the VXLAN overhead unless the definition sets one (dnsmasq's
 // DHCP MTU option follows it), STP off (BPDUs would cross the overlay
-// between bridges that share the anycast MAC), and every DHCP range cut to
-// this host's slice. Without an overlay it returns n itself.
+// between bridges that share the anycast MAC), every DHCP range cut to
+// this host's slice, and the DHCP names of guests on other hosts as
+// <dns><host> entries. Without an overlay it returns n itself.
 func (h *realHost) overlayView(n *netxml.Network) (*netxml.Network, *network.VXLANSpec, error) {
 	if n.Overlay == nil {
 		return n, nil, nil
@@ -54,6 +56,7 @@ func (h *realHost) overlayView(n *netxml.Network) (*netxml.Network, *network.VXL
 			ip.DHCP.Ranges[i].Start, ip.DHCP.Ranges[i].End = start, end
 		}
 	}
+	h.addRemoteNames(v)
 	spec := &network.VXLANSpec{
 		Name: network.VXLANName(n.Overlay.VNI), Network: n.Name, Bridge: n.BridgeName(),
 		VNI: n.Overlay.VNI, Local: s.VTEP, MTU: int(v.MTU.Size),
@@ -146,30 +149,17 @@ func (h *realHost) OverlayStatus(n *netxml.Network) (*api.Overlay, error) {
 	return o, nil
 }
 
-// OverlayProblems lists what is wrong with an overlay's control plane, one
-// sentence each (nothing when healthy): FRR not reachable, the VNI unknown
-// to zebra, a BGP peer not established. net-doctor reports them, with
-// Manager.OverlayStatus as the input.
-func OverlayProblems(o *api.Overlay) []string {
-	if o == nil {
-		return nil
-	}
-	if o.Error != "" {
-		return []string{fmt.Sprintf("overlay vni %d: %s", o.VNI, o.Error)}
-	}
-	var out []string
-	if !o.VNIKnown {
-		out = append(out, fmt.Sprintf("overlay vni %d: FRR (zebra) does not know the VNI: is %s up in the bridge?", o.VNI, o.Device))
-	}
-	if len(o.Peers) == 0 {
-		out = append(out, fmt.Sprintf("overlay vni %d: no BGP peers configured", o.VNI))
+// doctorOverlay describes an overlay's control plane for net-doctor's
+// checks (doctor.checkOverlay says what is wrong with it).
+func (h *realHost) doctorOverlay(o *api.Overlay) *doctor.Overlay {
+	d := &doctor.Overlay{VNI: o.VNI, Device: o.Device, Err: o.Error, VNIKnown: o.VNIKnown}
+	if h.overlay != nil {
+		d.Vtysh = frr.NewVTY(h.overlay).Command()
 	}
 	for _, p := range o.Peers {
-		if !p.Up {
-			out = append(out, fmt.Sprintf("overlay vni %d: BGP peer %s is %s, not Established", o.VNI, p.Address, p.State))
-		}
+		d.Peers = append(d.Peers, doctor.OverlayPeer{Address: p.Address, State: p.State, Up: p.Up})
 	}
-	return out
+	return d
 }
 
 // overlayHost is the part of a Host that reads an overlay's control plane
@@ -186,7 +176,7 @@ var _ overlayHost = (*realHost)(nil)
 // OverlayStatus returns the overlay state of an active network (BGP
 // peers, VNI, remote VTEPs and MACs as FRR sees them), or nil when the
 // network has no overlay, is not active or the host cannot tell (test
-// driver). net-info shows it; net-doctor reports down peers from it.
+// driver). net-info shows it; net-doctor checks it.
 func (m *Manager) OverlayStatus(ref string) (*api.Overlay, error) {
 	o, err := m.lookup(ref, "any")
 	if err != nil {

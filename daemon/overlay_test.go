@@ -1,11 +1,6 @@
 package daemon
 
-import (
-	"slices"
-	"testing"
-
-	"vnet/daemon/api"
-)
+import "testing"
 
 func TestDHCPSlice(t *testing.T) {
 	for _, tc := range []struct {
@@ -28,20 +23,5 @@ func TestDHCPSlice(t *testing.T) {
 	}
 	if _, _, err := dhcpSlice("10.0.0.2", "10.0.0.3", 0, 3); err == nil || err.Error() != "2 addresses cannot be split between 3 hosts" {
 		t.Errorf("too small a range: %v", err)
-	}
-}
-
-func TestOverlayProblems(t *testing.T) {
-	o := &api.Overlay{VNI: 7, Device: "vxlan7", VNIKnown: true, Peers: []api.OverlayPeer{
-		{Address: "192.0.2.2", State: "Established", Up: true}, {Address: "192.0.2.3", State: "Active"}}}
-	want := []string{"overlay vni 7: BGP peer 192.0.2.3 is Active, not Established"}
-	if got := OverlayProblems(o); !slices.Equal(got, want) {
-		t.Errorf("problems = %q, want %q", got, want)
-	}
-	if got := OverlayProblems(&api.Overlay{VNI: 7, Error: "frr: vtysh: exit status 1"}); len(got) != 1 {
-		t.Errorf("problems = %q", got)
-	}
-	if got := OverlayProblems(nil); got != nil {
-		t.Errorf("no overlay: %q", got)
 	}
 }

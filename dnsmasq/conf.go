@@ -140,6 +140,12 @@ func checkText(field, v, forbid string) error {
 // checkName accepts a DNS name (or a label): letters, digits, '-', '_', '.'.
 // Anything else would be misparsed by dnsmasq (',' '/' '#' spaces) or is not
 // a host name.
+// CheckName accepts a DNS name that can be written into a hosts file
+// (letters, digits, '-', '_', '.'; at most 253 bytes): the same rule as for
+// the names of a network's XML, for names from elsewhere (another host's
+// DHCP leases).
+func CheckName(field, v string) error { return checkName(field, v) }
+
 func checkName(field, v string) error {
 	if v == "" {
 		return netxml.Errorf(netxml.KindXML, "%s is empty", field)

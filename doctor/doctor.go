@@ -38,6 +38,9 @@ const (
 	CheckInotify         = "resource.inotify"
 	CheckFDs             = "resource.fds"
 	CheckGuestTAP        = "guest.tap"
+	CheckOverlayFRR      = "overlay.frr"
+	CheckOverlayVNI      = "overlay.vni"
+	CheckOverlayPeer     = "overlay.peer"
 )
 
 // Result is the outcome of one check for one network ("" = the host).
@@ -79,6 +82,9 @@ type Network struct {
 	TAPs []string
 	// MTU is the bridge's configured MTU (0: the kernel's choice).
 	MTU int
+	// Overlay is FRR's view of the network's <vnet:overlay> (nil: the
+	// network has none, or it is not active).
+	Overlay *Overlay
 }
 
 // v4 returns the first IPv4 bridge address.
@@ -153,6 +159,11 @@ func Run(ctx context.Context, h Host, nets []Network, o Options) []Result {
 		run(func() []Result { return checkResources(h, len(nets), o.OwnPids) })
 	}
 	run(func() []Result { return checkGuests(h, nets) })
+	for _, n := range nets {
+		if n.Overlay != nil {
+			add(checkOverlay(n))
+		}
+	}
 	if o.Probe {
 		for _, n := range nets {
 			n := n

@@ -505,6 +505,15 @@ func TestOverlayThreeHosts(t *testing.T) {
 		out, _, _ := h1.vnetd.ctl("net-info", "ovnet")
 		return strings.Contains(out, "BGP peers:      1 of 2 up") && !strings.Contains(out, "10.99.0.3 Established")
 	})
+	// net-doctor on h1 names the down peer and exits 1.
+	out, _, code := h1.vnetd.ctl("net-doctor", "ovnet")
+	if code != 1 || !regexp.MustCompile(`(?m)^PROBLEM overlay\.peer: BGP peer 10\.99\.0\.3 of the overlay \(vni 10100\) of ovbr0 is \w+, not Established.*\n  fix: .*show bgp neighbors 10\.99\.0\.3`).MatchString(out) {
+		t.Errorf("net-doctor with h3's FRR stopped: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "PROBLEM overlay.vni") || strings.Contains(out, "PROBLEM overlay.frr") || strings.Contains(out, "10.99.0.2 of the overlay") {
+		t.Errorf("net-doctor blames more than h3's peer:\n%s", out)
+	}
+	t.Logf("h1's net-doctor with h3's FRR stopped:\n%s", out)
 	h3.frr.start()
 	restarted := time.Now()
 	for _, h := range []*overlayHost{h1, h2} {
@@ -518,6 +527,28 @@ func TestOverlayThreeHosts(t *testing.T) {
 		_, err := h1.guest.Run("ping", "-c", "1", "-W", "1", h3.ip.String())
 		return err == nil
 	})
+	// net-doctor's overlay checks pass again (--json lists them).
+	var rep api.DoctorReport
+	mustWait(t, 10*time.Second, "h1's net-doctor overlay checks to pass", func() bool {
+		out, _, _ := h1.vnetd.ctl("net-doctor", "--json", "ovnet")
+		rep = api.DoctorReport{}
+		if json.Unmarshal([]byte(out), &rep) != nil {
+			return false
+		}
+		passed, failed := map[string]bool{}, false
+		for _, c := range rep.Checks {
+			if strings.HasPrefix(c.ID, "overlay.") {
+				passed[c.ID] = c.OK
+				failed = failed || !c.OK
+			}
+		}
+		return !failed && passed["overlay.frr"] && passed["overlay.vni"] && passed["overlay.peer"]
+	})
+	for _, c := range rep.Checks {
+		if c.ID == "overlay.peer" && c.Detail != "2 of 2 BGP peers Established: 10.99.0.2, 10.99.0.3" {
+			t.Errorf("overlay.peer: %+v", c)
+		}
+	}
 
 	// h3 cut off the underlay (no NOTIFICATION, no TCP reset reaches the
 	// others): they withdraw its MAC at BGP's hold timer (3 s here).
@@ -677,4 +708,99 @@ func TestOverlayRefused(t *testing.T) {
 	if out := d.mustCtl("net-info", "ovnet"); !strings.Contains(out, "Active:         no") {
 		t.Errorf("net-info:\n%s", out)
 	}
+}
+
+// TestOverlayNames: the DHCP name of a guest on one host resolves at the
+// anycast gateway from a guest on another host, and goes when the lease is
+// released and when its host leaves the underlay.
+func TestOverlayNames(t *testing.T) {
+	hosts := setupOverlay(t, 2)
+	h1, h2 := hosts[0], hosts[1]
+	script := writeFile(t, "udhcpc-names.sh", overlayUdhcpcScript)
+	if err := os.Chmod(script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lease := func(extra ...string) netip.Addr {
+		args := append([]string{"busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "20", "-T", "1", "-A", "1", "-O", "mtu", "-s", script, "-x", "hostname:alpha"}, extra...)
+		if out, err := h1.guest.Run(args...); err != nil {
+			t.Fatalf("udhcpc %v: %v\n%s", extra, err, out)
+		}
+		m := regexp.MustCompile(`inet (\S+)/`).FindStringSubmatch(h1.guest.MustRun("ip", "-o", "-4", "addr", "show", "dev", "eth0"))
+		if m == nil {
+			t.Fatal("h1's guest has no address")
+		}
+		return netip.MustParseAddr(m[1])
+	}
+	dig := func(g *guest, name string) string {
+		out, _ := g.Run("dig", "+short", "+time=1", "+tries=1", "@10.77.0.1", name)
+		return strings.TrimSpace(out)
+	}
+	mustWait(t, 30*time.Second, "EVPN between h1 and h2", func() bool {
+		_, err := h2.guest.Run("ping", "-c", "1", "-W", "1", h1.ip.String())
+		return err == nil
+	})
+
+	// h1's guest leases with the name alpha: h2's guest resolves it at
+	// its own host's dnsmasq, h1's own lease file is untouched by it.
+	ip := lease()
+	leased := time.Now()
+	mustWait(t, 15*time.Second, "alpha resolvable on h2", func() bool { return dig(h2.guest, "alpha") == ip.String() })
+	t.Logf("alpha resolvable on h2 %.2fs after the lease on h1", time.Since(leased).Seconds())
+	if got := dig(h1.guest, "alpha"); got != ip.String() {
+		t.Errorf("h1: dig alpha = %q, want %s (once)", got, ip)
+	}
+
+	// A kill -9 and restart of h2's vnetd keeps alpha in h2's dnsmasq:
+	// its adoption finds the names file as it left it (no rewrite, no
+	// reload).
+	steps := len(ranSteps(h2.vnetd.log.String(), "ovnet"))
+	_ = h2.vnetd.cmd.Process.Kill()
+	_ = h2.vnetd.cmd.Wait()
+	h2.vnetd.cmd = nil
+	h2.vnetd.start("--no-default-network")
+	for _, st := range ranSteps(h2.vnetd.log.String(), "ovnet")[steps:] {
+		if !strings.HasSuffix(st, "already serves the network: adopt it") {
+			t.Errorf("h2's vnetd restart changed the network: %q", st)
+		}
+	}
+	if got := dig(h2.guest, "alpha"); got != ip.String() {
+		t.Errorf("h2 after its vnetd restart: dig alpha = %q, want %s", got, ip)
+	}
+
+	// Released (udhcpc -R releases when it ends): the name goes from h2.
+	client := h1.guest.Command("busybox", "udhcpc", "-i", "eth0", "-f", "-R", "-t", "20", "-T", "1", "-A", "1", "-O", "mtu", "-s", script, "-x", "hostname:alpha")
+	clientOut := &logBuffer{}
+	client.Stdout, client.Stderr = clientOut, clientOut
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	mustWait(t, 15*time.Second, "udhcpc -R bound", func() bool {
+		return strings.Contains(clientOut.String(), "obtained") || strings.Contains(clientOut.String(), "lease of")
+	})
+	_ = client.Process.Signal(syscall.SIGTERM)
+	_ = client.Wait()
+	released := time.Now()
+	if !waitFor(15*time.Second, func() bool { return dig(h2.guest, "alpha") == "" }) {
+		t.Fatalf("alpha still on h2 15 s after the release; udhcpc:\n%s\nh1's leases:\n%s", clientOut, h1.vnetd.mustCtl("net-dhcp-leases", "ovnet"))
+	}
+	t.Logf("alpha gone from h2 %.2fs after the release on h1", time.Since(released).Seconds())
+
+	// A new guest on h1: its MAC reaching h2 by EVPN wakes h2's poll.
+	g := addGuest(t, h1.ns, "ovbr0", "g1new")
+	start := time.Now()
+	if out, err := g.Run("busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "20", "-T", "1", "-A", "1", "-O", "mtu", "-s", script, "-x", "hostname:beta"); err != nil {
+		t.Fatalf("udhcpc beta: %v\n%s", err, out)
+	}
+	mustWait(t, 15*time.Second, "beta resolvable on h2", func() bool { return dig(h2.guest, "beta") != "" })
+	t.Logf("a new guest's name resolvable on h2 %.2fs after its DHCP client started on h1", time.Since(start).Seconds())
+
+	// Leased again, then h1 cut off the underlay: the name goes when h1's
+	// VTEP leaves h2's flood list (BGP hold time 3 s) and h1 stops
+	// answering.
+	ip = lease()
+	mustWait(t, 15*time.Second, "alpha resolvable on h2 again", func() bool { return dig(h2.guest, "alpha") == ip.String() })
+	h1.ns.MustRun("ip", "link", "set", "eth0", "down")
+	cut := time.Now()
+	mustWait(t, 20*time.Second, "alpha gone from h2 after h1 left the underlay", func() bool { return dig(h2.guest, "alpha") == "" })
+	t.Logf("alpha gone from h2 %.2fs after h1 left the underlay", time.Since(cut).Seconds())
 }

@@ -40,6 +40,10 @@ func (v VTY) argv() []string {
 	return out
 }
 
+// Command is vtysh's command line for this FRR instance, as a user would
+// type it (for the fixes net-doctor prints).
+func (v VTY) Command() string { return strings.Join(v.argv(), " ") }
+
 // Run runs vtysh with each of cmds as a -c argument and returns its output.
 func (v VTY) Run(cmds ...string) ([]byte, error) {
 	argv := v.argv()

@@ -28,11 +28,11 @@ frr-vty-dir /run/frr/b
 	if s.Slice != 1 || s.Slices != 3 {
 		t.Fatalf("slice = %d/%d, want 1/3", s.Slice, s.Slices)
 	}
-	if s.RouterID != s.VTEP {
-		t.Fatalf("router id = %s, want the VTEP", s.RouterID)
+	if s.RouterID != s.VTEP || s.NamesPort != DefaultNamesPort {
+		t.Fatalf("router id = %s, names port %d: want the VTEP and the default", s.RouterID, s.NamesPort)
 	}
-	s, err = ParseSettings("o", []byte("vtep 2001:db8::2\nasn 1\ndhcp-slice 4/5\nremote-as internal\nrouter-id 192.0.2.9\n"))
-	if err != nil || s.Slice != 4 || s.Slices != 5 || s.RemoteAS != "internal" || s.RouterID != netip.MustParseAddr("192.0.2.9") {
+	s, err = ParseSettings("o", []byte("vtep 2001:db8::2\nasn 1\ndhcp-slice 4/5\nremote-as internal\nrouter-id 192.0.2.9\nnames-port 0\n"))
+	if err != nil || s.Slice != 4 || s.Slices != 5 || s.RemoteAS != "internal" || s.RouterID != netip.MustParseAddr("192.0.2.9") || s.NamesPort != 0 {
 		t.Fatalf("settings = %+v, %v", s, err)
 	}
 	for _, tc := range []struct{ in, want string }{
@@ -50,6 +50,7 @@ frr-vty-dir /run/frr/b
 		{"vtep 192.0.2.1\nasn 1\ncolour blue\n", "o:3: colour: unknown setting"},
 		{"vtep 192.0.2.1\nasn 1\nrouter-id 2001:db8::1\n", `o:3: router-id: "2001:db8::1" is not an IPv4 address`},
 		{"vtep 192.0.2.1 192.0.2.2\n", "o:1: vtep: needs 1 value(s), has 2"},
+		{"vtep 192.0.2.1\nasn 1\nnames-port 70000\n", `o:3: names-port: "70000" is not a TCP port`},
 	} {
 		_, err := ParseSettings("o", []byte(tc.in))
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {

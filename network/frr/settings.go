@@ -50,7 +50,14 @@ type Settings struct {
 	// VtyDir, when set, is where FRR's daemons keep their vty sockets
 	// (vtysh --vty_socket and --config_dir); Pathspace is FRR's -N.
 	VtyDir, Pathspace string
+	// NamesPort is the TCP port on the VTEP address where vnetd serves
+	// its overlay networks' DHCP names to the other hosts, and asks
+	// theirs (DefaultNamesPort when not set; 0 turns it off).
+	NamesPort int
 }
+
+// DefaultNamesPort is the TCP port of the overlay names service.
+const DefaultNamesPort = 8179
 
 // PeerGroup is the BGP peer group that holds every neighbor vnet
 // configures: what vnet owns in FRR's configuration is this group, its
@@ -71,10 +78,11 @@ const PeerGroup = "vnet"
 //	vtysh /usr/bin/vtysh    the vtysh binary
 //	frr-vty-dir /run/frr    FRR's vty socket directory (vtysh --vty_socket)
 //	frr-pathspace NAME      FRR's pathspace (vtysh -N)
+//	names-port 8179         TCP port of the DHCP names service (0: off)
 //
 // Every value is checked; an error names the file and line.
 func ParseSettings(path string, data []byte) (*Settings, error) {
-	s := &Settings{RemoteAS: "external"}
+	s := &Settings{RemoteAS: "external", NamesPort: DefaultNamesPort}
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	line := 0
@@ -160,6 +168,12 @@ func ParseSettings(path string, data []byte) (*Settings, error) {
 			} else {
 				s.VtyDir = args[0]
 			}
+		case "names-port":
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n < 0 || n > 65535 {
+				return nil, bad("%q is not a TCP port (0 turns the names service off)", args[0])
+			}
+			s.NamesPort = n
 		case "frr-pathspace":
 			if strings.ContainsAny(args[0], "/.") {
 				return nil, bad("%q: a pathspace is a plain name", args[0])
