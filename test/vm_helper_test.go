@@ -92,3 +92,55 @@ func TestGuestVMBridgeHelper(t *testing.T) {
 	}
 	t.Logf("vm (bridge helper): port ended %v after QEMU was killed", time.Since(t0).Round(time.Millisecond))
 }
+
+// TestGuestVMQemuIfup: a root QEMU with -netdev tap,script=vnet-qemu-ifup,
+// downscript=vnet-qemu-ifdown. The TAP QEMU makes becomes an adopted port of
+// the default network (the script's default): the guest leases, pings the
+// upstream namespace through NAT, is re-plugged ≤ 1 s after `ip link del` of
+// the bridge, and its port ends when QEMU is killed.
+func TestGuestVMQemuIfup(t *testing.T) {
+	netnstest.RequireRoot(t)
+	assets := vm.Prepare(t, vm.NetModules)
+	host := netnstest.New(t, "vmifup")
+	addUpstream(t, host)
+	d := newDaemon(t, host)
+	d.start()
+	const mac = "52:54:00:7e:57:03"
+	netdev := "tap,id=n0,ifname=qtap0,script=" + filepath.Join(binDir, "vnet-qemu-ifup") + ",downscript=" + filepath.Join(binDir, "vnet-qemu-ifdown")
+	g := vm.Start(t, assets, vm.Config{NetNS: host.Name(), Netdev: netdev, MAC: mac, Env: []string{"VNET_SOCKET=" + d.socket()},
+		Hostname: "ifupguest", Target: "172.31.255.2"})
+	_, nic, _ := g.MustWait(0, regexp.MustCompile(`VNET-MAC `), 5*time.Minute)
+	m, lease, next := g.MustWait(0, leaseRE, 5*time.Minute)
+	t.Logf("vm (qemu-ifup, root QEMU): lease %s %v after NIC up, %v after QEMU start", m[1],
+		lease.At.Sub(nic.At).Round(time.Millisecond), lease.At.Sub(g.Started).Round(time.Millisecond))
+	if !strings.HasPrefix(m[1], "192.168.122.") {
+		t.Fatalf("lease: %s", m[0])
+	}
+	g.MustWait(next, pingRE, time.Minute)
+	if _, err := g.WaitPings(-1, 5, time.Minute); err != nil {
+		t.Fatalf("guest → upstream through NAT: %v", err)
+	}
+	uuid := strings.TrimSpace(d.mustCtl("net-port-list", "default", "--uuid"))
+	if xml := d.mustCtl("net-port-dumpxml", "default", uuid); !strings.Contains(xml, "dev='qtap0' adopt='yes'") {
+		t.Fatalf("port XML:\n%s", xml)
+	}
+
+	t0 := time.Now()
+	host.MustRun("ip", "link", "del", "virbr0")
+	back, err := g.FirstReplyAfter(t0, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := back.Sub(t0); took > time.Second {
+		t.Fatalf("guest offline for %v after the bridge was deleted, want ≤ 1 s", took)
+	} else {
+		t.Logf("vm (qemu-ifup): guest pings again %v after ip link del virbr0", took.Round(time.Millisecond))
+	}
+
+	t0 = time.Now()
+	g.Stop()
+	if !waitFor(5*time.Second, func() bool { return d.mustCtl("net-port-list", "default", "--uuid") == "\n" }) {
+		t.Fatal("port still listed 5 s after QEMU was killed")
+	}
+	t.Logf("vm (qemu-ifup): port ended %v after QEMU was killed", time.Since(t0).Round(time.Millisecond))
+}
