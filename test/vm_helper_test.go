@@ -53,17 +53,7 @@ func TestGuestVMBridgeHelper(t *testing.T) {
 
 	g := vm.Start(t, assets, vm.Config{NetNS: host.Name(), Netdev: netdev, MAC: mac, Wrap: asNobody("4711"), Env: env,
 		Hostname: "helperguest", Target: "172.31.255.2"})
-	_, nic, _ := g.MustWait(0, regexp.MustCompile(`VNET-MAC `), 5*time.Minute)
-	m, lease, next := g.MustWait(0, leaseRE, 5*time.Minute)
-	t.Logf("vm (bridge helper, QEMU as nobody): lease %s %v after NIC up, %v after QEMU start", m[1],
-		lease.At.Sub(nic.At).Round(time.Millisecond), lease.At.Sub(g.Started).Round(time.Millisecond))
-	if !strings.HasPrefix(m[1], "192.168.122.") {
-		t.Fatalf("lease: %s", m[0])
-	}
-	g.MustWait(next, pingRE, time.Minute)
-	if _, err := g.WaitPings(-1, 5, time.Minute); err != nil {
-		t.Fatalf("guest → upstream through NAT: %v", err)
-	}
+	leaseAndPing(t, g, "bridge helper, QEMU as nobody")
 
 	uuid := strings.TrimSpace(d.mustCtl("net-port-list", "default", "--uuid"))
 	xml := d.mustCtl("net-port-dumpxml", "default", uuid)
@@ -73,6 +63,32 @@ func TestGuestVMBridgeHelper(t *testing.T) {
 		}
 	}
 
+	replugThenEnd(t, g, d, host, "bridge helper")
+}
+
+// leaseAndPing waits for the guest's lease on the default network (logging
+// how long it took from NIC up and from QEMU's start) and for 5 answered
+// pings to the upstream namespace through NAT.
+func leaseAndPing(t *testing.T, g *vm.VM, path string) {
+	t.Helper()
+	_, nic, _ := g.MustWait(0, regexp.MustCompile(`VNET-MAC `), 5*time.Minute)
+	m, lease, next := g.MustWait(0, leaseRE, 5*time.Minute)
+	t.Logf("vm (%s): lease %s %v after NIC up, %v after QEMU start", path, m[1],
+		lease.At.Sub(nic.At).Round(time.Millisecond), lease.At.Sub(g.Started).Round(time.Millisecond))
+	if !strings.HasPrefix(m[1], "192.168.122.") {
+		t.Fatalf("lease: %s", m[0])
+	}
+	g.MustWait(next, pingRE, time.Minute)
+	if _, err := g.WaitPings(-1, 5, time.Minute); err != nil {
+		t.Fatalf("guest → upstream through NAT: %v", err)
+	}
+}
+
+// replugThenEnd deletes the default network's bridge and checks the guest
+// pings again within a second (vnetd re-creates the bridge and re-plugs the
+// port's TAP), then kills QEMU and checks the port ends with its TAP.
+func replugThenEnd(t *testing.T, g *vm.VM, d *daemon, host *netnstest.NS, path string) {
+	t.Helper()
 	t0 := time.Now()
 	host.MustRun("ip", "link", "del", "virbr0")
 	back, err := g.FirstReplyAfter(t0, 10*time.Second)
@@ -82,15 +98,15 @@ func TestGuestVMBridgeHelper(t *testing.T) {
 	if took := back.Sub(t0); took > time.Second {
 		t.Fatalf("guest offline for %v after the bridge was deleted, want ≤ 1 s", took)
 	} else {
-		t.Logf("vm (bridge helper): guest pings again %v after ip link del virbr0", took.Round(time.Millisecond))
+		t.Logf("vm (%s): guest pings again %v after ip link del virbr0", path, took.Round(time.Millisecond))
 	}
 
 	t0 = time.Now()
 	g.Stop()
 	if !waitFor(5*time.Second, func() bool { return d.mustCtl("net-port-list", "default", "--uuid") == "\n" }) {
-		t.Fatal("port still listed 5 s after QEMU exited")
+		t.Fatal("port still listed 5 s after QEMU was killed")
 	}
-	t.Logf("vm (bridge helper): port ended %v after QEMU was killed", time.Since(t0).Round(time.Millisecond))
+	t.Logf("vm (%s): port ended %v after QEMU was killed", path, time.Since(t0).Round(time.Millisecond))
 }
 
 // TestGuestVMQemuIfup: a root QEMU with -netdev tap,script=vnet-qemu-ifup,
@@ -109,38 +125,11 @@ func TestGuestVMQemuIfup(t *testing.T) {
 	netdev := "tap,id=n0,ifname=qtap0,script=" + filepath.Join(binDir, "vnet-qemu-ifup") + ",downscript=" + filepath.Join(binDir, "vnet-qemu-ifdown")
 	g := vm.Start(t, assets, vm.Config{NetNS: host.Name(), Netdev: netdev, MAC: mac, Env: []string{"VNET_SOCKET=" + d.socket()},
 		Hostname: "ifupguest", Target: "172.31.255.2"})
-	_, nic, _ := g.MustWait(0, regexp.MustCompile(`VNET-MAC `), 5*time.Minute)
-	m, lease, next := g.MustWait(0, leaseRE, 5*time.Minute)
-	t.Logf("vm (qemu-ifup, root QEMU): lease %s %v after NIC up, %v after QEMU start", m[1],
-		lease.At.Sub(nic.At).Round(time.Millisecond), lease.At.Sub(g.Started).Round(time.Millisecond))
-	if !strings.HasPrefix(m[1], "192.168.122.") {
-		t.Fatalf("lease: %s", m[0])
-	}
-	g.MustWait(next, pingRE, time.Minute)
-	if _, err := g.WaitPings(-1, 5, time.Minute); err != nil {
-		t.Fatalf("guest → upstream through NAT: %v", err)
-	}
+	leaseAndPing(t, g, "qemu-ifup, root QEMU")
 	uuid := strings.TrimSpace(d.mustCtl("net-port-list", "default", "--uuid"))
 	if xml := d.mustCtl("net-port-dumpxml", "default", uuid); !strings.Contains(xml, "dev='qtap0' adopt='yes'") {
 		t.Fatalf("port XML:\n%s", xml)
 	}
 
-	t0 := time.Now()
-	host.MustRun("ip", "link", "del", "virbr0")
-	back, err := g.FirstReplyAfter(t0, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if took := back.Sub(t0); took > time.Second {
-		t.Fatalf("guest offline for %v after the bridge was deleted, want ≤ 1 s", took)
-	} else {
-		t.Logf("vm (qemu-ifup): guest pings again %v after ip link del virbr0", took.Round(time.Millisecond))
-	}
-
-	t0 = time.Now()
-	g.Stop()
-	if !waitFor(5*time.Second, func() bool { return d.mustCtl("net-port-list", "default", "--uuid") == "\n" }) {
-		t.Fatal("port still listed 5 s after QEMU was killed")
-	}
-	t.Logf("vm (qemu-ifup): port ended %v after QEMU was killed", time.Since(t0).Round(time.Millisecond))
+	replugThenEnd(t, g, d, host, "qemu-ifup")
 }
