@@ -136,6 +136,14 @@ func TestSessionPasstAttach(t *testing.T) {
 	if _, _, code := s.ctl("net-port-attach", "usernet", uuid, "--", "sh", "-c", "exit 7"); code != 7 {
 		t.Fatalf("net-port-attach -- sh -c 'exit 7': exit %d", code)
 	}
+	// Nested, for two NICs: the outer connection on 3 passes through the
+	// inner vnetctl, whose own goes on 4.
+	const uuid2 = "5d744f21-ba4a-4d6e-bdb2-30a35ff320a8"
+	s.mustCtl("net-port-create", "usernet", s.file("port2.xml", portXML(uuid2, "52:54:00:12:34:57", "")))
+	if out, errs, code := s.ctl("net-port-attach", "usernet", uuid2, "--", vnetctl, "net-port-attach", "usernet", uuid, "--fd", "4", "--",
+		"sh", "-c", "test -S /proc/self/fd/3 && test -S /proc/self/fd/4"); code != 0 {
+		t.Fatalf("nested net-port-attach: exit %d (descriptors 3 and 4 not both sockets)\n%s%s", code, out, errs)
+	}
 
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		return
