@@ -16,10 +16,10 @@ _vnetctl_list() {
 _vnetctl() {
 	local cur=${COMP_WORDS[COMP_CWORD]}
 	local prev=${COMP_WORDS[COMP_CWORD-1]}
-	local cmds="net-define net-undefine net-create net-start net-destroy net-list net-info net-dumpxml net-autostart net-uuid net-name net-edit net-update net-dhcp-leases net-event net-port-create net-port-list net-port-dumpxml net-port-delete net-doctor"
+	local cmds="net-define net-undefine net-create net-start net-destroy net-list net-info net-dumpxml net-autostart net-uuid net-name net-edit net-update net-dhcp-leases net-event net-port-create net-port-list net-port-dumpxml net-port-delete net-port-attach net-doctor"
 	local globals="--socket --quiet -q"
 	local _vnetctl_bin=${COMP_WORDS[0]} _vnetctl_socket=""
-	local cmd="" nargs=0 i=1 w
+	local cmd="" nargs=0 i=1 w dash=0
 	COMPREPLY=()
 
 	# bash splits "--socket=PATH" into "--socket" "=" "PATH" when '=' is in
@@ -45,7 +45,11 @@ _vnetctl() {
 	while [ "$i" -lt "$COMP_CWORD" ]; do
 		w=${COMP_WORDS[i]}
 		case $w in
-		--socket|--file|--network|--xml|--command|--section|--parent-index|--mac|--event|--timeout)
+		--)
+			# net-port-attach: what follows is the command to run.
+			dash=$i
+			break ;;
+		--socket|--file|--network|--port|--fd|--xml|--command|--section|--parent-index|--mac|--event|--timeout)
 			if [ "${COMP_WORDS[i+1]}" = "=" ]; then
 				i=$((i + 1))
 			fi
@@ -67,6 +71,14 @@ _vnetctl() {
 		esac
 		i=$((i + 1))
 	done
+	if [ "$dash" -gt 0 ]; then
+		if [ "$COMP_CWORD" -eq $((dash + 1)) ]; then
+			COMPREPLY=($(compgen -c -- "$cur"))
+		else
+			COMPREPLY=($(compgen -f -- "$cur"))
+		fi
+		return
+	fi
 	# Paths given as ~/x are expanded as the shell would.
 	case $_vnetctl_socket in
 	"~"/*) _vnetctl_socket=$HOME/${_vnetctl_socket#"~"/} ;;
@@ -92,7 +104,7 @@ _vnetctl() {
 	--event)
 		COMPREPLY=($(compgen -W "lifecycle port warning" -- "$cur"))
 		return ;;
-	--parent-index|--mac|--timeout)
+	--parent-index|--mac|--timeout|--port|--fd)
 		return ;;
 	esac
 
@@ -120,6 +132,7 @@ _vnetctl() {
 	net-port-create) opts="--network --file --validate" ;;
 	net-port-list) opts="--network --table --uuid" ;;
 	net-port-dumpxml|net-port-delete) opts="--network --port" ;;
+	net-port-attach) opts="--network --port --fd" ;;
 	net-doctor) opts="--network --json" ;;
 	net-*) opts="--network" ;;
 	esac

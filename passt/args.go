@@ -17,16 +17,29 @@ import (
 )
 
 // Args returns passt's options for a port of the user-mode network n
-// (without the binary, --fd and --pid, which the keeper adds): foreground,
-// IPv4 only, the guest's address, prefix and gateway from the network's
-// <ip>, DNS servers from its <dns><forwarder>, and its port forwards.
+// (without the binary, --fd and --pid, which the keeper adds): foreground;
+// --ipv4-only or --ipv6-only unless the network has both families; per
+// family the guest's address and the gateway from the network's <ip> (and
+// the IPv4 prefix; passt's IPv6 prefix is always /64); DNS servers from its
+// <dns><forwarder>; and its port forwards.
 func Args(n *netxml.Network) ([]string, error) {
-	gw, guest, err := netxml.UserAddresses(n)
+	v4, v6, err := netxml.UserIPs(n)
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"--foreground", "--stderr", "--ipv4-only",
-		"--address", guest.String(), "--netmask", strconv.Itoa(gw.Bits()), "--gateway", gw.Addr().String()}
+	args := []string{"--foreground", "--stderr"}
+	switch {
+	case !v6.Gateway.IsValid():
+		args = append(args, "--ipv4-only")
+	case !v4.Gateway.IsValid():
+		args = append(args, "--ipv6-only")
+	}
+	if v4.Gateway.IsValid() {
+		args = append(args, "--address", v4.Guest.String(), "--netmask", strconv.Itoa(v4.Gateway.Bits()), "--gateway", v4.Gateway.Addr().String())
+	}
+	if v6.Gateway.IsValid() {
+		args = append(args, "--address", v6.Guest.String(), "--gateway", v6.Gateway.Addr().String())
+	}
 	if n.DNS != nil {
 		if n.DNS.Enable == "no" {
 			args = append(args, "--no-dhcp-dns")

@@ -53,3 +53,34 @@ func TestArgs(t *testing.T) {
 		t.Fatalf("args\n got %s\nwant %s", got, want)
 	}
 }
+
+// TestArgsIPv6: an IPv6 <ip> drops --ipv4-only (both families) or makes
+// passt --ipv6-only (IPv6 alone); its address is passt's IPv6 gateway and
+// the DHCP range's start the guest's address; IPv6 port forwards and DNS
+// servers pass through.
+func TestArgsIPv6(t *testing.T) {
+	const v4 = `<ip address='10.0.2.2' prefix='24'/>`
+	const v6 = `<ip family='ipv6' address='fd00::2' prefix='64'><dhcp><range start='fd00::15' end='fd00::15'/></dhcp></ip>`
+	for _, c := range []struct{ ips, fwd, want string }{
+		{v4 + v6, `<portForward proto='tcp' address='fd99::1'><range start='2222' to='22'/></portForward>`,
+			"--foreground --stderr --address 10.0.2.3 --netmask 24 --gateway 10.0.2.2 --address fd00::15 --gateway fd00::2 --dns 2001:db8::53 --tcp-ports fd99::1/2222:22"},
+		{v6, "", "--foreground --stderr --ipv6-only --address fd00::15 --gateway fd00::2 --dns 2001:db8::53"},
+		{`<ip family='ipv6' address='fd00::2' prefix='64'/>`, "", "--foreground --stderr --ipv6-only --address fd00::3 --gateway fd00::2 --dns 2001:db8::53"},
+	} {
+		n, err := netxml.Parse([]byte(`<network><name>u</name><vnet:forward xmlns:vnet='urn:vnet:network:1' mode='user'>` + c.fwd +
+			`</vnet:forward><dns><forwarder addr='2001:db8::53'/></dns>` + c.ips + `</network>`))
+		if err == nil {
+			err = netxml.Validate(n)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		args, err := Args(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(args, " "); got != c.want {
+			t.Errorf("args\n got %s\nwant %s", got, c.want)
+		}
+	}
+}

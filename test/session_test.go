@@ -299,7 +299,7 @@ func TestSessionPasst(t *testing.T) {
 	// handshake's ACK): the keeper supplies the ACK Debian 12's passt
 	// omits (TestPasstInboundAck).
 	t.Run("port-forward", func(t *testing.T) {
-		inboundGreeting(t, c, up)
+		inboundGreeting(t, c, up, "172.31.255.1:2222")
 	})
 
 	// kill -9 passt: a new passt on the same connection.
@@ -380,13 +380,13 @@ func TestSessionPasst(t *testing.T) {
 	}
 }
 
-// inboundGreeting connects from up to the host's forwarded port 2222 while
-// the raw guest on c accepts on 8080 and greets first.
-func inboundGreeting(t *testing.T, c net.Conn, up *netnstest.NS) {
+// inboundGreeting connects from up to the host's forwarded port 2222 at
+// addr while the raw guest on c accepts on 8080 and greets first.
+func inboundGreeting(t *testing.T, c net.Conn, up *netnstest.NS, addr string) {
 	t.Helper()
 	got := make(chan error, 1)
 	go func() {
-		line, err := readGreeting(up, "172.31.255.1:2222")
+		line, err := readGreeting(up, addr)
 		if err == nil && line != "VNET-HELLO" {
 			err = fmt.Errorf("read %q", line)
 		}
@@ -399,7 +399,7 @@ func inboundGreeting(t *testing.T, c net.Conn, up *netnstest.NS) {
 	if err := <-got; err != nil {
 		t.Fatalf("handshake ACK after %v, but the client got no greeting: %v", after, err)
 	}
-	t.Logf("inbound forward: the guest's SYN-ACK was ACKed after %v; the guest's greeting reached the client on host port 2222", after.Round(time.Microsecond))
+	t.Logf("inbound forward: the guest's SYN-ACK was ACKed after %v; the guest's greeting reached the client of %s", after.Round(time.Microsecond), addr)
 }
 
 // vmRSS is a process's resident set size as /proc shows it.

@@ -114,10 +114,10 @@ func (p *parser) userForward(root *elem, n *Network) error {
 	return nil
 }
 
-// validateUser checks a network of forward mode 'user': one IPv4 <ip> (the
-// gateway the guest sees, with its prefix; a DHCP range's start is the
-// guest's address), nothing that needs a bridge, and port forwards that do
-// not overlap.
+// validateUser checks a network of forward mode 'user': one IPv4 <ip>,
+// one IPv6 <ip> or one of each (see UserIPs), nothing that needs a
+// bridge, port forwards bound to addresses of a family the network has,
+// and port forwards that do not overlap.
 func validateUser(n *Network) error {
 	bad := func(what string) error {
 		return Errorf(KindUnsupported, "%s is not supported on network '%s' with forward mode 'user'", what, n.Name)
@@ -146,11 +146,25 @@ func validateUser(n *Network) error {
 	case n.DNS != nil && (len(n.DNS.Host) > 0 || len(n.DNS.SRVs) > 0 || len(n.DNS.TXTs) > 0):
 		return bad("DNS host, SRV and TXT records")
 	}
-	if len(n.IPs) != 1 || n.IPs[0].Family == "ipv6" {
-		return Errorf(KindXML, "network '%s' with forward mode 'user' needs exactly one IPv4 <ip address prefix> (the gateway its guests see)", n.Name)
-	}
-	if _, _, err := UserAddresses(n); err != nil {
+	v4, v6, err := UserIPs(n)
+	if err != nil {
 		return err
+	}
+	for _, pf := range n.User.PortForwards {
+		if pf.Address == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(pf.Address)
+		if err != nil {
+			return Errorf(KindXML, "invalid portForward address '%s' in network '%s'", pf.Address, n.Name)
+		}
+		if a.Is4() && !v4.Gateway.IsValid() || a.Is6() && !v6.Gateway.IsValid() {
+			fam := "IPv4"
+			if a.Is6() {
+				fam = "IPv6"
+			}
+			return Errorf(KindXML, "portForward address '%s' in network '%s' is %s, but the network has no %s <ip> (passt runs without that family and cannot bind it)", pf.Address, n.Name, fam, fam)
+		}
 	}
 	// Overlapping host ports: one passt could not bind both.
 	type span struct {
@@ -194,26 +208,63 @@ func rangeSpan(r libvirtxml.DomainInterfaceSourcePortForwardRange) uint {
 	return r.End - r.Start + 1
 }
 
-// UserAddresses returns the gateway (the <ip address>, with its prefix)
-// and the guest's address (the DHCP range's start, else the first address
-// after the gateway) of a user-mode network.
-func UserAddresses(n *Network) (gw netip.Prefix, guest netip.Addr, err error) {
-	ip := n.IPs[0]
-	a, err1 := netip.ParseAddr(ip.Address)
-	if err1 != nil || !a.Is4() || ip.Prefix == 0 || ip.Prefix > 30 {
-		return gw, guest, Errorf(KindXML, "network '%s': <ip address='%s' prefix='%d'> must be an IPv4 address with a prefix of 1 to 30", n.Name, ip.Address, ip.Prefix)
+// UserIP is what passt gives the guest of a user-mode network in one
+// address family.
+type UserIP struct {
+	// Gateway is the <ip address> with its prefix: passt's --gateway. For
+	// IPv4 it is the router DHCP hands out; for IPv6 passt answers
+	// neighbour solicitations for it, while its router advertisements (the
+	// guest's default route) come from passt's link-local address.
+	Gateway netip.Prefix
+	// Guest is the guest's address, passt's --address (by DHCP, or DHCPv6
+	// with the /64 in passt's router advertisement): the DHCP range's
+	// start, else the address after the gateway.
+	Guest netip.Addr
+}
+
+// UserIPs returns a user-mode network's IPv4 and IPv6 settings, the
+// Gateway of a family the network lacks being the zero (invalid) prefix.
+// The network has one IPv4 <ip> (prefix 1 to 30), one IPv6 <ip> (prefix
+// 64: Debian 12's passt always announces the guest's address as a /64 and
+// has no option for another prefix) or one of each.
+func UserIPs(n *Network) (v4, v6 UserIP, err error) {
+	need := func() error {
+		return Errorf(KindXML, "network '%s' with forward mode 'user' needs one IPv4 <ip address prefix>, one IPv6 <ip family='ipv6' address prefix='64'> or one of each (the gateway its guest sees)", n.Name)
 	}
-	gw = netip.PrefixFrom(a, int(ip.Prefix))
-	guest = a.Next()
-	if ip.DHCP != nil && len(ip.DHCP.Ranges) > 0 {
-		if guest, err1 = netip.ParseAddr(ip.DHCP.Ranges[0].Start); err1 != nil {
-			return gw, guest, Errorf(KindXML, "network '%s': invalid DHCP range start '%s'", n.Name, ip.DHCP.Ranges[0].Start)
+	if len(n.IPs) == 0 || len(n.IPs) > 2 {
+		return v4, v6, need()
+	}
+	for _, ip := range n.IPs {
+		a, err1 := netip.ParseAddr(ip.Address)
+		if err1 != nil {
+			return v4, v6, Errorf(KindXML, "network '%s': invalid <ip address='%s'>", n.Name, ip.Address)
+		}
+		u := &v4
+		if a.Is6() {
+			u = &v6
+		}
+		if u.Gateway.IsValid() {
+			return v4, v6, need()
+		}
+		if a.Is4() && (ip.Prefix == 0 || ip.Prefix > 30) {
+			return v4, v6, Errorf(KindXML, "network '%s': <ip address='%s' prefix='%d'> must be an IPv4 address with a prefix of 1 to 30", n.Name, ip.Address, ip.Prefix)
+		}
+		if a.Is6() && ip.Prefix != 64 {
+			return v4, v6, Errorf(KindXML, "network '%s': <ip family='ipv6' address='%s' prefix='%d'> needs prefix='64': passt announces the guest's address as a /64 and cannot use another prefix", n.Name, ip.Address, ip.Prefix)
+		}
+		u.Gateway = netip.PrefixFrom(a, int(ip.Prefix))
+		u.Guest = a.Next()
+		if ip.DHCP != nil && len(ip.DHCP.Ranges) > 0 {
+			if u.Guest, err1 = netip.ParseAddr(ip.DHCP.Ranges[0].Start); err1 != nil {
+				return v4, v6, Errorf(KindXML, "network '%s': invalid DHCP range start '%s'", n.Name, ip.DHCP.Ranges[0].Start)
+			}
+		}
+		subnet := u.Gateway.Masked()
+		if !subnet.Contains(u.Guest) || u.Guest == a || u.Guest == subnet.Addr() || (a.Is4() && u.Guest == lastAddr(u.Gateway)) {
+			return v4, v6, Errorf(KindXML, "network '%s': the guest's address %s is not a host address of %s other than the gateway", n.Name, u.Guest, subnet)
 		}
 	}
-	if !gw.Masked().Contains(guest) || guest == a || guest == lastAddr(gw) || guest == gw.Masked().Addr() {
-		return gw, guest, Errorf(KindXML, "network '%s': the guest's address %s is not a host address of %s other than the gateway", n.Name, guest, gw.Masked())
-	}
-	return gw, guest, nil
+	return v4, v6, nil
 }
 
 // formatUserForward writes <vnet:forward mode='user'> and its port forwards.

@@ -48,9 +48,50 @@ func TestUserForward(t *testing.T) {
 	if err != nil || got != userNet {
 		t.Fatalf("round trip (%v):\n%s", err, got)
 	}
-	gw, guest, err := UserAddresses(n)
-	if err != nil || gw.String() != "10.0.2.2/24" || guest.String() != "10.0.2.15" {
-		t.Fatalf("UserAddresses: %v %v %v", gw, guest, err)
+	v4, v6, err := UserIPs(n)
+	if err != nil || v4.Gateway.String() != "10.0.2.2/24" || v4.Guest.String() != "10.0.2.15" || v6.Gateway.IsValid() {
+		t.Fatalf("UserIPs: %+v %+v %v", v4, v6, err)
+	}
+}
+
+const userNet6 = `  <ip family='ipv6' address='fd00::2' prefix='64'>
+    <dhcp>
+      <range start='fd00::15' end='fd00::15'/>
+    </dhcp>
+  </ip>
+</network>
+`
+
+// TestUserForwardIPv6: a user-mode network with an IPv6 <ip>, beside the
+// IPv4 one or alone, round-trips and gives passt's IPv6 gateway and guest
+// address.
+func TestUserForwardIPv6(t *testing.T) {
+	dual := strings.Replace(userNet, "</network>\n", userNet6, 1)
+	only6 := dual[:strings.Index(dual, "  <ip address='10.0.2.2'")] + userNet6
+	only6 = strings.Replace(only6, "address='127.0.0.1'", "address='::1'", 1)
+	for _, doc := range []string{dual, only6} {
+		n, err := Parse([]byte(doc))
+		if err == nil {
+			err = Validate(n)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := Format(n, 0); err != nil || got != doc {
+			t.Fatalf("round trip (%v):\n%s", err, got)
+		}
+		v4, v6, err := UserIPs(n)
+		if err != nil || v6.Gateway.String() != "fd00::2/64" || v6.Guest.String() != "fd00::15" || v4.Gateway.IsValid() != (doc == dual) {
+			t.Fatalf("UserIPs: %+v %+v %v", v4, v6, err)
+		}
+	}
+	// Without a DHCP range the guest gets the address after the gateway.
+	n, err := Parse([]byte(strings.Replace(only6, "    <dhcp>\n      <range start='fd00::15' end='fd00::15'/>\n    </dhcp>\n", "", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, v6, err := UserIPs(n); err != nil || v6.Guest.String() != "fd00::3" {
+		t.Fatalf("UserIPs without DHCP: %+v %v", v6, err)
 	}
 }
 
@@ -76,6 +117,12 @@ func TestUserForwardBadInput(t *testing.T) {
 		{strings.Replace(userNet, "start='10.0.2.15' end='10.0.2.15'", "start='10.0.3.15' end='10.0.3.15'", 1), "range 10.0.3.15 - 10.0.3.15 is not entirely within network 10.0.2.2/24"},
 		{strings.Replace(userNet, "start='10.0.2.15' end='10.0.2.15'", "start='10.0.2.2' end='10.0.2.2'", 1), "the guest's address 10.0.2.2 is not a host address of 10.0.2.0/24 other than the gateway"},
 		{strings.Replace(userNet, "<dns>", "<forward mode='nat'/>\n  <dns>", 1), "network 'usernet' has both <forward> and <vnet:forward>"},
+		{strings.Replace(userNet, "</network>\n", "<ip address='10.0.3.2' prefix='24'/></network>", 1), "network 'usernet' with forward mode 'user' needs one IPv4 <ip address prefix>, one IPv6 <ip family='ipv6' address prefix='64'> or one of each"},
+		{strings.Replace(userNet, "</network>\n", "<ip family='ipv6' address='fd00::2' prefix='64'/><ip family='ipv6' address='fd01::2' prefix='64'/></network>", 1), "needs one IPv4 <ip address prefix>, one IPv6"},
+		{strings.Replace(userNet, "</network>\n", "<ip family='ipv6' address='fd00::2' prefix='48'/></network>", 1), "network 'usernet': <ip family='ipv6' address='fd00::2' prefix='48'> needs prefix='64': passt announces the guest's address as a /64 and cannot use another prefix"},
+		{strings.Replace(userNet, "</network>\n", "<ip family='ipv6' address='fd00::2' prefix='64'><dhcp><range start='fd00::2' end='fd00::2'/></dhcp></ip></network>", 1), "the guest's address fd00::2 is not a host address of fd00::/64 other than the gateway"},
+		{strings.Replace(userNet, "</network>\n", "<ip family='ipv6' address='fd00::2' prefix='64'><dhcp><range start='fd00::' end='fd00::'/></dhcp></ip></network>", 1), "the guest's address fd00:: is not a host address of fd00::/64"},
+		{fwd("<portForward proto='tcp' address='fd99::1'><range start='2222'/></portForward>"), "portForward address 'fd99::1' in network 'usernet' is IPv6, but the network has no IPv6 <ip> (passt runs without that family and cannot bind it)"},
 	} {
 		n, err := Parse([]byte(c.doc))
 		if err == nil {

@@ -105,7 +105,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.netListCmd(), a.netInfoCmd(), a.netDumpXMLCmd(),
 		a.netAutostartCmd(), a.netUUIDCmd(), a.netNameCmd(), a.netEditCmd(),
 		a.netUpdateCmd(), a.netDHCPLeasesCmd(), a.netEventCmd(),
-		a.netPortCreateCmd(), a.netPortListCmd(), a.netPortDumpXMLCmd(), a.netPortDeleteCmd(),
+		a.netPortCreateCmd(), a.netPortListCmd(), a.netPortDumpXMLCmd(), a.netPortDeleteCmd(), a.netPortAttachCmd(),
 		a.netDoctorCmd(),
 	)
 	return root

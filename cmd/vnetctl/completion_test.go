@@ -128,6 +128,12 @@ func TestBashCompletion(t *testing.T) {
 		{"net-event warning", []string{"vnetctl", "net-event", "--event", "w"}, []string{"warning"}, ""},
 		{"net-update section option", []string{"vnetctl", "net-update", "--section", "dns-"},
 			[]string{"dns-host", "dns-srv", "dns-txt"}, ""},
+		{"net-port-attach options", []string{"vnetctl", "net-port-attach", "--f"}, []string{"--fd"}, ""},
+		{"net-port-attach network", []string{"vnetctl", "net-port-attach", ""},
+			[]string{"default"}, "-q net-list --name"},
+		{"net-port-attach --fd value", []string{"vnetctl", "net-port-attach", "--fd", ""}, nil, ""},
+		{"net-port-attach command's arguments", []string{"vnetctl", "net-port-attach", "default", "5d744f21-ba4a-4d6e-bdb2-30a35ff3207d", "--", "qemu", "n"},
+			[]string{"net.xml"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, calls := complete(t, dir, tc.words...)

@@ -17,6 +17,7 @@
 //	net-dhcp-leases NETWORK [[--mac] MAC] [--json]
 //	net-event {[NETWORK] [[--event] lifecycle] [--loop] [--timeout S] [--timestamp] | --list}
 //	net-doctor [NETWORK] [--json]
+//	net-port-attach NETWORK PORT [--fd N] -- COMMAND [ARG]...
 //
 // Global options: --socket PATH (default $VNET_SOCKET, else
 // /run/vnet/vnetd.sock) and -q/--quiet. As in virsh, the data argument may
@@ -27,7 +28,10 @@
 // none; net-dhcp-leases --json prints the leases as a JSON array;
 // net-doctor says what around a network breaks its guests (PROBLEM lines
 // with fixes, exit status 1 when there are problems); net-event --event
-// port|warning shows vnet's port and net-doctor's live warning events.
+// port|warning shows vnet's port and net-doctor's live warning events;
+// net-port-attach runs a command (QEMU with -netdev
+// stream,addr.type=fd,addr.str=3) with a connection to the passt socket of a
+// port of a user-mode network as descriptor 3.
 //
 // Differences from virsh: net-event waits for lifecycle events when no event
 // type is given (virsh insists on one) and accepts the network and event
