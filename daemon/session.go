@@ -106,8 +106,13 @@ func (h *sessionHost) LinkExists(string) bool { return false }
 // Detach implements Host: the keepers keep running.
 func (h *sessionHost) Detach() { h.passt.Detach() }
 
-// Leases implements Host: passt hands out one address, the network's.
-func (h *sessionHost) Leases(n *netxml.Network) ([]api.Lease, error) { return []api.Lease{}, nil }
+// Leases implements Host. passt keeps no lease database (it hands every
+// port's guest the network's one address), so there is nothing to list: an
+// error says so rather than an empty list that reads as "no guest asked".
+func (h *sessionHost) Leases(n *netxml.Network) ([]api.Lease, error) {
+	return nil, netxml.Errorf(netxml.KindOperationUnsupported,
+		"network '%s' is a user-mode network: passt keeps no DHCP leases (each port's guest gets the network's address, shown by net-dumpxml)", n.Name)
+}
 
 // Plan implements Host.
 func (h *sessionHost) Plan(n *netxml.Network) (string, error) {

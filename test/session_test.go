@@ -267,6 +267,9 @@ func TestSessionPasst(t *testing.T) {
 
 	s.mustCtl("net-define", s.file("user.xml", fmt.Sprintf(userNetXML, 2222)))
 	s.mustCtl("net-start", "usernet")
+	if _, errs, code := s.ctl("net-dhcp-leases", "usernet"); code == 0 || !strings.Contains(errs, "error: Operation not supported: network 'usernet' is a user-mode network: passt keeps no DHCP leases") {
+		t.Fatalf("net-dhcp-leases on a user-mode network: %d %q", code, errs)
+	}
 	const uuid = "5d744f21-ba4a-4d6e-bdb2-30a35ff3207e"
 	s.mustCtl("net-port-create", "usernet", s.file("port.xml", portXML(uuid, "52:54:00:12:34:56", "")))
 	sock := filepath.Join(s.runtime, "vnet", "passt", uuid+".socket")
