@@ -383,15 +383,26 @@ func (h *realHost) Start(n *netxml.Network) error {
 
 // Converge implements Host.
 func (h *realHost) Converge(n *netxml.Network) ([]string, error) {
+	return h.ConvergePass(n, nil)
+}
+
+// Verify implements Host: Converge with the recording executor.
+func (h *realHost) Verify(n *netxml.Network) ([]string, error) {
+	return h.VerifyPass(n, nil)
+}
+
+// ConvergePass implements passHost.
+func (h *realHost) ConvergePass(n *netxml.Network, snap *network.Snapshot) ([]string, error) {
 	ex := h.run(n)
+	ex.Pass = snap
 	_, err := h.converge(n, ex)
 	logChanges(h.log, n, ex.Ran)
 	return network.Problems(ex.Ran), err
 }
 
-// Verify implements Host: Converge with the recording executor.
-func (h *realHost) Verify(n *netxml.Network) ([]string, error) {
-	var rec network.Record
+// VerifyPass implements passHost.
+func (h *realHost) VerifyPass(n *netxml.Network, snap *network.Snapshot) ([]string, error) {
+	rec := network.Record{Pass: snap}
 	_, err := h.converge(n, &rec)
 	return network.Problems(rec.Steps), err
 }
