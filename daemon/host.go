@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -74,6 +73,9 @@ type realHost struct {
 	// <vnet:overlay> are refused), read from overlayPath at start.
 	overlay     *frr.Settings
 	overlayPath string
+	// stamps spares the periodic check reading dnsmasq's files while
+	// they are unchanged (nil: always read).
+	stamps *fileStamps
 	// conflicts spares the conflict check of a start its dumps while
 	// nothing on the host overlaps (nil: always dump).
 	conflicts *network.HostIndex
@@ -314,7 +316,7 @@ func (h *realHost) convergeDnsmasq(n *netxml.Network, ex network.Executor, newBr
 	}
 	var differ []string
 	for _, p := range paths {
-		if cur, err := os.ReadFile(p); err != nil || string(cur) != files[p] {
+		if !h.stamps.same(p, files[p]) {
 			differ = append(differ, p)
 		}
 	}
@@ -425,6 +427,11 @@ func (h *realHost) Remove(n *netxml.Network) error {
 	defer func() { h.log.Debug("remove network", "network", n.Name, "steps", t.String()) }()
 	if err := h.dns.Stop(n.Name); err != nil {
 		errs = append(errs, err)
+	}
+	if files, err := h.dns.PlannedFiles(n); err == nil {
+		for p := range files {
+			h.stamps.forget(p)
+		}
 	}
 	t.step("dnsmasq")
 	if n.OwnsBridge() {
