@@ -176,7 +176,9 @@ type converged struct {
 // with network.Apply they are made (start, adoption, repair), with
 // network.Record only recorded (verify, --dry-run). There is no other code
 // path that changes a network's host state.
-func (h *realHost) converge(n *netxml.Network, ex network.Executor) (c converged, err error) {
+//
+// fwPass, when not nil, is shared by the checks of every network (hostPass).
+func (h *realHost) converge(n *netxml.Network, ex network.Executor, fwPass *firewall.Pass) (c converged, err error) {
 	if !n.OwnsBridge() {
 		return c, checkForeignModes(n)
 	}
@@ -219,7 +221,7 @@ func (h *realHost) converge(n *netxml.Network, ex network.Executor) (c converged
 		return c, err
 	}
 	t.step("sysctl")
-	if err = h.convergeFirewall(n, c.plan, ex, newBridge, &c.appliedFW); err != nil {
+	if err = h.convergeFirewall(n, c.plan, ex, fwPass, newBridge, &c.appliedFW); err != nil {
 		return c, err
 	}
 	t.step("firewall")
@@ -247,10 +249,15 @@ func (h *realHost) converge(n *netxml.Network, ex network.Executor) (c converged
 // convergeFirewall applies the network's rules when they differ from the
 // plan, or always on a new bridge: rules match interfaces by index, so a
 // re-created bridge needs them re-applied even if they are all still there.
-func (h *realHost) convergeFirewall(n *netxml.Network, plan *firewall.Plan, ex network.Executor, newBridge bool, applied *bool) error {
+func (h *realHost) convergeFirewall(n *netxml.Network, plan *firewall.Plan, ex network.Executor, pass *firewall.Pass, newBridge bool, applied *bool) error {
 	var problem string
 	if !newBridge {
-		verr := h.fw.Verify(plan)
+		var verr error
+		if pv, ok := h.fw.(firewall.PassVerifier); ok && pass != nil {
+			verr = pv.VerifyPass(plan, pass)
+		} else {
+			verr = h.fw.Verify(plan)
+		}
 		if verr == nil {
 			return nil
 		}
@@ -359,7 +366,7 @@ func (h *realHost) run(n *netxml.Network) *network.Apply {
 // Start implements Host.
 func (h *realHost) Start(n *netxml.Network) error {
 	ex := h.run(n)
-	c, err := h.converge(n, ex)
+	c, err := h.converge(n, ex, nil)
 	logChanges(h.log, n, ex.Ran)
 	if err == nil {
 		return nil
@@ -385,27 +392,44 @@ func (h *realHost) Start(n *netxml.Network) error {
 
 // Converge implements Host.
 func (h *realHost) Converge(n *netxml.Network) ([]string, error) {
-	return h.ConvergePass(n, nil)
-}
-
-// Verify implements Host: Converge with the recording executor.
-func (h *realHost) Verify(n *netxml.Network) ([]string, error) {
-	return h.VerifyPass(n, nil)
-}
-
-// ConvergePass implements passHost.
-func (h *realHost) ConvergePass(n *netxml.Network, snap *network.Snapshot) ([]string, error) {
 	ex := h.run(n)
-	ex.Pass = snap
-	_, err := h.converge(n, ex)
+	_, err := h.converge(n, ex, nil)
 	logChanges(h.log, n, ex.Ran)
 	return network.Problems(ex.Ran), err
 }
 
-// VerifyPass implements passHost.
-func (h *realHost) VerifyPass(n *netxml.Network, snap *network.Snapshot) ([]string, error) {
-	rec := network.Record{Pass: snap}
-	_, err := h.converge(n, &rec)
+// Verify implements Host: Converge with the recording executor.
+func (h *realHost) Verify(n *netxml.Network) ([]string, error) {
+	var rec network.Record
+	_, err := h.converge(n, &rec, nil)
+	return network.Problems(rec.Steps), err
+}
+
+// hostPass is what the converges of one check of every network share:
+// the host's links, addresses and sysctls, the nftables generation. Each
+// only ever confirms a part as healthy (see network.Snapshot).
+type hostPass struct {
+	net *network.Snapshot
+	fw  *firewall.Pass
+}
+
+func newHostPass() *hostPass {
+	return &hostPass{net: network.NewSnapshot(), fw: &firewall.Pass{}}
+}
+
+// convergePass implements passHost.
+func (h *realHost) convergePass(n *netxml.Network, pass *hostPass) ([]string, error) {
+	ex := h.run(n)
+	ex.Pass = pass.net
+	_, err := h.converge(n, ex, pass.fw)
+	logChanges(h.log, n, ex.Ran)
+	return network.Problems(ex.Ran), err
+}
+
+// verifyPass implements passHost.
+func (h *realHost) verifyPass(n *netxml.Network, pass *hostPass) ([]string, error) {
+	rec := network.Record{Pass: pass.net}
+	_, err := h.converge(n, &rec, pass.fw)
 	return network.Problems(rec.Steps), err
 }
 
@@ -520,7 +544,7 @@ func (h *realHost) Plan(n *netxml.Network) (string, error) {
 		return fmt.Sprintf("# forward mode '%s': guests use host devices directly; nothing changes on the host at start\n", n.ForwardMode()), nil
 	}
 	var rec network.Record
-	if _, err := h.converge(n, &rec); err != nil {
+	if _, err := h.converge(n, &rec, nil); err != nil {
 		return "", err
 	}
 	if len(rec.Steps) == 0 {

@@ -134,12 +134,12 @@ func (r *repairer) run(ctx context.Context, interval time.Duration) {
 		}
 		// A check of every network reads the host's links, addresses
 		// and host-wide sysctls once for all of them.
-		var snap *network.Snapshot
+		var pass *hostPass
 		if pending[allNetworks] {
-			snap = network.NewSnapshot()
+			pass = newHostPass()
 		}
 		for name := range names {
-			r.repair(name, snap)
+			r.repair(name, pass)
 		}
 		if pending[allNetworks] {
 			// The CPU of the whole process: at idle, what a pass costs.
@@ -176,8 +176,8 @@ func (r *repairer) limiter(name string) *rate.Limiter {
 // that changed something takes a token; once the tokens are gone, the
 // network is only verified (the recording converge) until one is back.
 //
-// snap, when not nil, is the snapshot of a check of every network.
-func (r *repairer) repair(name string, snap *network.Snapshot) {
+// pass, when not nil, is shared by a check of every network.
+func (r *repairer) repair(name string, pass *hostPass) {
 	o, err := r.m.lookup(name, "name")
 	if err != nil {
 		return
@@ -195,7 +195,7 @@ func (r *repairer) repair(name string, snap *network.Snapshot) {
 	live := o.live
 	lim := r.limiter(name)
 	if lim.TokensAt(r.now()) < 1 {
-		drift, err := r.verify(live, snap)
+		drift, err := r.verify(live, pass)
 		drift = append(drift, r.m.verifyPorts(live)...)
 		if err == nil && len(drift) == 0 {
 			r.setLimited(name, false)
@@ -207,7 +207,7 @@ func (r *repairer) repair(name string, snap *network.Snapshot) {
 		time.AfterFunc(r.retry, func() { r.hint(name) })
 		return
 	}
-	repaired, err := r.converge(live, snap)
+	repaired, err := r.converge(live, pass)
 	if err == nil {
 		repaired = append(repaired, r.m.convergePorts(live)...)
 	}
@@ -228,25 +228,25 @@ func (r *repairer) repair(name string, snap *network.Snapshot) {
 	}
 }
 
-// passHost is a Host whose converges can read a snapshot shared by a check
-// of every network (network.Snapshot) instead of the host, per network.
+// passHost is a Host whose converges can share what one check of every
+// network reads of the host (hostPass) instead of reading it per network.
 type passHost interface {
-	ConvergePass(n *netxml.Network, snap *network.Snapshot) ([]string, error)
-	VerifyPass(n *netxml.Network, snap *network.Snapshot) ([]string, error)
+	convergePass(n *netxml.Network, pass *hostPass) ([]string, error)
+	verifyPass(n *netxml.Network, pass *hostPass) ([]string, error)
 }
 
-// converge is Host.Converge, with the pass's snapshot where the host takes it.
-func (r *repairer) converge(n *netxml.Network, snap *network.Snapshot) ([]string, error) {
-	if ph, ok := r.m.host.(passHost); ok && snap != nil {
-		return ph.ConvergePass(n, snap)
+// converge is Host.Converge, with the pass where the host takes it.
+func (r *repairer) converge(n *netxml.Network, pass *hostPass) ([]string, error) {
+	if ph, ok := r.m.host.(passHost); ok && pass != nil {
+		return ph.convergePass(n, pass)
 	}
 	return r.m.host.Converge(n)
 }
 
-// verify is Host.Verify, with the pass's snapshot where the host takes it.
-func (r *repairer) verify(n *netxml.Network, snap *network.Snapshot) ([]string, error) {
-	if ph, ok := r.m.host.(passHost); ok && snap != nil {
-		return ph.VerifyPass(n, snap)
+// verify is Host.Verify, with the pass where the host takes it.
+func (r *repairer) verify(n *netxml.Network, pass *hostPass) ([]string, error) {
+	if ph, ok := r.m.host.(passHost); ok && pass != nil {
+		return ph.verifyPass(n, pass)
 	}
 	return r.m.host.Verify(n)
 }

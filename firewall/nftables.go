@@ -490,7 +490,10 @@ func (b *nftBackend) Remove(p *Plan) error {
 // Verify implements Backend. It compares tables, base chains and every rule's
 // expressions (ignoring counter values) with what Apply would install, and
 // checks the tc checksum fix on the bridge.
-func (b *nftBackend) Verify(p *Plan) error {
+func (b *nftBackend) Verify(p *Plan) error { return b.VerifyPass(p, nil) }
+
+// VerifyPass implements PassVerifier.
+func (b *nftBackend) VerifyPass(p *Plan, pass *Pass) error {
 	if p.Bridge == "" {
 		return nil
 	}
@@ -506,7 +509,17 @@ func (b *nftBackend) Verify(p *Plan) error {
 	if err != nil {
 		return err
 	}
-	gen, genErr := b.generation()
+	var gen uint32
+	var genErr error
+	switch {
+	case pass == nil:
+		gen, genErr = b.generation()
+	case pass.read:
+		gen, genErr = pass.gen, pass.err
+	default:
+		gen, genErr = b.generation()
+		pass.read, pass.gen, pass.err = true, gen, genErr
+	}
 	mark := cleanMark{gen: gen, ifindex: s.ifindex, plan: planHash(p)}
 	if genErr != nil || b.clean[p.TableName()] != mark {
 		delete(b.clean, p.TableName())

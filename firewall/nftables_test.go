@@ -574,3 +574,27 @@ func TestDescribeChecksumSteps(t *testing.T) {
 		t.Errorf("no csum action: tc steps %q", got)
 	}
 }
+
+// TestVerifyPass: verifications sharing a Pass read the generation once; a
+// table found clean is not read again at that generation, and a new pass
+// after a change finds the drift.
+func TestVerifyPass(t *testing.T) {
+	_, b := nsBackend(t, "fwp")
+	p := planOf(t, "nat-default.xml")
+	if err := b.Apply(p); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	pass := &Pass{}
+	for range 2 {
+		if err := b.(PassVerifier).VerifyPass(p, pass); err != nil {
+			t.Fatalf("verify with a pass: %v", err)
+		}
+	}
+	if !pass.read || pass.err != nil {
+		t.Fatalf("pass after verify: %+v", pass)
+	}
+	table := &nftables.Table{Name: p.TableName(), Family: nftables.TableFamilyIPv4}
+	tamper(t, b, func(c *nftables.Conn) { c.DelTable(table) })
+	wantDrift(t, b.(PassVerifier).VerifyPass(p, &Pass{}), "table ip "+table.Name)
+	wantDrift(t, b.Verify(p), "table ip "+table.Name)
+}
