@@ -102,7 +102,13 @@ func (p *Snapshot) load() error {
 			})
 			p.links[l.Attrs().Name] = sl
 		}
-		addrs, err := retryDump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, netlink.FAMILY_ALL) })
+		h, err := newHandle()
+		if err != nil {
+			p.err = err
+			return
+		}
+		defer h.Close()
+		addrs, err := h.addrs(nil)
 		if err != nil {
 			p.err = err
 			return
