@@ -414,7 +414,8 @@ type hostPass struct {
 }
 
 func newHostPass() *hostPass {
-	return &hostPass{net: network.NewSnapshot(), fw: &firewall.Pass{}}
+	snap := network.NewSnapshot()
+	return &hostPass{net: snap, fw: &firewall.Pass{LinkIndex: snap.LinkIndex}}
 }
 
 // convergePass implements passHost.

@@ -111,6 +111,10 @@ func (e *DriftError) empty() bool { return len(e.Missing) == 0 && len(e.Unexpect
 // table that was clean at that generation; a change after it is caught by
 // its nftables event or by the next check.
 type Pass struct {
+	// LinkIndex, when set, returns a link's index as a dump shared by the
+	// check found it (false: not found there; it is then asked for).
+	LinkIndex func(name string) (int, bool)
+
 	read bool
 	gen  uint32
 	err  error

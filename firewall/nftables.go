@@ -317,7 +317,10 @@ type nftSteps struct {
 // describe, a bridge that does not exist yet is no error: the steps are
 // then those for a new bridge, and when no tc step can arise no handle is
 // opened at all (the rule text names the bridge, it needs no index).
-func (b *nftBackend) prepare(p *Plan, describe bool) (*nftSteps, *netlink.Handle, error) {
+//
+// pass, when not nil, may give the bridge's index (Verify only: Apply and
+// Describe always ask the kernel).
+func (b *nftBackend) prepare(p *Plan, describe bool, pass *Pass) (*nftSteps, *netlink.Handle, error) {
 	s := &nftSteps{p: p, owned: b.owner != nil}
 	tc := p.ChecksumFix && !b.noCsum
 	if len(p.Rules) == 0 && !p.ChecksumFix || describe && !tc {
@@ -327,7 +330,12 @@ func (b *nftBackend) prepare(p *Plan, describe bool) (*nftSteps, *netlink.Handle
 	if err != nil {
 		return nil, nil, err
 	}
-	link, err := h.LinkByName(p.Bridge)
+	var link netlink.Link
+	if idx, ok := passIndex(pass, p.Bridge); ok {
+		link = &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Index: idx, Name: p.Bridge}}
+	} else {
+		link, err = h.LinkByName(p.Bridge)
+	}
 	var nf netlink.LinkNotFoundError
 	switch {
 	case err == nil:
@@ -341,6 +349,14 @@ func (b *nftBackend) prepare(p *Plan, describe bool) (*nftSteps, *netlink.Handle
 		}
 	}
 	return s, h, nil
+}
+
+// passIndex is the bridge's index from the pass, if it has one.
+func passIndex(pass *Pass, bridge string) (int, bool) {
+	if pass == nil || pass.LinkIndex == nil {
+		return 0, false
+	}
+	return pass.LinkIndex(bridge)
 }
 
 // build adds the batch to c: for both families, delete the network's table
@@ -425,7 +441,7 @@ func (b *nftBackend) Apply(p *Plan) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	start := time.Now()
-	s, h, err := b.prepare(p, false)
+	s, h, err := b.prepare(p, false, nil)
 	if err != nil {
 		return err
 	}
@@ -458,7 +474,7 @@ func (b *nftBackend) Describe(p *Plan) (string, error) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s, _, err := b.prepare(p, true)
+	s, _, err := b.prepare(p, true, nil)
 	if err != nil {
 		return "", err
 	}
@@ -500,7 +516,7 @@ func (b *nftBackend) VerifyPass(p *Plan, pass *Pass) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	drift := &DriftError{Network: p.Network}
-	s, _, err := b.prepare(p, false)
+	s, _, err := b.prepare(p, false, pass)
 	var nf netlink.LinkNotFoundError
 	if errors.As(err, &nf) {
 		drift.Missing = append(drift.Missing, "bridge "+p.Bridge)

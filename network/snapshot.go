@@ -41,17 +41,19 @@ type snapLink struct {
 	link   netlink.Link
 	stp    stpState
 	hasSTP bool
-	// sysctls holds the per-interface IPv6 sysctls of bridgeSysctlKeys
-	// (nil: the link has no IPv6 state).
-	sysctls map[string]string
+	// sysctls holds the per-interface IPv6 sysctls, in the order of
+	// bridgeSysctlKeys (hasSysctls false: the link has no IPv6 state).
+	sysctls    [3]int32
+	hasSysctls bool
 }
 
 // NewSnapshot returns an empty snapshot; the dumps run on first use.
 func NewSnapshot() *Snapshot { return &Snapshot{} }
 
-// The kernel's DEVCONF_* indices into IFLA_INET6_CONF (linux/ipv6.h), for
-// the per-bridge sysctls vnet manages.
-var devconfIndex = map[string]int{"accept_ra": 3, "autoconf": 5, "disable_ipv6": 26}
+// devconfIndex holds the kernel's DEVCONF_* indices into IFLA_INET6_CONF
+// (linux/ipv6.h) of bridgeSysctlKeys, in their order: disable_ipv6,
+// accept_ra, autoconf.
+var devconfIndex = [3]int{26, 3, 5}
 
 // errNotInSnapshot makes a converge read the live state instead.
 var errNotInSnapshot = errors.New("not confirmed by the snapshot")
@@ -91,14 +93,13 @@ func (p *Snapshot) load() error {
 				if typ != unix.IFLA_INET6_CONF {
 					return
 				}
-				conf := map[string]string{}
-				for key, i := range devconfIndex {
+				for k, i := range devconfIndex {
 					if len(v) < 4*(i+1) {
 						return
 					}
-					conf[key] = strconv.Itoa(int(int32(binary.NativeEndian.Uint32(v[4*i:]))))
+					sl.sysctls[k] = int32(binary.NativeEndian.Uint32(v[4*i:]))
 				}
-				sl.sysctls = conf
+				sl.hasSysctls = true
 			})
 			p.links[l.Attrs().Name] = sl
 		}
@@ -133,16 +134,26 @@ func (p *Snapshot) bridge(s bridgeSpec) (netlink.Link, bridgeState, error) {
 	}
 	a := sl.link.Attrs()
 	st := bridgeState{mac: a.HardwareAddr, mtu: a.MTU, up: a.Flags&net.FlagUp != 0, stp: sl.stp, addrs: p.addrs[a.Index], sysctls: map[string]string{}}
-	if sl.sysctls == nil {
-		if s.v6 {
-			return nil, bridgeState{}, errNotInSnapshot
+	switch {
+	case sl.hasSysctls:
+		for k, key := range bridgeSysctlKeys {
+			st.sysctls[key] = strconv.Itoa(int(sl.sysctls[k]))
 		}
-	} else {
-		for k, v := range sl.sysctls {
-			st.sysctls[k] = v
-		}
+	case s.v6:
+		return nil, bridgeState{}, errNotInSnapshot
 	}
 	return sl.link, st, nil
+}
+
+// LinkIndex returns the index of the link named name in the snapshot.
+func (p *Snapshot) LinkIndex(name string) (int, bool) {
+	if p.load() != nil {
+		return 0, false
+	}
+	if sl := p.links[name]; sl != nil {
+		return sl.link.Attrs().Index, true
+	}
+	return 0, false
 }
 
 // sysctlIs reports whether the host-wide sysctl s has the value want, read
