@@ -119,7 +119,7 @@ func newHostManager(ctx context.Context, c Config, log *slog.Logger) (*Manager, 
 		return nil, "", err
 	}
 	warnFileLimit(log)
-	host := &realHost{fw: fw, dns: dns, log: log, overlay: overlay, overlayPath: overlayPath, conflicts: network.NewHostIndex(),
+	host := &realHost{fw: fw, dns: dns, log: log, stamps: newFileStamps(), overlay: overlay, overlayPath: overlayPath, conflicts: network.NewHostIndex(),
 		namesDir: filepath.Join(c.RunDir, "overlay-names")}
 	m, err := NewManager(c.ConfigDir, c.RunDir, host, log)
 	if err != nil {

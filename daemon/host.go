@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -74,6 +73,9 @@ type realHost struct {
 	// <vnet:overlay> are refused), read from overlayPath at start.
 	overlay     *frr.Settings
 	overlayPath string
+	// stamps spares the periodic check reading dnsmasq's files while
+	// they are unchanged (nil: always read).
+	stamps *fileStamps
 	// conflicts spares the conflict check of a start its dumps while
 	// nothing on the host overlaps (nil: always dump).
 	conflicts *network.HostIndex
@@ -174,7 +176,9 @@ type converged struct {
 // with network.Apply they are made (start, adoption, repair), with
 // network.Record only recorded (verify, --dry-run). There is no other code
 // path that changes a network's host state.
-func (h *realHost) converge(n *netxml.Network, ex network.Executor) (c converged, err error) {
+//
+// fwPass, when not nil, is shared by the checks of every network (hostPass).
+func (h *realHost) converge(n *netxml.Network, ex network.Executor, fwPass *firewall.Pass) (c converged, err error) {
 	if !n.OwnsBridge() {
 		return c, checkForeignModes(n)
 	}
@@ -217,7 +221,7 @@ func (h *realHost) converge(n *netxml.Network, ex network.Executor) (c converged
 		return c, err
 	}
 	t.step("sysctl")
-	if err = h.convergeFirewall(n, c.plan, ex, newBridge, &c.appliedFW); err != nil {
+	if err = h.convergeFirewall(n, c.plan, ex, fwPass, newBridge, &c.appliedFW); err != nil {
 		return c, err
 	}
 	t.step("firewall")
@@ -245,10 +249,15 @@ func (h *realHost) converge(n *netxml.Network, ex network.Executor) (c converged
 // convergeFirewall applies the network's rules when they differ from the
 // plan, or always on a new bridge: rules match interfaces by index, so a
 // re-created bridge needs them re-applied even if they are all still there.
-func (h *realHost) convergeFirewall(n *netxml.Network, plan *firewall.Plan, ex network.Executor, newBridge bool, applied *bool) error {
+func (h *realHost) convergeFirewall(n *netxml.Network, plan *firewall.Plan, ex network.Executor, pass *firewall.Pass, newBridge bool, applied *bool) error {
 	var problem string
 	if !newBridge {
-		verr := h.fw.Verify(plan)
+		var verr error
+		if pv, ok := h.fw.(firewall.PassVerifier); ok && pass != nil {
+			verr = pv.VerifyPass(plan, pass)
+		} else {
+			verr = h.fw.Verify(plan)
+		}
 		if verr == nil {
 			return nil
 		}
@@ -314,7 +323,7 @@ func (h *realHost) convergeDnsmasq(n *netxml.Network, ex network.Executor, newBr
 	}
 	var differ []string
 	for _, p := range paths {
-		if cur, err := os.ReadFile(p); err != nil || string(cur) != files[p] {
+		if !h.stamps.same(p, files[p]) {
 			differ = append(differ, p)
 		}
 	}
@@ -357,7 +366,7 @@ func (h *realHost) run(n *netxml.Network) *network.Apply {
 // Start implements Host.
 func (h *realHost) Start(n *netxml.Network) error {
 	ex := h.run(n)
-	c, err := h.converge(n, ex)
+	c, err := h.converge(n, ex, nil)
 	logChanges(h.log, n, ex.Ran)
 	if err == nil {
 		return nil
@@ -384,7 +393,7 @@ func (h *realHost) Start(n *netxml.Network) error {
 // Converge implements Host.
 func (h *realHost) Converge(n *netxml.Network) ([]string, error) {
 	ex := h.run(n)
-	_, err := h.converge(n, ex)
+	_, err := h.converge(n, ex, nil)
 	logChanges(h.log, n, ex.Ran)
 	return network.Problems(ex.Ran), err
 }
@@ -392,7 +401,36 @@ func (h *realHost) Converge(n *netxml.Network) ([]string, error) {
 // Verify implements Host: Converge with the recording executor.
 func (h *realHost) Verify(n *netxml.Network) ([]string, error) {
 	var rec network.Record
-	_, err := h.converge(n, &rec)
+	_, err := h.converge(n, &rec, nil)
+	return network.Problems(rec.Steps), err
+}
+
+// hostPass is what the converges of one check of every network share:
+// the host's links, addresses and sysctls, the nftables generation. Each
+// only ever confirms a part as healthy (see network.Snapshot).
+type hostPass struct {
+	net *network.Snapshot
+	fw  *firewall.Pass
+}
+
+func newHostPass() *hostPass {
+	snap := network.NewSnapshot()
+	return &hostPass{net: snap, fw: &firewall.Pass{LinkIndex: snap.LinkIndex}}
+}
+
+// convergePass implements passHost.
+func (h *realHost) convergePass(n *netxml.Network, pass *hostPass) ([]string, error) {
+	ex := h.run(n)
+	ex.Pass = pass.net
+	_, err := h.converge(n, ex, pass.fw)
+	logChanges(h.log, n, ex.Ran)
+	return network.Problems(ex.Ran), err
+}
+
+// verifyPass implements passHost.
+func (h *realHost) verifyPass(n *netxml.Network, pass *hostPass) ([]string, error) {
+	rec := network.Record{Pass: pass.net}
+	_, err := h.converge(n, &rec, pass.fw)
 	return network.Problems(rec.Steps), err
 }
 
@@ -414,6 +452,11 @@ func (h *realHost) Remove(n *netxml.Network) error {
 	defer func() { h.log.Debug("remove network", "network", n.Name, "steps", t.String()) }()
 	if err := h.dns.Stop(n.Name); err != nil {
 		errs = append(errs, err)
+	}
+	if files, err := h.dns.PlannedFiles(n); err == nil {
+		for p := range files {
+			h.stamps.forget(p)
+		}
 	}
 	t.step("dnsmasq")
 	if n.OwnsBridge() {
@@ -502,7 +545,7 @@ func (h *realHost) Plan(n *netxml.Network) (string, error) {
 		return fmt.Sprintf("# forward mode '%s': guests use host devices directly; nothing changes on the host at start\n", n.ForwardMode()), nil
 	}
 	var rec network.Record
-	if _, err := h.converge(n, &rec); err != nil {
+	if _, err := h.converge(n, &rec, nil); err != nil {
 		return "", err
 	}
 	if len(rec.Steps) == 0 {

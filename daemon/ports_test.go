@@ -186,7 +186,7 @@ func TestPorts(t *testing.T) {
 		t.Fatalf("verifyPorts: %v", d)
 	}
 	r := newRepairer(m)
-	r.repair("net1")
+	r.repair("net1", nil)
 	if got := h.tapState(); got != "vnet0@virbr0" {
 		t.Fatalf("after repair %q", got)
 	}

@@ -132,8 +132,14 @@ func (r *repairer) run(ctx context.Context, interval time.Duration) {
 		if pending[allNetworks] {
 			cpu0 = processCPU()
 		}
+		// A check of every network reads the host's links, addresses
+		// and host-wide sysctls once for all of them.
+		var pass *hostPass
+		if pending[allNetworks] {
+			pass = newHostPass()
+		}
 		for name := range names {
-			r.repair(name)
+			r.repair(name, pass)
 		}
 		if pending[allNetworks] {
 			// The CPU of the whole process: at idle, what a pass costs.
@@ -169,7 +175,9 @@ func (r *repairer) limiter(name string) *rate.Limiter {
 // network costs one read and a drifted one is not read twice. Only a pass
 // that changed something takes a token; once the tokens are gone, the
 // network is only verified (the recording converge) until one is back.
-func (r *repairer) repair(name string) {
+//
+// pass, when not nil, is shared by a check of every network.
+func (r *repairer) repair(name string, pass *hostPass) {
 	o, err := r.m.lookup(name, "name")
 	if err != nil {
 		return
@@ -187,7 +195,7 @@ func (r *repairer) repair(name string) {
 	live := o.live
 	lim := r.limiter(name)
 	if lim.TokensAt(r.now()) < 1 {
-		drift, err := r.m.host.Verify(live)
+		drift, err := r.verify(live, pass)
 		drift = append(drift, r.m.verifyPorts(live)...)
 		if err == nil && len(drift) == 0 {
 			r.setLimited(name, false)
@@ -199,7 +207,7 @@ func (r *repairer) repair(name string) {
 		time.AfterFunc(r.retry, func() { r.hint(name) })
 		return
 	}
-	repaired, err := r.m.host.Converge(live)
+	repaired, err := r.converge(live, pass)
 	if err == nil {
 		repaired = append(repaired, r.m.convergePorts(live)...)
 	}
@@ -218,6 +226,29 @@ func (r *repairer) repair(name string) {
 	if len(repaired) == 0 {
 		r.setLimited(name, false)
 	}
+}
+
+// passHost is a Host whose converges can share what one check of every
+// network reads of the host (hostPass) instead of reading it per network.
+type passHost interface {
+	convergePass(n *netxml.Network, pass *hostPass) ([]string, error)
+	verifyPass(n *netxml.Network, pass *hostPass) ([]string, error)
+}
+
+// converge is Host.Converge, with the pass where the host takes it.
+func (r *repairer) converge(n *netxml.Network, pass *hostPass) ([]string, error) {
+	if ph, ok := r.m.host.(passHost); ok && pass != nil {
+		return ph.convergePass(n, pass)
+	}
+	return r.m.host.Converge(n)
+}
+
+// verify is Host.Verify, with the pass where the host takes it.
+func (r *repairer) verify(n *netxml.Network, pass *hostPass) ([]string, error) {
+	if ph, ok := r.m.host.(passHost); ok && pass != nil {
+		return ph.verifyPass(n, pass)
+	}
+	return r.m.host.Verify(n)
 }
 
 // setLimited records whether the network is rate-limited and reports

@@ -1,10 +1,12 @@
 package daemon
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 
 	"vnet/daemon/api"
 	netxml "vnet/xml"
@@ -152,9 +154,17 @@ func reply(w http.ResponseWriter, v any, err error) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	// Encoded first, so the reply carries its Content-Length (the client
+	// reads it into one buffer) and goes out in one write.
+	var b bytes.Buffer
+	if err := json.NewEncoder(&b).Encode(v); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(b.Bytes())
 }
 
 // serveEvents streams lifecycle events as JSON lines until the client goes.

@@ -104,3 +104,25 @@ func (e *DriftError) Error() string {
 }
 
 func (e *DriftError) empty() bool { return len(e.Missing) == 0 && len(e.Unexpected) == 0 }
+
+// Pass is shared by the verifications of one check of every network: the
+// nftables ruleset generation is read once for all of them. Like
+// network.Snapshot, it can only make a verification skip work for a
+// table that was clean at that generation; a change after it is caught by
+// its nftables event or by the next check.
+type Pass struct {
+	// LinkIndex, when set, returns a link's index as a dump shared by the
+	// check found it (false: not found there; it is then asked for).
+	LinkIndex func(name string) (int, bool)
+
+	read bool
+	gen  uint32
+	err  error
+}
+
+// PassVerifier is a Backend whose Verify can share a Pass.
+type PassVerifier interface {
+	// VerifyPass is Verify, reading what pass holds from it (pass nil:
+	// Verify).
+	VerifyPass(p *Plan, pass *Pass) error
+}

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
+	"hash/maphash"
 	"log/slog"
 	"math/bits"
 	"net/netip"
@@ -53,6 +53,10 @@ type nftBackend struct {
 	clean map[string]cleanMark
 	// genConn asks for the generation (opened on first use).
 	genConn *mnl.Conn
+	// rt is the rtnetlink handle of link look-ups and tc (opened on
+	// first use, used under mu): one socket for the daemon's life rather
+	// than one per network and check.
+	rt *netlink.Handle
 }
 
 // cleanMark is what a verification found clean: the generation read before
@@ -63,10 +67,17 @@ type cleanMark struct {
 	plan    uint64 // hash of the rules: a thousand networks' texts add up
 }
 
-// planHash identifies a plan's rules.
+// planSeed seeds planHash (marks live in memory only).
+var planSeed = maphash.MakeSeed()
+
+// planHash identifies a plan's rules. Rules are comparable values, hashed
+// as such (printing them for a hash cost more than the rest of a check).
 func planHash(p *Plan) uint64 {
-	h := fnv.New64a()
-	fmt.Fprint(h, p.Rules)
+	var h maphash.Hash
+	h.SetSeed(planSeed)
+	for _, r := range p.Rules {
+		maphash.WriteComparable(&h, r)
+	}
 	return h.Sum64()
 }
 
@@ -133,6 +144,10 @@ func (b *nftBackend) Close() error {
 	if b.genConn != nil {
 		b.genConn.Close()
 		b.genConn = nil
+	}
+	if b.rt != nil {
+		b.rt.Close()
+		b.rt = nil
 	}
 	if b.owner == nil {
 		return nil
@@ -261,6 +276,9 @@ func (b *nftBackend) conn() (*nftables.Conn, error) {
 }
 
 func (b *nftBackend) netlinkHandle() (*netlink.Handle, error) {
+	if b.rt != nil {
+		return b.rt, nil
+	}
 	var h *netlink.Handle
 	var err error
 	if b.netns != 0 {
@@ -271,6 +289,7 @@ func (b *nftBackend) netlinkHandle() (*netlink.Handle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open rtnetlink handle: %w", err)
 	}
+	b.rt = h
 	return h, nil
 }
 
@@ -293,12 +312,15 @@ type nftSteps struct {
 	tc tcSteps
 }
 
-// prepare computes the steps of Apply. It returns the rtnetlink handle it
-// opened (nil when the plan needs none), which the caller closes. With
+// prepare computes the steps of Apply. It returns the backend's rtnetlink
+// handle (nil when the plan needs none; callers hold mu). With
 // describe, a bridge that does not exist yet is no error: the steps are
 // then those for a new bridge, and when no tc step can arise no handle is
 // opened at all (the rule text names the bridge, it needs no index).
-func (b *nftBackend) prepare(p *Plan, describe bool) (*nftSteps, *netlink.Handle, error) {
+//
+// pass, when not nil, may give the bridge's index (Verify only: Apply and
+// Describe always ask the kernel).
+func (b *nftBackend) prepare(p *Plan, describe bool, pass *Pass) (*nftSteps, *netlink.Handle, error) {
 	s := &nftSteps{p: p, owned: b.owner != nil}
 	tc := p.ChecksumFix && !b.noCsum
 	if len(p.Rules) == 0 && !p.ChecksumFix || describe && !tc {
@@ -308,22 +330,33 @@ func (b *nftBackend) prepare(p *Plan, describe bool) (*nftSteps, *netlink.Handle
 	if err != nil {
 		return nil, nil, err
 	}
-	link, err := h.LinkByName(p.Bridge)
+	var link netlink.Link
+	if idx, ok := passIndex(pass, p.Bridge); ok {
+		link = &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Index: idx, Name: p.Bridge}}
+	} else {
+		link, err = h.LinkByName(p.Bridge)
+	}
 	var nf netlink.LinkNotFoundError
 	switch {
 	case err == nil:
 		s.link, s.ifindex = link, uint32(link.Attrs().Index)
 	case !describe || !errors.As(err, &nf):
-		h.Close()
 		return nil, nil, fmt.Errorf("bridge %q: look up: %w", p.Bridge, err)
 	}
 	if tc {
 		if s.tc, err = checksumFixSteps(h, s.link); err != nil {
-			h.Close()
 			return nil, nil, fmt.Errorf("bridge %q: %w", p.Bridge, err)
 		}
 	}
 	return s, h, nil
+}
+
+// passIndex is the bridge's index from the pass, if it has one.
+func passIndex(pass *Pass, bridge string) (int, bool) {
+	if pass == nil || pass.LinkIndex == nil {
+		return 0, false
+	}
+	return pass.LinkIndex(bridge)
 }
 
 // build adds the batch to c: for both families, delete the network's table
@@ -408,12 +441,9 @@ func (b *nftBackend) Apply(p *Plan) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	start := time.Now()
-	s, h, err := b.prepare(p, false)
+	s, h, err := b.prepare(p, false, nil)
 	if err != nil {
 		return err
-	}
-	if h != nil {
-		defer h.Close()
 	}
 	if err := b.write(s.build); err != nil {
 		return fmt.Errorf("replace nftables table %s: %w", p.TableName(), err)
@@ -444,12 +474,9 @@ func (b *nftBackend) Describe(p *Plan) (string, error) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s, h, err := b.prepare(p, true)
+	s, _, err := b.prepare(p, true, nil)
 	if err != nil {
 		return "", err
-	}
-	if h != nil {
-		h.Close()
 	}
 	return s.script(), nil
 }
@@ -479,14 +506,17 @@ func (b *nftBackend) Remove(p *Plan) error {
 // Verify implements Backend. It compares tables, base chains and every rule's
 // expressions (ignoring counter values) with what Apply would install, and
 // checks the tc checksum fix on the bridge.
-func (b *nftBackend) Verify(p *Plan) error {
+func (b *nftBackend) Verify(p *Plan) error { return b.VerifyPass(p, nil) }
+
+// VerifyPass implements PassVerifier.
+func (b *nftBackend) VerifyPass(p *Plan, pass *Pass) error {
 	if p.Bridge == "" {
 		return nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	drift := &DriftError{Network: p.Network}
-	s, h, err := b.prepare(p, false)
+	s, _, err := b.prepare(p, false, pass)
 	var nf netlink.LinkNotFoundError
 	if errors.As(err, &nf) {
 		drift.Missing = append(drift.Missing, "bridge "+p.Bridge)
@@ -495,10 +525,17 @@ func (b *nftBackend) Verify(p *Plan) error {
 	if err != nil {
 		return err
 	}
-	if h != nil {
-		defer h.Close()
+	var gen uint32
+	var genErr error
+	switch {
+	case pass == nil:
+		gen, genErr = b.generation()
+	case pass.read:
+		gen, genErr = pass.gen, pass.err
+	default:
+		gen, genErr = b.generation()
+		pass.read, pass.gen, pass.err = true, gen, genErr
 	}
-	gen, genErr := b.generation()
 	mark := cleanMark{gen: gen, ifindex: s.ifindex, plan: planHash(p)}
 	if genErr != nil || b.clean[p.TableName()] != mark {
 		delete(b.clean, p.TableName())

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"vnet/internal/netnstest"
@@ -573,4 +574,47 @@ func TestDescribeChecksumSteps(t *testing.T) {
 	if got := describe(); got != "" {
 		t.Errorf("no csum action: tc steps %q", got)
 	}
+}
+
+// TestVerifyPass: verifications sharing a Pass read the generation once; a
+// table found clean is not read again at that generation, and a new pass
+// after a change finds the drift.
+func TestVerifyPass(t *testing.T) {
+	ns, b := nsBackend(t, "fwp")
+	p := planOf(t, "nat-default.xml")
+	if err := b.Apply(p); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	pass := &Pass{}
+	for range 2 {
+		if err := b.(PassVerifier).VerifyPass(p, pass); err != nil {
+			t.Fatalf("verify with a pass: %v", err)
+		}
+	}
+	if !pass.read || pass.err != nil {
+		t.Fatalf("pass after verify: %+v", pass)
+	}
+	// The bridge's index from the pass: the real one is clean, another
+	// one is not.
+	idx := 0
+	if err := ns.Do(func() error {
+		l, err := netlink.LinkByName(p.Bridge)
+		if err == nil {
+			idx = l.Attrs().Index
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	index := func(i int) func(string) (int, bool) { return func(string) (int, bool) { return i, true } }
+	if err := b.(PassVerifier).VerifyPass(p, &Pass{LinkIndex: index(idx)}); err != nil {
+		t.Fatalf("verify with the bridge's index from the pass: %v", err)
+	}
+	if err := b.(PassVerifier).VerifyPass(p, &Pass{LinkIndex: index(idx + 1000)}); err == nil {
+		t.Fatal("verify with another index from the pass found the rules clean")
+	}
+	table := &nftables.Table{Name: p.TableName(), Family: nftables.TableFamilyIPv4}
+	tamper(t, b, func(c *nftables.Conn) { c.DelTable(table) })
+	wantDrift(t, b.(PassVerifier).VerifyPass(p, &Pass{}), "table ip "+table.Name)
+	wantDrift(t, b.Verify(p), "table ip "+table.Name)
 }

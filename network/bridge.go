@@ -320,39 +320,65 @@ func createBridge(h handle, n *netxml.Network, s bridgeSpec, ex Executor) error 
 // create it), also when a later step failed: the caller's rollback then
 // deletes it.
 func ConvergeBridge(n *netxml.Network, ex Executor) (created bool, err error) {
+	if snap := snapshotOf(ex); snap != nil {
+		// Nothing to change according to the pass's snapshot: done
+		// without a read of our own. Otherwise read it all live.
+		if _, err := convergeBridge(n, confirmOnly{}, snap); err == nil {
+			return false, nil
+		}
+	}
+	return convergeBridge(n, ex, nil)
+}
+
+// convergeBridge is ConvergeBridge reading the bridge from snap, or live
+// when snap is nil.
+func convergeBridge(n *netxml.Network, ex Executor, snap *Snapshot) (created bool, err error) {
 	s, err := specOf(n)
 	if err != nil {
 		return false, err
 	}
-	h, err := newHandle()
-	if err != nil {
-		return false, fmt.Errorf("bridge %q: %w", s.name, err)
-	}
-	defer h.Close()
 	obj := fmt.Sprintf("bridge %q", s.name)
-
-	link, err := h.linkByName(s.name)
-	if err != nil {
-		return false, fmt.Errorf("%s: look up: %w", obj, err)
-	}
-	var st bridgeState
-	if link == nil {
-		if err := createBridge(h, n, s, ex); err != nil {
+	var (
+		h    handle
+		link netlink.Link
+		st   bridgeState
+	)
+	switch {
+	case snap != nil:
+		// Only the reads come from the snapshot; confirmOnly makes
+		// sure no step runs with its stale link.
+		if link, st, err = snap.bridge(s); err != nil {
 			return false, err
 		}
-		created = true
-		if ex.Live() {
-			if link, err = h.linkByName(s.name); err != nil || link == nil {
-				return created, fmt.Errorf("%s: look up after create: %w", obj, orGone(err))
+		if link.Type() != "bridge" || !ownedBy(link, n.Name) {
+			return false, foreignLink(s.name)
+		}
+	default:
+		if h, err = newHandle(); err != nil {
+			return false, fmt.Errorf("%s: %w", obj, err)
+		}
+		defer h.Close()
+		if link, err = h.linkByName(s.name); err != nil {
+			return false, fmt.Errorf("%s: look up: %w", obj, err)
+		}
+		if link == nil {
+			if err := createBridge(h, n, s, ex); err != nil {
+				return false, err
 			}
-			st, err = readBridgeState(h, link, s)
-		} else {
-			st, err = newBridgeState(s)
+			created = true
+			if ex.Live() {
+				if link, err = h.linkByName(s.name); err != nil || link == nil {
+					return created, fmt.Errorf("%s: look up after create: %w", obj, orGone(err))
+				}
+				st, err = readBridgeState(h, link, s)
+			} else {
+				st, err = newBridgeState(s)
+			}
+			if err != nil {
+				return created, err
+			}
+			break
 		}
-		if err != nil {
-			return created, err
-		}
-	} else {
 		if link.Type() != "bridge" || !ownedBy(link, n.Name) {
 			return false, foreignLink(s.name)
 		}

@@ -45,7 +45,12 @@ type Apply struct {
 	Ran []Step
 	// OnStep, when set, is called after each step that succeeded.
 	OnStep func(Step)
+	// Pass, when set, is the snapshot of a check of every network that
+	// the converge functions read instead of asking the kernel per network.
+	Pass *Snapshot
 }
+
+func (a *Apply) snapshot() *Snapshot { return a.Pass }
 
 // Run implements Executor.
 func (a *Apply) Run(s Step) error {
@@ -67,7 +72,11 @@ func (a *Apply) Live() bool { return true }
 type Record struct {
 	// Steps lists the steps that would run, in order.
 	Steps []Step
+	// Pass is as in Apply.
+	Pass *Snapshot
 }
+
+func (r *Record) snapshot() *Snapshot { return r.Pass }
 
 // Run implements Executor.
 func (r *Record) Run(s Step) error {

@@ -60,7 +60,11 @@ func ConvergeForwarding(n *netxml.Network, ex Executor) error {
 	if hasIPv6(n.IPs) {
 		want = append(want, sysctlIPv6Forward)
 	}
+	snap := snapshotOf(ex)
 	for _, s := range want {
+		if snap != nil && snap.sysctlIs(s, "1") {
+			continue
+		}
 		cur, err := s.read()
 		if err != nil {
 			return fmt.Errorf("sysctl %s: %w", s, err)

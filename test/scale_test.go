@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -456,4 +457,72 @@ func BenchmarkScale(b *testing.B) {
 		}
 		fmt.Printf("scale: %d clients destroying %d networks: %.1f s wall\n", workers, n, time.Since(t1).Seconds())
 	}
+}
+
+// BenchmarkScaleVerify starts VNET_BENCH_SCALE (default 200) NAT networks
+// with DHCP and prints the CPU and wall time of vnetd's periodic verify of
+// every network (the median of several passes). With VNET_BENCH_PERF=FILE it
+// also records the passes with perf (perf record -g) into FILE.
+func BenchmarkScaleVerify(b *testing.B) {
+	netnstest.RequireRoot(b)
+	n := 200
+	if v := os.Getenv("VNET_BENCH_SCALE"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	host := netnstest.New(b, "scalev")
+	d := newDaemon(b, host)
+	d.readyTimeout = 5 * time.Minute
+	d.start("--no-default-network", "--verify-interval", "1h")
+	c := client.New(d.socket())
+	ctx := context.Background()
+	b.Cleanup(func() {
+		_ = parallel(4, n, func(i int) error { _, _ = c.Destroy(ctx, fmt.Sprintf("s%d", i)); return nil })
+	})
+	if err := parallel(4, n, func(i int) error {
+		if _, err := c.Define(ctx, scaleXML(i)); err != nil {
+			return err
+		}
+		_, err := c.Start(ctx, fmt.Sprintf("s%d", i))
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	d.stop()
+	logMark := d.log.Len()
+	d.start("--no-default-network", "--verify-interval", "1s")
+	if out := os.Getenv("VNET_BENCH_PERF"); out != "" {
+		// After the restart's adoption: the first pass is logged.
+		for end := time.Now().Add(time.Minute); time.Now().Before(end) && !strings.Contains(d.log.String()[logMark:], "checked every network"); {
+			time.Sleep(100 * time.Millisecond)
+		}
+		perf := exec.Command("perf", "record", "-F", "999", "-g", "-o", out, "-p", fmt.Sprint(d.pid()), "--", "sleep", "6")
+		if b, err := perf.CombinedOutput(); err != nil {
+			fmt.Printf("perf: %v\n%s", err, b)
+		}
+	}
+	pass := regexp.MustCompile(`msg="checked every network" networks=(\d+) took=(\S+) cpu=(\S+)`)
+	deadline := time.Now().Add(time.Duration(n/10+60) * time.Second)
+	var passes [][]string
+	for time.Now().Before(deadline) {
+		passes = pass.FindAllStringSubmatch(d.log.String()[logMark:], -1)
+		if len(passes) >= 8 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(passes) < 2 {
+		b.Fatalf("no verify pass logged\n%s", tail(d.log.String(), 30))
+	}
+	var cpu, wall []float64
+	for _, p := range passes[1:] { // the first pass may meet the restart's adoption
+		if dc, err := time.ParseDuration(p[3]); err == nil {
+			cpu = append(cpu, ms(dc))
+		}
+		if dw, err := time.ParseDuration(p[2]); err == nil {
+			wall = append(wall, ms(dw))
+		}
+	}
+	fmt.Printf("scale: periodic verify of %s networks: CPU median %.1f ms (%.2f ms per network), wall %.1f ms (%d passes; goal ≤ 100 ms CPU at 1000)\n",
+		passes[0][1], medianF(cpu), medianF(cpu)/float64(n), medianF(wall), len(cpu))
+	b.ReportMetric(medianF(cpu), "verify-cpu-ms")
 }

@@ -100,13 +100,20 @@ func writeTable(w io.Writer, header []string, rows [][]string, quiet bool) {
 			widths[i] = max(widths[i], c.width)
 		}
 	}
+	line := 1
+	for _, wd := range widths {
+		line += wd + 3
+	}
 	var b strings.Builder
+	b.Grow(line * (len(all) + 1))
 	for ri, r := range all {
 		for i, c := range r {
 			b.WriteByte(' ')
 			b.WriteString(c.text)
 			if i < len(r)-1 {
-				b.WriteString(strings.Repeat(" ", widths[i]-c.width+2))
+				for range widths[i] - c.width + 2 {
+					b.WriteByte(' ')
+				}
 			}
 		}
 		b.WriteByte('\n')
@@ -139,6 +146,9 @@ func cells(texts []string) []cell {
 // escapeCell escapes non-printable characters and invalid UTF-8 bytes as
 // \xHH, as virsh does before it measures a cell.
 func escapeCell(s string) cell {
+	if printableASCII(s) {
+		return cell{text: s, width: len(s)}
+	}
 	var b strings.Builder
 	width := 0
 	for i := 0; i < len(s); {
@@ -155,6 +165,17 @@ func escapeCell(s string) cell {
 		i += size
 	}
 	return cell{text: b.String(), width: width}
+}
+
+// printableASCII reports whether s is printable ASCII only (nothing to
+// escape, one column per byte): names almost always are.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // writeInfo prints net-info's block: "%-15s %s" per line, Bridge only when

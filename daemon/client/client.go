@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -254,7 +253,7 @@ func (c *Client) do(ctx context.Context, method, u string, body, out any) error 
 		return transportError(method, pathOf(u), err)
 	}
 	defer resp.Close()
-	data, err = io.ReadAll(resp)
+	data, err = resp.readAll()
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
