@@ -733,7 +733,9 @@ func TestDoctorLiveWarnings(t *testing.T) {
 	if ev.Network != "doc" || !strings.Contains(ev.Detail, "fw.foreign-drop: nftables table inet hostfw, chain in") {
 		t.Fatalf("warning: %+v", ev)
 	}
-	if !waitFor(5*time.Second, func() bool { return strings.Contains(h.d.log.String(), "net-doctor: nftables table inet hostfw, chain in") }) {
+	if !waitFor(5*time.Second, func() bool {
+		return strings.Contains(h.d.log.String(), "net-doctor: nftables table inet hostfw, chain in")
+	}) {
 		t.Fatalf("no log line naming the culprit:\n%s", h.d.log)
 	}
 	// Drain the other causes of the same change (DNS dropped too).

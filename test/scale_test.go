@@ -279,16 +279,9 @@ func BenchmarkScale(b *testing.B) {
 	if n < 10 {
 		n = 10
 	}
-	host := netnstest.New(b, "scale")
-	d := newDaemon(b, host)
-	d.readyTimeout = 5 * time.Minute
 	// The periodic verify is measured on its own, below.
-	d.start("--no-default-network", "--verify-interval", "1h")
-	c := client.New(d.socket())
+	d, c := scaleDaemon(b, "scale", n, 8)
 	ctx := context.Background()
-	b.Cleanup(func() {
-		_ = parallel(8, n, func(i int) error { _, _ = c.Destroy(ctx, fmt.Sprintf("s%d", i)); return nil })
-	})
 	idle := usage(b, d)
 	for i := range n {
 		if _, err := c.Define(ctx, scaleXML(i)); err != nil {
@@ -378,28 +371,9 @@ func BenchmarkScale(b *testing.B) {
 		ms(ready), ms(adopted), active, n, kept, u.dnsmasq, restored)
 
 	// Periodic verify: vnetd logs the CPU of each pass over every network.
-	pass := regexp.MustCompile(`msg="checked every network" networks=(\d+) took=(\S+) cpu=(\S+)`)
-	deadline := time.Now().Add(time.Duration(n/10+30) * time.Second)
-	var passes [][]string
-	for time.Now().Before(deadline) {
-		passes = pass.FindAllStringSubmatch(d.log.String()[logMark:], -1)
-		if len(passes) >= 4 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if len(passes) > 0 {
-		var cpu, wall []float64
-		for _, p := range passes[1:] { // the first pass may meet the restart's leftovers
-			if dc, err := time.ParseDuration(p[3]); err == nil {
-				cpu = append(cpu, ms(dc))
-			}
-			if dw, err := time.ParseDuration(p[2]); err == nil {
-				wall = append(wall, ms(dw))
-			}
-		}
+	if networks, cpu, wall := verifyPasses(d, logMark, 4, time.Duration(n/10+30)*time.Second); len(cpu) > 0 {
 		fmt.Printf("scale: periodic verify of %s networks: CPU median %.1f ms, wall %.1f ms (%d passes; goal ≤ 100 ms CPU)\n",
-			passes[0][1], medianF(cpu), medianF(wall), len(cpu))
+			networks, medianF(cpu), medianF(wall), len(cpu))
 	}
 	d.stop()
 	d.start("--no-default-network", "--verify-interval", "1h")
@@ -469,15 +443,8 @@ func BenchmarkScaleVerify(b *testing.B) {
 	if v := os.Getenv("VNET_BENCH_SCALE"); v != "" {
 		fmt.Sscan(v, &n)
 	}
-	host := netnstest.New(b, "scalev")
-	d := newDaemon(b, host)
-	d.readyTimeout = 5 * time.Minute
-	d.start("--no-default-network", "--verify-interval", "1h")
-	c := client.New(d.socket())
+	d, c := scaleDaemon(b, "scalev", n, 4)
 	ctx := context.Background()
-	b.Cleanup(func() {
-		_ = parallel(4, n, func(i int) error { _, _ = c.Destroy(ctx, fmt.Sprintf("s%d", i)); return nil })
-	})
 	if err := parallel(4, n, func(i int) error {
 		if _, err := c.Define(ctx, scaleXML(i)); err != nil {
 			return err
@@ -500,21 +467,30 @@ func BenchmarkScaleVerify(b *testing.B) {
 			fmt.Printf("perf: %v\n%s", err, b)
 		}
 	}
-	pass := regexp.MustCompile(`msg="checked every network" networks=(\d+) took=(\S+) cpu=(\S+)`)
-	deadline := time.Now().Add(time.Duration(n/10+60) * time.Second)
-	var passes [][]string
-	for time.Now().Before(deadline) {
-		passes = pass.FindAllStringSubmatch(d.log.String()[logMark:], -1)
-		if len(passes) >= 8 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if len(passes) < 2 {
+	networks, cpu, wall := verifyPasses(d, logMark, 8, time.Duration(n/10+60)*time.Second)
+	if len(cpu) == 0 {
 		b.Fatalf("no verify pass logged\n%s", tail(d.log.String(), 30))
 	}
-	var cpu, wall []float64
-	for _, p := range passes[1:] { // the first pass may meet the restart's adoption
+	fmt.Printf("scale: periodic verify of %s networks: CPU median %.1f ms (%.2f ms per network), wall %.1f ms (%d passes; goal ≤ 100 ms CPU at 1000)\n",
+		networks, medianF(cpu), medianF(cpu)/float64(n), medianF(wall), len(cpu))
+	b.ReportMetric(medianF(cpu), "verify-cpu-ms")
+}
+
+// verifyPasses waits (up to limit) for want periodic checks that vnetd logs
+// after logMark and returns how many networks they covered and the CPU and
+// wall time (ms) of each but the first, which may meet a restart's adoption.
+func verifyPasses(d *daemon, logMark, want int, limit time.Duration) (networks string, cpu, wall []float64) {
+	pass := regexp.MustCompile(`msg="checked every network" networks=(\d+) took=(\S+) cpu=(\S+)`)
+	var passes [][]string
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if passes = pass.FindAllStringSubmatch(d.log.String()[logMark:], -1); len(passes) >= want {
+			break
+		}
+	}
+	if len(passes) < 2 {
+		return "", nil, nil
+	}
+	for _, p := range passes[1:] {
 		if dc, err := time.ParseDuration(p[3]); err == nil {
 			cpu = append(cpu, ms(dc))
 		}
@@ -522,7 +498,19 @@ func BenchmarkScaleVerify(b *testing.B) {
 			wall = append(wall, ms(dw))
 		}
 	}
-	fmt.Printf("scale: periodic verify of %s networks: CPU median %.1f ms (%.2f ms per network), wall %.1f ms (%d passes; goal ≤ 100 ms CPU at 1000)\n",
-		passes[0][1], medianF(cpu), medianF(cpu)/float64(n), medianF(wall), len(cpu))
-	b.ReportMetric(medianF(cpu), "verify-cpu-ms")
+	return passes[0][1], cpu, wall
+}
+
+// scaleDaemon starts a vnetd for a scale benchmark in a new namespace (no
+// periodic verify, a long start-up allowance for adopting many networks)
+// whose networks s0…s(n-1) are destroyed by `workers` clients at cleanup.
+func scaleDaemon(b *testing.B, name string, n, workers int) (*daemon, *client.Client) {
+	d := newDaemon(b, netnstest.New(b, name))
+	d.readyTimeout = 5 * time.Minute
+	d.start("--no-default-network", "--verify-interval", "1h")
+	c := client.New(d.socket())
+	b.Cleanup(func() {
+		_ = parallel(workers, n, func(i int) error { _, _ = c.Destroy(context.Background(), fmt.Sprintf("s%d", i)); return nil })
+	})
+	return d, c
 }
