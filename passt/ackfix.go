@@ -233,7 +233,7 @@ func tcpAck(srcMAC, dstMAC [6]byte, src, dst netip.Addr, sport, dport uint16, se
 	return f
 }
 
-// sum16 adds b's big-endian 16-bit words (b has an even length).
+// sum16 adds b's big-endian 16-bit words (an odd last byte is left out).
 func sum16(b []byte) uint32 {
 	var sum uint32
 	for i := 0; i+1 < len(b); i += 2 {
@@ -244,9 +244,7 @@ func sum16(b []byte) uint32 {
 
 // checksum is the Internet checksum of b, starting from the partial sum.
 func checksum(sum uint32, b []byte) uint16 {
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
+	sum += sum16(b)
 	if len(b)%2 == 1 {
 		sum += uint32(b[len(b)-1]) << 8
 	}
