@@ -977,19 +977,7 @@ func (s *tcSpec) planEgress(live *liveTC, index int) []tcStep {
 	for _, c := range s.classes {
 		want[c.handle()] = c
 	}
-	var extra []*netlink.HtbClass
-	for hd, c := range live.classes {
-		if _, ok := want[hd]; !ok {
-			extra = append(extra, c)
-		}
-	}
-	sort.Slice(extra, func(i, j int) bool {
-		if extra[i].Level != extra[j].Level {
-			return extra[i].Level < extra[j].Level
-		}
-		return extra[i].Handle > extra[j].Handle
-	})
-	for _, c := range extra {
+	for _, c := range classesBut(live.classes, func(hd uint32) bool { _, ok := want[hd]; return ok }) {
 		old := c
 		add(fmt.Sprintf("tc class del dev %s classid %s", dev, handleText(c.Handle)), fmt.Sprintf("unexpected tc class %s on %s", handleText(c.Handle), dev), func(h handle) error { return h.ClassDel(old) })
 	}
@@ -1080,19 +1068,7 @@ func (s *tcSpec) planEgressRemoval(live *liveTC) []tcStep {
 		root := live.root
 		return append(steps, tcStep{Cmd: fmt.Sprintf("tc qdisc del dev %s root", dev), Drift: fmt.Sprintf("unexpected tc root qdisc htb 1: on %s", dev), do: func(h handle) error { return h.QdiscDel(root) }})
 	}
-	var cs []*netlink.HtbClass
-	for hd, c := range live.classes {
-		if !keep[hd] {
-			cs = append(cs, c)
-		}
-	}
-	sort.Slice(cs, func(i, j int) bool {
-		if cs[i].Level != cs[j].Level {
-			return cs[i].Level < cs[j].Level
-		}
-		return cs[i].Handle > cs[j].Handle
-	})
-	for _, c := range cs {
+	for _, c := range classesBut(live.classes, func(hd uint32) bool { return keep[hd] }) {
 		old := c
 		steps = append(steps, tcStep{Cmd: fmt.Sprintf("tc class del dev %s classid %s", dev, handleText(c.Handle)), Drift: fmt.Sprintf("unexpected tc class %s on %s", handleText(c.Handle), dev), do: func(h handle) error { return h.ClassDel(old) }})
 	}
@@ -1104,4 +1080,22 @@ func (s *tcSpec) planEgressRemoval(live *liveTC) []tcStep {
 // classifier not found", "Failed to load TC action module").
 func isUnknownKind(err error) bool {
 	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP)
+}
+
+// classesBut returns the live classes keep does not claim, leaves first (a
+// class can only be deleted once it has no children).
+func classesBut(live map[uint32]*netlink.HtbClass, keep func(handle uint32) bool) []*netlink.HtbClass {
+	var cs []*netlink.HtbClass
+	for hd, c := range live {
+		if !keep(hd) {
+			cs = append(cs, c)
+		}
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		if cs[i].Level != cs[j].Level {
+			return cs[i].Level < cs[j].Level
+		}
+		return cs[i].Handle > cs[j].Handle
+	})
+	return cs
 }
