@@ -60,14 +60,12 @@ func (s VXLANSpec) object() string { return fmt.Sprintf("vxlan %q", s.Name) }
 
 // vxlanState is what the kernel has of the device.
 type vxlanState struct {
-	link       *netlink.Vxlan
-	identityOK bool // VNI, local address, port, learning as wanted
-	identity   []string
-	master     int
-	mtu        int
-	up         bool
-	learning   bool
-	suppress   bool
+	identity []string // how VNI, local address, port, learning differ from the wanted
+	master   int
+	mtu      int
+	up       bool
+	learning bool
+	suppress bool
 }
 
 // OverlayMTU returns the MTU of the overlay whose VTEP address is local:
@@ -159,7 +157,7 @@ func ConvergeVXLAN(s VXLANSpec, ex Executor) error {
 		if st, err = readVXLAN(h, link, s); err != nil {
 			return fail("read", err)
 		}
-		if !st.identityOK {
+		if len(st.identity) > 0 {
 			if err := create(obj + ": " + strings.Join(st.identity, "; ") + ": re-create"); err != nil {
 				return err
 			}
@@ -245,7 +243,7 @@ func readVXLAN(h handle, link netlink.Link, s VXLANSpec) (vxlanState, error) {
 		return vxlanState{}, fmt.Errorf("not a vxlan device")
 	}
 	a := v.Attrs()
-	st := vxlanState{link: v, master: a.MasterIndex, mtu: a.MTU, up: a.Flags&net.FlagUp != 0, learning: true}
+	st := vxlanState{master: a.MasterIndex, mtu: a.MTU, up: a.Flags&net.FlagUp != 0, learning: true}
 	if v.VxlanId != int(s.VNI) {
 		st.identity = append(st.identity, fmt.Sprintf("vni is %d, want %d", v.VxlanId, s.VNI))
 	}
@@ -258,7 +256,6 @@ func readVXLAN(h handle, link netlink.Link, s VXLANSpec) (vxlanState, error) {
 	if v.Learning {
 		st.identity = append(st.identity, "learning is on, want nolearning")
 	}
-	st.identityOK = len(st.identity) == 0
 	if a.MasterIndex != 0 {
 		pi, err := h.LinkGetProtinfo(link)
 		if err != nil {

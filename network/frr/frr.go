@@ -242,7 +242,7 @@ func (v VTY) Converge(ex network.Executor) error {
 	}
 	all := append([]string{"configure terminal"}, cmds...)
 	var shown strings.Builder
-	shown.WriteString(strings.Join(v.argv(), " "))
+	shown.WriteString(v.Command())
 	for _, c := range all {
 		fmt.Fprintf(&shown, " -c '%s'", c)
 	}

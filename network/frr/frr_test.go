@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"vnet/network"
 )
 
 func TestParseSettings(t *testing.T) {
@@ -126,5 +124,4 @@ func TestVTYArgv(t *testing.T) {
 	if got := strings.Join(v.argv(), " "); got != "vtysh -N b --vty_socket /run/frr/b --config_dir /run/frr/b" {
 		t.Fatalf("argv = %s", got)
 	}
-	var _ network.Executor = &network.Record{}
 }
