@@ -177,8 +177,12 @@ type converged struct {
 // network.Record only recorded (verify, --dry-run). There is no other code
 // path that changes a network's host state.
 //
-// fwPass, when not nil, is shared by the checks of every network (hostPass).
-func (h *realHost) converge(n *netxml.Network, ex network.Executor, fwPass *firewall.Pass) (c converged, err error) {
+// pass, when not nil, is shared by the checks of every network.
+func (h *realHost) converge(n *netxml.Network, ex network.Executor, pass *hostPass) (c converged, err error) {
+	var fwPass *firewall.Pass
+	if pass != nil {
+		fwPass = pass.fw
+	}
 	if !n.OwnsBridge() {
 		return c, checkForeignModes(n)
 	}
@@ -239,8 +243,13 @@ func (h *realHost) converge(n *netxml.Network, ex network.Executor, fwPass *fire
 		}
 		t.step("dnsmasq")
 	}
-	if c.vxlan != nil {
+	// FRR's configuration is the host's, not the network's: one check of
+	// every network converges it once, not once per overlay.
+	if c.vxlan != nil && (pass == nil || !pass.frrDone) {
 		h.convergeFRR(n, ex)
+		if pass != nil {
+			pass.frrDone = true
+		}
 		t.step("frr")
 	}
 	return c, nil
@@ -411,6 +420,8 @@ func (h *realHost) Verify(n *netxml.Network) ([]string, error) {
 type hostPass struct {
 	net *network.Snapshot
 	fw  *firewall.Pass
+	// frrDone: FRR's host-wide configuration was converged in this pass.
+	frrDone bool
 }
 
 func newHostPass() *hostPass {
@@ -422,7 +433,7 @@ func newHostPass() *hostPass {
 func (h *realHost) convergePass(n *netxml.Network, pass *hostPass) ([]string, error) {
 	ex := h.run(n)
 	ex.Pass = pass.net
-	_, err := h.converge(n, ex, pass.fw)
+	_, err := h.converge(n, ex, pass)
 	logChanges(h.log, n, ex.Ran)
 	return network.Problems(ex.Ran), err
 }
@@ -430,7 +441,9 @@ func (h *realHost) convergePass(n *netxml.Network, pass *hostPass) ([]string, er
 // verifyPass implements passHost.
 func (h *realHost) verifyPass(n *netxml.Network, pass *hostPass) ([]string, error) {
 	rec := network.Record{Pass: pass.net}
-	_, err := h.converge(n, &rec, pass.fw)
+	// A verification only looks: it must not mark FRR converged for the
+	// networks of this pass that act.
+	_, err := h.converge(n, &rec, &hostPass{net: pass.net, fw: pass.fw})
 	return network.Problems(rec.Steps), err
 }
 

@@ -267,6 +267,19 @@ func (m *Manager) verifyPorts(n *netxml.Network) []string {
 // until net-start plugs them back). o.mu is held.
 func (m *Manager) portsStopped(o *netObj) {
 	if o.persistent() {
+		// The ports stay, their devices out of service until net-start
+		// (a TAP unplugged; a user-mode port's passt stopped, so its host
+		// port forwards end with the network).
+		if ph := m.portHost(); ph != nil {
+			for _, p := range m.ports.of(o.name) {
+				if !hasDevice(p) {
+					continue
+				}
+				if _, err := ph.EnsurePort(nil, p); err != nil {
+					m.log.Error("taking a port of a destroyed network out of service", "network", o.name, "port", p.UUID, "err", netxml.Message(err))
+				}
+			}
+		}
 		return
 	}
 	for _, p := range m.ports.of(o.name) {

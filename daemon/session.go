@@ -132,10 +132,20 @@ func (h *sessionHost) CheckPort(n *netxml.Network, p *netxml.Port) error {
 }
 
 // EnsurePort implements portHost: the port's keeper runs (started or
-// adopted).
+// adopted) while its network is active (n not nil), and is stopped while it
+// is not: a destroyed network forwards no host ports.
 func (h *sessionHost) EnsurePort(n *netxml.Network, p *netxml.Port) ([]string, error) {
-	if p.Passt == nil || n == nil {
+	if p.Passt == nil {
 		return nil, nil
+	}
+	if n == nil {
+		if h.passt.Verify(p.UUID) != nil {
+			return nil, nil // not running
+		}
+		if err := h.passt.Stop(p.UUID); err != nil {
+			return nil, netxml.Errorf(netxml.KindOperationFailed, "%s", err.Error())
+		}
+		return []string{fmt.Sprintf("passt of port %s stopped", p.UUID)}, nil
 	}
 	args, err := passt.Args(n)
 	if err != nil {

@@ -362,6 +362,26 @@ func TestSessionPasst(t *testing.T) {
 		t.Fatalf("no ARP reply for a new guest connection: %v", err)
 	}
 
+	// net-destroy keeps the port but stops its keeper and passt (no host
+	// port forwards while the network is down); net-start brings them back.
+	c2.Close()
+	s.mustCtl("net-destroy", "usernet")
+	if k := s.keeperPid(uuid); k != 0 {
+		t.Fatalf("keeper %d still running after net-destroy", k)
+	}
+	if list := s.mustCtl("net-port-list", "usernet", "--uuid"); strings.TrimSpace(list) != uuid {
+		t.Fatalf("ports after net-destroy: %q", list)
+	}
+	s.mustCtl("net-start", "usernet")
+	c3, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatalf("port socket after net-start: %v", err)
+	}
+	if err := arpProbe(c3, 10*time.Second); err != nil {
+		t.Fatalf("no ARP reply after net-destroy + net-start: %v", err)
+	}
+	c3.Close()
+
 	s.mustCtl("net-port-delete", "usernet", uuid)
 	if _, err := os.Stat(sock); err == nil {
 		t.Fatal("socket left after net-port-delete")
