@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 )
 
 // GuestACLFile is the name, in vnetd's config dir, of the access list of
@@ -42,7 +44,7 @@ type guestACL struct {
 	log  *slog.Logger
 
 	mu      sync.Mutex
-	stamp   string // size and mtime of the version read; "" none yet
+	stamp   string // the file stamp of the version read; "" none (read again)
 	rules   []aclRule
 	loadErr error // the file could not be used: everything is denied
 }
@@ -59,7 +61,12 @@ func (a *guestACL) refresh() {
 	st, err := os.Stat(a.path)
 	stamp := ""
 	if err == nil {
-		stamp = fmt.Sprintf("%d %d", st.Size(), st.ModTime().UnixNano())
+		// The file stamps' rule: inode, size and both times, and none kept
+		// for a file changed within racyWindow (an edit of the same size
+		// in the same clock tick would otherwise go unseen).
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && time.Since(time.Unix(0, sys.Ctim.Nano())) >= racyWindow {
+			stamp = fmt.Sprint(stampOf(sys))
+		}
 	} else if errors.Is(err, os.ErrNotExist) {
 		stamp = "missing"
 	}
