@@ -30,9 +30,13 @@ type HostIndex struct {
 	entries map[indexKey]bool
 }
 
+// indexKey is one address prefix or one route of a link. An address and
+// the kernel's prefix route for it share prefix and link: route tells them
+// apart, so the deletion of one does not drop the other.
 type indexKey struct {
 	prefix netip.Prefix
 	link   int
+	route  bool
 }
 
 // NewHostIndex returns an index that is filled by Run.
@@ -84,7 +88,7 @@ func (x *HostIndex) Run(ctx context.Context, log *slog.Logger) error {
 						return
 					}
 					if p, ok := fromIPNet(&u.LinkAddress); ok {
-						x.set(indexKey{p.Masked(), u.LinkIndex}, u.NewAddr)
+						x.set(indexKey{p.Masked(), u.LinkIndex, false}, u.NewAddr)
 					}
 				case u, ok := <-routes:
 					if !ok {
@@ -118,7 +122,7 @@ func (x *HostIndex) load() error {
 	defer x.mu.Unlock()
 	for _, a := range addrs {
 		if p, ok := addrPrefix(a); ok {
-			x.entries[indexKey{p.Masked(), a.LinkIndex}] = true
+			x.entries[indexKey{p.Masked(), a.LinkIndex, false}] = true
 		}
 	}
 	for _, r := range routes {
@@ -141,7 +145,7 @@ func routeKeys(r netlink.Route) []indexKey {
 	}
 	var keys []indexKey
 	for _, idx := range routeLinks(r) {
-		keys = append(keys, indexKey{dst.Masked(), idx})
+		keys = append(keys, indexKey{dst.Masked(), idx, true})
 	}
 	return keys
 }
