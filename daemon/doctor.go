@@ -78,10 +78,13 @@ func (m *Manager) Doctor(ctx context.Context, ref string) (api.DoctorReport, err
 	if err != nil {
 		return api.DoctorReport{}, err
 	}
-	report := api.DoctorReport{Checks: []api.DoctorCheck{}}
 	if dh == nil {
-		return report, nil
+		// No report rather than an empty one, which would read as "no
+		// problems found".
+		return api.DoctorReport{}, netxml.Errorf(netxml.KindOperationUnsupported,
+			"net-doctor diagnoses the host's networking, which this daemon does not manage (test driver or session daemon)")
 	}
+	report := api.DoctorReport{Checks: []api.DoctorCheck{}}
 	// FRR's view of the overlays (vtysh: only here, not in the live
 	// warnings, which run on every route or firewall event).
 	if rh, ok := m.host.(*realHost); ok {
