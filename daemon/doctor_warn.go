@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"strings"
-	"sync"
 	"time"
 
 	"vnet/doctor"
@@ -27,8 +26,9 @@ type warner struct {
 	dh   doctorHost
 	wake chan struct{}
 
-	mu     sync.Mutex
-	warned map[string]bool // causes warned about that are still there
+	// warned: causes warned about that are still there. Only run's
+	// goroutine touches it.
+	warned map[string]bool
 }
 
 // startWarnings starts live warnings and their watchers as background
@@ -100,16 +100,11 @@ func (w *warner) check(ctx context.Context) {
 	for _, p := range doctor.Problems(doctor.Run(ctx, w.dh.doctorHost(), nets, doctor.Options{OwnPids: own, SkipResources: true})) {
 		key := p.ID + "\x00" + p.Network + "\x00" + p.Detail
 		now[key] = true
-		w.mu.Lock()
-		seen := w.warned[key]
-		w.mu.Unlock()
-		if seen {
+		if w.warned[key] {
 			continue
 		}
 		w.m.log.Warn("net-doctor: "+p.Detail, "network", p.Network, "check", p.ID, "fix", p.Fix)
 		w.m.events.publish(Event{Name: p.Network, UUID: uuids[p.Network], Type: EventWarning, Time: time.Now(), Detail: p.ID + ": " + p.Detail})
 	}
-	w.mu.Lock()
 	w.warned = now
-	w.mu.Unlock()
 }
