@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"vnet/network"
 )
 
 // external is an address outside every network (TEST-NET-2 / documentation
@@ -347,11 +349,11 @@ func checkRoutes(h Host, nets []Network) []Result {
 		seen := map[string]bool{}
 		for _, own := range n.Addrs {
 			sub := own.Masked()
-			if sub.Addr().IsLinkLocalUnicast() {
+			if network.IgnoredPrefix(sub) {
 				continue
 			}
 			for _, a := range addrs {
-				if a.Dev == n.Bridge || a.Prefix.Addr().IsLinkLocalUnicast() || !a.Prefix.Masked().Overlaps(sub) {
+				if a.Dev == n.Bridge || network.IgnoredPrefix(a.Prefix) || !a.Prefix.Masked().Overlaps(sub) {
 					continue
 				}
 				key := "addr " + a.Prefix.String() + a.Dev

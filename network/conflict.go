@@ -63,7 +63,7 @@ func CheckHostConflicts(n *netxml.Network) error {
 	for _, sub := range ours {
 		for _, a := range addrs {
 			p, ok := addrPrefix(a)
-			if !ok || ignoredPrefix(p) || !overlaps(sub, p) {
+			if !ok || IgnoredPrefix(p) || !overlaps(sub, p) {
 				continue
 			}
 			if name, ok := foreign(a.LinkIndex); ok {
@@ -75,7 +75,7 @@ func CheckHostConflicts(n *netxml.Network) error {
 				continue
 			}
 			dst, ok := fromIPNet(r.Dst)
-			if !ok || dst.Bits() == 0 || ignoredPrefix(dst) || !overlaps(sub, dst) {
+			if !ok || dst.Bits() == 0 || IgnoredPrefix(dst) || !overlaps(sub, dst) {
 				continue
 			}
 			for _, idx := range routeLinks(r) {
@@ -92,8 +92,10 @@ func inUse(name string) error {
 	return netxml.Errorf(netxml.KindInternal, "Network is already in use by interface %s", name)
 }
 
-// ignoredPrefix reports prefixes that never conflict with a network's subnet.
-func ignoredPrefix(p netip.Prefix) bool {
+// IgnoredPrefix reports prefixes that never conflict with a network's
+// subnet (link-local and multicast): the start's conflict check and
+// net-doctor's overlap check skip the same ones.
+func IgnoredPrefix(p netip.Prefix) bool {
 	a := p.Masked().Addr()
 	return a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsLinkLocalMulticast()
 }

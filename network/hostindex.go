@@ -189,7 +189,7 @@ func (x *HostIndex) mayConflict(subnets []netip.Prefix, own int) bool {
 		return true
 	}
 	for k := range x.entries {
-		if k.link == own || ignoredPrefix(k.prefix) {
+		if k.link == own || IgnoredPrefix(k.prefix) {
 			continue
 		}
 		for _, sub := range subnets {
