@@ -137,16 +137,13 @@ func checkText(field, v, forbid string) error {
 	return nil
 }
 
-// checkName accepts a DNS name (or a label): letters, digits, '-', '_', '.'.
+// CheckName accepts a DNS name or a single label that can be written into a
+// dnsmasq file: 1 to 253 bytes of letters, digits, '-', '_' and '.'.
 // Anything else would be misparsed by dnsmasq (',' '/' '#' spaces) or is not
-// a host name.
-// CheckName accepts a DNS name that can be written into a hosts file
-// (letters, digits, '-', '_', '.'; at most 253 bytes): the same rule as for
-// the names of a network's XML, for names from elsewhere (another host's
-// DHCP leases).
-func CheckName(field, v string) error { return checkName(field, v) }
-
-func checkName(field, v string) error {
+// a host name. Generate applies it to the DNS names of a network's XML; it is
+// exported for names from elsewhere (another host's DHCP leases) so that they
+// meet the same rule. field names the value in the error.
+func CheckName(field, v string) error {
 	if v == "" {
 		return netxml.Errorf(netxml.KindXML, "%s is empty", field)
 	}
@@ -334,7 +331,7 @@ func hostLine(h *libvirtxml.NetworkDHCPHost, v6 bool) (string, bool, error) {
 		return "", false, netxml.Errorf(netxml.KindXML, "dhcp host ip %s is not in the family of its <ip>", a)
 	}
 	if h.Name != "" {
-		if err := checkName("dhcp host name", h.Name); err != nil {
+		if err := CheckName("dhcp host name", h.Name); err != nil {
 			return "", false, err
 		}
 	}
@@ -548,7 +545,7 @@ func (g *gen) upstream(serversFile string) error {
 		for _, f := range g.dns.Forwarders {
 			s := "server="
 			if f.Domain != "" {
-				if err := checkName("dns forwarder domain", f.Domain); err != nil {
+				if err := CheckName("dns forwarder domain", f.Domain); err != nil {
 					return err
 				}
 				s += "/" + f.Domain + "/"
@@ -586,7 +583,7 @@ func (g *gen) upstream(serversFile string) error {
 		g.line("servers-file=", serversFile)
 	}
 	if d := g.n.Domain; d != nil && d.Name != "" {
-		if err := checkName("domain name", d.Name); err != nil {
+		if err := CheckName("domain name", d.Name); err != nil {
 			return err
 		}
 		if d.LocalOnly == "yes" {
@@ -622,7 +619,7 @@ func (g *gen) records() error {
 		return nil
 	}
 	for _, t := range g.dns.TXTs {
-		if err := checkName("dns txt name", t.Name); err != nil {
+		if err := CheckName("dns txt name", t.Name); err != nil {
 			return err
 		}
 		if err := checkText("dns txt value", t.Value, ""); err != nil {
@@ -649,10 +646,10 @@ func srvValue(network string, s libvirtxml.NetworkDNSSRV) (string, error) {
 	if s.Protocol == "" {
 		return "", netxml.Errorf(netxml.KindInternal, "Missing required 'protocol' attribute in SRV record of network '%s'", network)
 	}
-	if err := checkName("dns srv service", s.Service); err != nil {
+	if err := CheckName("dns srv service", s.Service); err != nil {
 		return "", err
 	}
-	if err := checkName("dns srv protocol", s.Protocol); err != nil {
+	if err := CheckName("dns srv protocol", s.Protocol); err != nil {
 		return "", err
 	}
 	if strings.Contains(s.Service, ".") || strings.Contains(s.Protocol, ".") {
@@ -663,7 +660,7 @@ func srvValue(network string, s libvirtxml.NetworkDNSSRV) (string, error) {
 	}
 	v := "_" + s.Service + "._" + s.Protocol
 	if s.Domain != "" {
-		if err := checkName("dns srv domain", s.Domain); err != nil {
+		if err := CheckName("dns srv domain", s.Domain); err != nil {
 			return "", err
 		}
 		v += "." + s.Domain
@@ -672,7 +669,7 @@ func srvValue(network string, s libvirtxml.NetworkDNSSRV) (string, error) {
 	if s.Target == "" || s.Target == "." {
 		return v, nil
 	}
-	if err := checkName("dns srv target", s.Target); err != nil {
+	if err := CheckName("dns srv target", s.Target); err != nil {
 		return "", err
 	}
 	v += "," + s.Target
@@ -837,7 +834,7 @@ func (g *gen) dnsHosts() error {
 		}
 		k := a.String()
 		for _, hn := range h.Hostnames {
-			if err := checkName("dns host hostname", hn.Hostname); err != nil {
+			if err := CheckName("dns host hostname", hn.Hostname); err != nil {
 				return err
 			}
 			if _, ok := names[k]; !ok {
