@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/user"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"vnet/network"
 )
 
 // GuestACLFile is the name, in vnetd's config dir, of the access list of
@@ -117,27 +117,15 @@ func parseGuestACL(path string, data []byte) ([]aclRule, error) {
 		}
 		r := aclRule{allow: f[0] == "allow", network: f[1], group: f[2]}
 		if r.group != "all" {
-			gid, err := resolveGroup(r.group)
+			_, gid, err := network.ResolveOwner("", r.group)
 			if err != nil {
 				return nil, bad("unknown group '%s'", r.group)
 			}
-			r.gid = gid
+			r.gid = *gid
 		}
 		rules = append(rules, r)
 	}
 	return rules, sc.Err()
-}
-
-func resolveGroup(name string) (uint32, error) {
-	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
-		return uint32(n), nil
-	}
-	g, err := user.LookupGroup(name)
-	if err != nil {
-		return 0, err
-	}
-	n, err := strconv.ParseUint(g.Gid, 10, 32)
-	return uint32(n), err
 }
 
 // allowed reports whether a process with these groups may attach to the
