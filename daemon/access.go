@@ -2,11 +2,15 @@ package daemon
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"vnet/daemon/api"
 )
@@ -35,6 +39,7 @@ func listenUnixNet(network, path string, mode os.FileMode) (net.Listener, error)
 	return ln, nil
 }
 
+// peerKey is the context key of the connecting process's Caller.
 type peerKey struct{}
 
 // withPeerCred records the connecting process's credentials (SO_PEERCRED).
@@ -43,18 +48,61 @@ func withPeerCred(ctx context.Context, c net.Conn) context.Context {
 	if !ok {
 		return ctx
 	}
-	raw, err := uc.SyscallConn()
+	caller, err := peerCaller(uc, false)
 	if err != nil {
 		return ctx
 	}
-	var cred *syscall.Ucred
-	_ = raw.Control(func(fd uintptr) {
-		cred, err = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-	})
-	if err != nil || cred == nil {
-		return ctx
+	return context.WithValue(ctx, peerKey{}, caller)
+}
+
+// peerCaller reads the connected process's credentials (SO_PEERCRED) from
+// the kernel and, with groups, its supplementary groups (SO_PEERGROUPS).
+func peerCaller(conn *net.UnixConn, groups bool) (Caller, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return Caller{}, err
 	}
-	return context.WithValue(ctx, peerKey{}, cred)
+	var c Caller
+	var opErr error
+	err = raw.Control(func(fd uintptr) {
+		cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if err != nil {
+			opErr = fmt.Errorf("SO_PEERCRED: %w", err)
+			return
+		}
+		c = Caller{UID: cred.Uid, GID: cred.Gid, PID: cred.Pid}
+		if groups {
+			c.Groups, opErr = peerGroups(int(fd))
+		}
+	})
+	if err == nil {
+		err = opErr
+	}
+	return c, err
+}
+
+// peerGroups is SO_PEERGROUPS (Linux ≥ 4.13): the peer's supplementary
+// groups at connect time. x/sys/unix has no wrapper returning gid_t[].
+func peerGroups(fd int) ([]uint32, error) {
+	size := uint32(64 * 4)
+	for {
+		buf := make([]byte, size)
+		l := size
+		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&l)), 0)
+		if e == unix.ERANGE && l > size {
+			size = l
+			continue
+		}
+		if e != 0 {
+			return nil, fmt.Errorf("SO_PEERGROUPS: %w", e)
+		}
+		gids := make([]uint32, l/4)
+		for i := range gids {
+			gids[i] = binary.NativeEndian.Uint32(buf[i*4:])
+		}
+		return gids, nil
+	}
 }
 
 // ownerOnly refuses callers whose uid is not owner (root for the system
@@ -65,8 +113,8 @@ func ownerOnly(owner uint32, h http.Handler) http.Handler {
 		msg = fmt.Sprintf("access denied: this session vnetd serves only its own user (uid %d)", owner)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cred, _ := r.Context().Value(peerKey{}).(*syscall.Ucred)
-		if cred == nil || cred.Uid != owner {
+		c, ok := r.Context().Value(peerKey{}).(Caller)
+		if !ok || c.UID != owner {
 			writeJSON(w, http.StatusForbidden, &api.Error{Code: api.CodeForbidden, Message: msg})
 			return
 		}

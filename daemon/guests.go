@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/google/uuid"
 	"golang.org/x/sys/unix"
@@ -193,7 +191,7 @@ func (m *Manager) helperCall(conn *net.UnixConn) {
 			m.log.Warn("bridge helper reply failed", "err", err)
 		}
 	}
-	c, err := peerCaller(conn)
+	c, err := peerCaller(conn, true)
 	if err != nil {
 		reply(api.HelperReply{Error: "cannot identify the caller: " + err.Error()}, nil)
 		return
@@ -219,52 +217,4 @@ func (m *Manager) helperCall(conn *net.UnixConn) {
 	// then the guest's.
 	defer f.Close()
 	reply(api.HelperReply{Port: &port}, f)
-}
-
-// peerCaller reads the connected process's credentials and groups from the
-// kernel.
-func peerCaller(conn *net.UnixConn) (Caller, error) {
-	raw, err := conn.SyscallConn()
-	if err != nil {
-		return Caller{}, err
-	}
-	var c Caller
-	var opErr error
-	err = raw.Control(func(fd uintptr) {
-		cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-		if err != nil {
-			opErr = fmt.Errorf("SO_PEERCRED: %w", err)
-			return
-		}
-		c = Caller{UID: cred.Uid, GID: cred.Gid, PID: cred.Pid}
-		c.Groups, opErr = peerGroups(int(fd))
-	})
-	if err == nil {
-		err = opErr
-	}
-	return c, err
-}
-
-// peerGroups is SO_PEERGROUPS (Linux ≥ 4.13): the peer's supplementary
-// groups at connect time. x/sys/unix has no wrapper returning gid_t[].
-func peerGroups(fd int) ([]uint32, error) {
-	size := uint32(64 * 4)
-	for {
-		buf := make([]byte, size)
-		l := size
-		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
-			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&l)), 0)
-		if e == unix.ERANGE && l > size {
-			size = l
-			continue
-		}
-		if e != 0 {
-			return nil, fmt.Errorf("SO_PEERGROUPS: %w", e)
-		}
-		gids := make([]uint32, l/4)
-		for i := range gids {
-			gids[i] = binary.NativeEndian.Uint32(buf[i*4:])
-		}
-		return gids, nil
-	}
 }
