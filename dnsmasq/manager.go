@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vnet/internal/atomicfile"
+	"vnet/internal/ifindex"
 	netxml "vnet/xml"
 )
 
@@ -504,9 +505,9 @@ func (m *Manager) quiet(pid int, bridge string) {
 		m.log.Debug("dnsmasq: runs in another network namespace; its netlink events are not filtered", "pid", pid)
 		return
 	}
-	ifindex, err := linkIndex(bridge)
+	idx, err := ifindex.ByName(bridge)
 	if err == nil {
-		err = quietNetlink(pid, ifindex)
+		err = quietNetlink(pid, idx)
 	}
 	if err != nil {
 		// Said once: with many networks every start then wakes every
@@ -517,24 +518,6 @@ func (m *Manager) quiet(pid int, bridge string) {
 		})
 		m.log.Debug("dnsmasq: netlink events not filtered", "pid", pid, "bridge", bridge, "err", err)
 	}
-}
-
-// linkIndex returns the index of a link. Why not net.InterfaceByName: it
-// lists every link of the host to find one.
-func linkIndex(name string) (int, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return 0, err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
-		return 0, fmt.Errorf("link %q: %w", name, err)
-	}
-	return int(ifr.Uint32()), nil
 }
 
 func readPidFile(path string) (int, error) {

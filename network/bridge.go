@@ -628,20 +628,6 @@ func LinkExists(name string) bool {
 	return err != nil || l != nil
 }
 
-// LinkIndex returns the ifindex of the link named name, or 0 when it does not exist.
-func LinkIndex(name string) int {
-	h, err := newHandle()
-	if err != nil {
-		return 0
-	}
-	defer h.Close()
-	l, err := h.linkByName(name)
-	if err != nil || l == nil {
-		return 0
-	}
-	return l.Attrs().Index
-}
-
 // RetireBridge takes the bridge vnet created for network out of service at
 // once and deletes it in the background: it sets the link down and removes
 // its addresses (so the subnet and the network's traffic are gone when it

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 	"libvirt.org/go/libvirtxml"
 
+	"vnet/internal/ifindex"
 	"vnet/internal/netnstest"
 	netxml "vnet/xml"
 )
@@ -171,7 +172,7 @@ func TestEnsureBridgeNAT(t *testing.T) {
 
 	// Second call: a no-op. Watch link and address events while it runs.
 	var idx int
-	do(t, ns, func() error { idx = LinkIndex(br); return nil })
+	do(t, ns, func() (err error) { idx, err = ifindex.ByName(br); return err })
 	events := watch(t, ns)
 	start = time.Now()
 	do(t, ns, func() (err error) { created, err = ensureBridge(n); return err })
@@ -180,7 +181,7 @@ func TestEnsureBridgeNAT(t *testing.T) {
 		t.Error("created = true on an existing bridge")
 	}
 	var idx2 int
-	do(t, ns, func() error { idx2 = LinkIndex(br); return nil })
+	do(t, ns, func() (err error) { idx2, err = ifindex.ByName(br); return err })
 	if idx2 != idx {
 		t.Errorf("ifindex %d → %d: bridge re-created", idx, idx2)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"vnet/internal/ifindex"
 	"vnet/internal/resubscribe"
 	netxml "vnet/xml"
 )
@@ -211,7 +212,7 @@ func (x *HostIndex) CheckHostConflicts(n *netxml.Network) error {
 			return fmt.Errorf("network %q: %w", n.Name, err)
 		}
 		own := 0
-		if idx, err := linkIndexByName(n.BridgeName()); err == nil {
+		if idx, err := ifindex.ByName(n.BridgeName()); err == nil {
 			own = idx
 		}
 		if len(subnets) == 0 || !x.mayConflict(subnets, own) {
@@ -219,18 +220,4 @@ func (x *HostIndex) CheckHostConflicts(n *netxml.Network) error {
 		}
 	}
 	return CheckHostConflicts(n)
-}
-
-// linkIndexByName returns the index of a link with one request.
-func linkIndexByName(name string) (int, error) {
-	h, err := newHandle()
-	if err != nil {
-		return 0, err
-	}
-	defer h.Close()
-	l, err := h.linkByName(name)
-	if err != nil || l == nil {
-		return 0, fmt.Errorf("link %q: %w", name, orGone(err))
-	}
-	return l.Attrs().Index, nil
 }
