@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"libvirt.org/go/libvirtxml"
 
 	"vnet/daemon/api"
 	"vnet/daemon/client"
@@ -87,9 +88,6 @@ func network() (string, error) {
 }
 
 func ifup(ctx context.Context, ifname string) error {
-	if err := netxml.CheckIfName(ifname); err != nil {
-		return errors.New(netxml.Message(err))
-	}
 	net, err := network()
 	if err != nil {
 		return err
@@ -99,22 +97,35 @@ func ifup(ctx context.Context, ifname string) error {
 	if err != nil {
 		return err
 	}
-	xml := fmt.Sprintf(`<networkport>
-  <uuid>%s</uuid>
-  <owner>
-    <name>%s</name>
-    <uuid>%s</uuid>
-  </owner>
-  <mac address='%s'/>
-  <vnet:tap xmlns:vnet='urn:vnet:port:1' dev='%s' adopt='yes' persist='no'/>
-</networkport>
-`, uuid.NewString(), xmlEscape(owner), ownerUUID, mac, ifname)
+	xml, err := portXML(ifname, owner, ownerUUID, mac)
+	if err != nil {
+		return err
+	}
 	p, err := client.New(client.DefaultSocket()).CreatePort(ctx, net, api.PortRequest{XML: xml})
 	if err != nil {
 		return fmt.Errorf("network '%s': %w", net, err)
 	}
 	fmt.Fprintf(os.Stderr, "vnet-qemu-ifup: %s is port %s of network '%s'\n", ifname, p.UUID, net)
 	return nil
+}
+
+// portXML is the <networkport> of the TAP ifname QEMU made: adopted,
+// transient, owned by the guest. The owner's name comes from QEMU's command
+// line, so the document is written by the port formatter, which escapes it;
+// a device name the kernel would not accept is refused.
+func portXML(ifname, owner, ownerUUID, mac string) (string, error) {
+	if err := netxml.CheckIfName(ifname); err != nil {
+		return "", errors.New(netxml.Message(err))
+	}
+	p := &netxml.Port{
+		NetworkPort: libvirtxml.NetworkPort{
+			UUID:  uuid.NewString(),
+			Owner: &libvirtxml.NetworkPortOwner{Name: owner, UUID: ownerUUID},
+			MAC:   &libvirtxml.NetworkPortMAC{Address: mac},
+		},
+		TAP: &netxml.TAP{Dev: ifname, Adopt: true, Transient: true},
+	}
+	return netxml.FormatPort(p)
 }
 
 func ifdown(ctx context.Context, ifname string) error {
@@ -179,8 +190,4 @@ func qemuIdentity(pid int) (name, id string) {
 		}
 	}
 	return name, id
-}
-
-func xmlEscape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "'", "&apos;", `"`, "&quot;").Replace(s)
 }
