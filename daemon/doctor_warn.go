@@ -7,6 +7,7 @@ import (
 
 	"vnet/doctor"
 	"vnet/firewall"
+	"vnet/internal/ifindex"
 	"vnet/network"
 )
 
@@ -41,7 +42,7 @@ func (m *Manager) startWarnings() {
 	w := &warner{m: m, dh: dh, wake: make(chan struct{}, 1), warned: map[string]bool{}}
 	m.goBackground(w.run)
 	m.goBackground(func(ctx context.Context) {
-		if err := doctor.WatchRoutes(ctx, m.log, w.hint); err != nil {
+		if err := doctor.WatchRoutes(ctx, m.log, w.routeHint); err != nil {
 			m.log.Warn("no route events: no live warnings about routes", "err", err)
 		}
 	})
@@ -60,6 +61,26 @@ func (m *Manager) startWarnings() {
 			m.log.Warn("no nftables events: no live warnings about foreign firewalls", "err", err)
 		}
 	})
+}
+
+// routeHint wakes the checks for a route or address change that may come
+// from outside. Why the filter: every net-start and net-destroy adds or
+// removes its bridge's address and routes, and a run of the checks covers
+// every network; without it, starting N networks ran the checks of all of
+// them about N times. What happens on a network's own bridge is vnet's doing
+// (or drift that repair restores), and what is removed with its link cannot
+// start a problem.
+func (w *warner) routeHint(link int, added bool) {
+	if link != 0 {
+		name, err := ifindex.Name(link)
+		if err != nil && !added {
+			return
+		}
+		if err == nil && w.m.networkByBridge(name) != "" {
+			return
+		}
+	}
+	w.hint()
 }
 
 func (w *warner) hint() {

@@ -1,7 +1,6 @@
 package dnsmasq
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -32,62 +31,68 @@ func quietNetlink(pid, ifindex int) error {
 	if binary.NativeEndian.Uint16([]byte{1, 0}) != 1 {
 		return errors.New("socket filter written for little-endian hosts only")
 	}
-	fdnum, portid, err := rtnetlinkSocket(pid)
-	if err != nil {
-		return err
-	}
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return fmt.Errorf("pidfd of %d: %w", pid, err)
 	}
 	defer unix.Close(pidfd)
-	fd, err := unix.PidfdGetfd(pidfd, fdnum, 0)
+	fd, portid, err := rtnetlinkSocket(pid, pidfd)
 	if err != nil {
-		return fmt.Errorf("descriptor %d of %d: %w", fdnum, pid, err)
+		return err
 	}
 	defer unix.Close(fd)
-	prog := netlinkFilter(uint32(portid), uint32(ifindex))
+	prog := netlinkFilter(portid, uint32(ifindex))
 	return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
 		&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
 }
 
-// rtnetlinkSocket finds the descriptor number and port id of the process's
-// rtnetlink socket that listens to multicast groups.
-func rtnetlinkSocket(pid int) (fd int, portid uint32, err error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/net/netlink", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	// sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
-	inodes := map[string]uint32{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		c := strings.Fields(sc.Text())
-		if len(c) < 10 || c[1] != "0" || c[3] == "00000000" {
-			continue
-		}
-		p, err := strconv.ParseUint(c[2], 10, 32)
-		if err != nil {
-			continue
-		}
-		inodes["socket:["+c[9]+"]"] = uint32(p)
-	}
+// rtnetlinkSocket returns a duplicate (ours to close) of the process's
+// rtnetlink socket that listens to multicast groups, and its port id. Why
+// each of the process's own descriptors is asked rather than
+// /proc/PID/net/netlink read: that file lists every netlink socket of the
+// network namespace, a thousand and more with a thousand networks, which
+// made each start cost more the more networks ran.
+func rtnetlinkSocket(pid, pidfd int) (fd int, portid uint32, err error) {
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return 0, 0, err
+		return -1, 0, err
 	}
 	for _, e := range ents {
-		l, _ := os.Readlink(filepath.Join(dir, e.Name()))
-		if p, ok := inodes[l]; ok {
-			n, err := strconv.Atoi(e.Name())
-			if err == nil {
-				return n, p, nil
-			}
+		if l, _ := os.Readlink(filepath.Join(dir, e.Name())); !strings.HasPrefix(l, "socket:") {
+			continue
 		}
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		fd, err := unix.PidfdGetfd(pidfd, n, 0)
+		if err != nil {
+			return -1, 0, fmt.Errorf("descriptor %d of %d: %w", n, pid, err)
+		}
+		if p, ok := multicastRtnetlink(fd); ok {
+			return fd, p, nil
+		}
+		unix.Close(fd)
 	}
-	return 0, 0, errors.New("no rtnetlink socket with multicast groups")
+	return -1, 0, errors.New("no rtnetlink socket with multicast groups")
+}
+
+// multicastRtnetlink reports whether fd is an rtnetlink socket bound to
+// multicast groups, and its port id.
+func multicastRtnetlink(fd int) (uint32, bool) {
+	if d, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || d != unix.AF_NETLINK {
+		return 0, false
+	}
+	if p, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL); err != nil || p != unix.NETLINK_ROUTE {
+		return 0, false
+	}
+	sa, err := unix.Getsockname(fd)
+	nl, ok := sa.(*unix.SockaddrNetlink)
+	if err != nil || !ok || nl.Groups == 0 {
+		return 0, false
+	}
+	return nl.Pid, true
 }
 
 // bpf is a classic BPF program under construction with symbolic jumps.

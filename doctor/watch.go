@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"vnet/internal/resubscribe"
 )
@@ -13,13 +14,15 @@ import (
 // WatchRoutes calls changed for every route or address added or removed, in
 // any table, until ctx is done: a VPN connecting, docker0 appearing, an
 // address taking a network's subnet. Live warnings run the cheap checks
-// then. A closed subscription is logged and opened again (changed is
-// called for the gap).
-func WatchRoutes(ctx context.Context, log *slog.Logger, changed func()) error {
-	return resubscribe.Run(ctx, resubscribe.Options{What: "route events (net-doctor)", Logger: log, Resumed: changed},
+// then. changed gets the index of the route's or address's link (0 when
+// unknown: a multipath route, a lost event, the gap of a closed
+// subscription, which is logged and opened again) and whether it was added.
+func WatchRoutes(ctx context.Context, log *slog.Logger, changed func(link int, added bool)) error {
+	unknown := func() { changed(0, true) }
+	return resubscribe.Run(ctx, resubscribe.Options{What: "route events (net-doctor)", Logger: log, Resumed: unknown},
 		func(ctx context.Context) (func(), error) {
 			done := make(chan struct{})
-			overflow := func(error) { changed() }
+			overflow := func(error) { unknown() }
 			routes := make(chan netlink.RouteUpdate, 64)
 			addrs := make(chan netlink.AddrUpdate, 64)
 			if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{ErrorCallback: overflow}); err != nil {
@@ -36,16 +39,16 @@ func WatchRoutes(ctx context.Context, log *slog.Logger, changed func()) error {
 					select {
 					case <-ctx.Done():
 						return
-					case _, ok := <-routes:
+					case u, ok := <-routes:
 						if !ok {
 							return
 						}
-						changed()
-					case _, ok := <-addrs:
+						changed(u.LinkIndex, u.Type == unix.RTM_NEWROUTE)
+					case u, ok := <-addrs:
 						if !ok {
 							return
 						}
-						changed()
+						changed(u.LinkIndex, u.NewAddr)
 					}
 				}
 			}, nil

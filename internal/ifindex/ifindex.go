@@ -30,3 +30,23 @@ func ByName(name string) (int, error) {
 	}
 	return int(ifr.Uint32()), nil
 }
+
+// Name returns the name of the link with index idx in the calling thread's
+// network namespace (one SIOCGIFNAME ioctl). A missing link is an error
+// wrapping unix.ENODEV.
+func Name(idx int) (string, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("link %d: %w", idx, err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("")
+	if err != nil {
+		return "", fmt.Errorf("link %d: %w", idx, err)
+	}
+	ifr.SetUint32(uint32(idx))
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFNAME, ifr); err != nil {
+		return "", fmt.Errorf("link %d: %w", idx, err)
+	}
+	return ifr.Name(), nil
+}

@@ -26,3 +26,18 @@ func TestByName(t *testing.T) {
 		t.Error("a name longer than IFNAMSIZ was accepted")
 	}
 }
+
+// TestName: the loopback's name is found by its index, a missing index is
+// ENODEV.
+func TestName(t *testing.T) {
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skipf("no loopback: %v", err)
+	}
+	if name, err := Name(lo.Index); err != nil || name != "lo" {
+		t.Errorf("Name(%d) = %q, %v; want lo", lo.Index, name, err)
+	}
+	if _, err := Name(1 << 30); !errors.Is(err, unix.ENODEV) {
+		t.Errorf("missing index: err = %v; want ENODEV", err)
+	}
+}
