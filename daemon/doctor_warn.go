@@ -76,7 +76,7 @@ func (w *warner) routeHint(link int, added bool) {
 		if err != nil && !added {
 			return
 		}
-		if err == nil && w.m.networkByBridge(name) != "" {
+		if err == nil && w.m.bridgeInUse(name) {
 			return
 		}
 	}

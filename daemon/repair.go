@@ -265,6 +265,21 @@ func (r *repairer) setLimited(name string, on bool) (first bool) {
 	return first
 }
 
+// bridgeInUse reports whether br is the bridge or VXLAN device of an active
+// network or of one being started.
+func (m *Manager) bridgeInUse(br string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, o := range m.byName {
+		for _, n := range []*netxml.Network{o.live, o.starting} {
+			if n != nil && (n.BridgeName() == br || n.Overlay != nil && network.VXLANName(n.Overlay.VNI) == br) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // networkByBridge returns the active network whose bridge (or overlay
 // VXLAN device) is br.
 func (m *Manager) networkByBridge(br string) string {

@@ -425,11 +425,21 @@ func validateText(n *Network) error {
 // uuid, or same name when a uuid is missing).
 func sameNetwork(a, b *Network) bool {
 	if a.UUID != "" && b.UUID != "" {
-		ua, _ := NormalizeUUID(a.UUID)
-		ub, _ := NormalizeUUID(b.UUID)
-		return ua == ub
+		return canonicalUUID(a.UUID) == canonicalUUID(b.UUID)
 	}
 	return a.Name == b.Name
+}
+
+// canonicalUUID is NormalizeUUID for comparisons. Why the shortcut: parsed
+// definitions hold canonical UUIDs already, and a define or start compares
+// its network with every other one, so normalising each (an allocation)
+// made it cost more the more networks there were.
+func canonicalUUID(s string) string {
+	if len(s) == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' && s[23] == '-' && strings.ToLower(s) == s {
+		return s
+	}
+	u, _ := NormalizeUUID(s)
+	return u
 }
 
 // CheckBridgeConflict reports an error when another network (in others; a
