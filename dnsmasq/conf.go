@@ -103,9 +103,10 @@ func FileBase(name string) (string, error) {
 	return base, nil
 }
 
-func xmlEscape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&apos;").Replace(s)
-}
+// xmlEscaper is built once: FileBase runs for every network at every check.
+var xmlEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&apos;")
+
+func xmlEscape(s string) string { return xmlEscaper.Replace(s) }
 
 // unsafeValue builds the error for a value that cannot be written safely.
 func unsafeValue(field, value, why string) error {
