@@ -21,10 +21,13 @@ func (c *countingHost) count(what string) {
 	c.mu.Unlock()
 }
 
-func (c *countingHost) Firewall() ([]*Table, error) { c.count("firewall"); return c.fakeHost.Firewall() }
-func (c *countingHost) Routes() ([]Route, error)    { c.count("routes"); return c.fakeHost.Routes() }
-func (c *countingHost) Addrs() ([]Addr, error)      { c.count("addrs"); return c.fakeHost.Addrs() }
-func (c *countingHost) Link(name string) Link       { c.count("link " + name); return c.fakeHost.Link(name) }
+func (c *countingHost) Firewall() ([]*Table, error) {
+	c.count("firewall")
+	return c.fakeHost.Firewall()
+}
+func (c *countingHost) Routes() ([]Route, error) { c.count("routes"); return c.fakeHost.Routes() }
+func (c *countingHost) Addrs() ([]Addr, error)   { c.count("addrs"); return c.fakeHost.Addrs() }
+func (c *countingHost) Link(name string) Link    { c.count("link " + name); return c.fakeHost.Link(name) }
 func (c *countingHost) RouteDev(dst netip.Addr) string {
 	c.count("routedev " + dst.String())
 	return c.fakeHost.RouteDev(dst)
