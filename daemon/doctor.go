@@ -90,14 +90,10 @@ func (m *Manager) Doctor(ctx context.Context, ref string) (api.DoctorReport, err
 	// FRR's view of the overlays (vtysh: only here, not in the live
 	// warnings, which run on every route or firewall event).
 	if rh, ok := m.host.(*realHost); ok {
-		for i := range nets {
-			if !nets[i].Active {
-				continue
-			}
-			if o, err := m.OverlayStatus(nets[i].Name); err == nil && o != nil {
-				nets[i].Overlay = rh.doctorOverlay(o)
-			}
-		}
+		rh.doctorOverlays(nets, func(name string) *netxml.Network {
+			live, _ := m.liveOverlay(name)
+			return live
+		})
 	}
 	for _, r := range doctor.Run(ctx, dh.doctorHost(), nets, doctor.Options{Probe: true, OwnPids: own}) {
 		report.Checks = append(report.Checks, api.DoctorCheck(r))
