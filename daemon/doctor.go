@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/netip"
@@ -24,10 +23,13 @@ type doctorHost interface {
 	doctorHost() doctor.Host
 	// dnsmasqPid returns the pid of the network's dnsmasq (0: none).
 	dnsmasqPid(name string) int
+	// upstreams returns the servers the network's dnsmasq forwards to.
+	upstreams(n *netxml.Network) []netip.AddrPort
 }
 
-func (h *realHost) doctorHost() doctor.Host    { return &doctor.Live{} }
-func (h *realHost) dnsmasqPid(name string) int { return h.dns.Pid(name) }
+func (h *realHost) doctorHost() doctor.Host                      { return &doctor.Live{} }
+func (h *realHost) dnsmasqPid(name string) int                   { return h.dns.Pid(name) }
+func (h *realHost) upstreams(n *netxml.Network) []netip.AddrPort { return h.dns.Upstreams(n) }
 
 // withPortOwners adds to a dnsmasq start failure over a port in use the
 // processes that hold the network's DNS/DHCP ports (dnsmasq itself only
@@ -88,14 +90,10 @@ func (m *Manager) Doctor(ctx context.Context, ref string) (api.DoctorReport, err
 	// FRR's view of the overlays (vtysh: only here, not in the live
 	// warnings, which run on every route or firewall event).
 	if rh, ok := m.host.(*realHost); ok {
-		for i := range nets {
-			if !nets[i].Active {
-				continue
-			}
-			if o, err := m.OverlayStatus(nets[i].Name); err == nil && o != nil {
-				nets[i].Overlay = rh.doctorOverlay(o)
-			}
-		}
+		rh.doctorOverlays(nets, func(name string) *netxml.Network {
+			live, _ := m.liveOverlay(name)
+			return live
+		})
 	}
 	for _, r := range doctor.Run(ctx, dh.doctorHost(), nets, doctor.Options{Probe: true, OwnPids: own}) {
 		report.Checks = append(report.Checks, api.DoctorCheck(r))
@@ -145,6 +143,9 @@ func (m *Manager) doctorNetworks(ref string, dh doctorHost) ([]doctor.Network, [
 			continue
 		}
 		dn := doctorNetwork(it.def, it.active)
+		if dn.DNS && dh != nil {
+			dn.Upstreams = dh.upstreams(it.def)
+		}
 		if it.active && dh != nil {
 			dn.DnsmasqPid = dh.dnsmasqPid(it.def.Name)
 			for _, p := range m.ports.of(it.def.Name) {
@@ -186,60 +187,5 @@ func doctorNetwork(n *netxml.Network, active bool) doctor.Network {
 	if n.MTU != nil {
 		d.MTU = int(n.MTU.Size)
 	}
-	if d.DNS {
-		d.Upstreams = upstreams(n)
-	}
 	return d
-}
-
-// upstreams are the servers the network's dnsmasq forwards to: its
-// <forwarder addr=…> elements, and resolv.conf's nameservers unless a
-// forwarder for all names (or an isolated network) replaces them, as in
-// the dnsmasq conf (dnsmasq.Generate).
-func upstreams(n *netxml.Network) []netip.AddrPort {
-	var out []netip.AddrPort
-	useResolv := n.ForwardMode() != ""
-	if n.DNS != nil {
-		for _, f := range n.DNS.Forwarders {
-			if f.Addr == "" {
-				continue
-			}
-			a, err := netxml.ParseAddr(f.Addr)
-			if err != nil {
-				continue
-			}
-			port := uint16(53)
-			if f.Port > 0 && f.Port <= 65535 {
-				port = uint16(f.Port)
-			}
-			out = append(out, netip.AddrPortFrom(a, port))
-			if f.Domain == "" {
-				useResolv = false
-			}
-		}
-	}
-	if useResolv {
-		out = append(out, resolvConf("/etc/resolv.conf")...)
-	}
-	return out
-}
-
-// resolvConf returns the nameservers of a resolv.conf.
-func resolvConf(path string) []netip.AddrPort {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []netip.AddrPort
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) >= 2 && fields[0] == "nameserver" {
-			if a, err := netip.ParseAddr(fields[1]); err == nil {
-				out = append(out, netip.AddrPortFrom(a.Unmap(), 53))
-			}
-		}
-	}
-	return out
 }

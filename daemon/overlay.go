@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
+	"sync"
 
 	"libvirt.org/go/libvirtxml"
 
@@ -128,16 +129,36 @@ func (h *realHost) OverlayStatus(n *netxml.Network) (*api.Overlay, error) {
 	if n.Overlay == nil {
 		return nil, nil
 	}
-	o := &api.Overlay{VNI: n.Overlay.VNI, Device: network.VXLANName(n.Overlay.VNI), Peers: []api.OverlayPeer{}}
+	st, err := h.frrStatus(n, h.readBGP)
+	return h.apiOverlay(n, st, err), nil
+}
+
+// readBGP reads FRR's host-wide BGP state (frr.VTY.BGP).
+func (h *realHost) readBGP() (*frr.BGP, error) { return frr.NewVTY(h.overlay).BGP() }
+
+// frrStatus reads FRR's view of n's overlay, with the host-wide BGP state
+// from bgp (a caller reading many overlays reads it once).
+func (h *realHost) frrStatus(n *netxml.Network, bgp func() (*frr.BGP, error)) (*frr.Status, error) {
 	if h.overlay == nil {
-		o.Error = fmt.Sprintf("this host has no overlay settings (%s)", h.overlayPath)
-		return o, nil
+		return nil, fmt.Errorf("this host has no overlay settings (%s)", h.overlayPath)
 	}
-	o.VTEP = h.overlay.VTEP.String()
-	st, err := frr.NewVTY(h.overlay).Status(n.Overlay.VNI)
+	b, err := bgp()
+	if err != nil {
+		return nil, err
+	}
+	return frr.NewVTY(h.overlay).StatusWith(b, n.Overlay.VNI)
+}
+
+// apiOverlay is n's overlay as net-info shows it: FRR's view st, or err
+// saying why it could not be read.
+func (h *realHost) apiOverlay(n *netxml.Network, st *frr.Status, err error) *api.Overlay {
+	o := &api.Overlay{VNI: n.Overlay.VNI, Device: network.VXLANName(n.Overlay.VNI), Peers: []api.OverlayPeer{}}
+	if h.overlay != nil {
+		o.VTEP = h.overlay.VTEP.String()
+	}
 	if err != nil {
 		o.Error = err.Error()
-		return o, nil
+		return o
 	}
 	o.VNIKnown = st.VNIKnown
 	o.RemoteVTEPs = st.RemoteVTEPs
@@ -146,20 +167,33 @@ func (h *realHost) OverlayStatus(n *netxml.Network) (*api.Overlay, error) {
 	for _, p := range st.Peers {
 		o.Peers = append(o.Peers, api.OverlayPeer{Address: p.Address, State: p.State, Up: p.Up(), Uptime: p.Uptime, Prefixes: p.Prefixes})
 	}
-	return o, nil
+	return o
 }
 
-// doctorOverlay describes an overlay's control plane for net-doctor's
-// checks (doctor.checkOverlay says what is wrong with it).
-func (h *realHost) doctorOverlay(o *api.Overlay) *doctor.Overlay {
-	d := &doctor.Overlay{VNI: o.VNI, Device: o.Device, Err: o.Error, VNIKnown: o.VNIKnown}
+// doctorOverlays gives every active overlay network of nets FRR's view of
+// its overlay for net-doctor's checks (doctor.checkOverlay says what is
+// wrong with it), reading FRR's host-wide BGP state once for all of them.
+func (h *realHost) doctorOverlays(nets []doctor.Network, live func(name string) *netxml.Network) {
+	bgp := sync.OnceValues(h.readBGP)
+	vtysh := ""
 	if h.overlay != nil {
-		d.Vtysh = frr.NewVTY(h.overlay).Command()
+		vtysh = frr.NewVTY(h.overlay).Command()
 	}
-	for _, p := range o.Peers {
-		d.Peers = append(d.Peers, doctor.OverlayPeer{Address: p.Address, State: p.State, Up: p.Up})
+	for i := range nets {
+		if !nets[i].Active {
+			continue
+		}
+		n := live(nets[i].Name)
+		if n == nil || n.Overlay == nil {
+			continue
+		}
+		d := &doctor.Overlay{VNI: n.Overlay.VNI, Device: network.VXLANName(n.Overlay.VNI), Vtysh: vtysh}
+		var err error
+		if d.FRR, err = h.frrStatus(n, bgp); err != nil {
+			d.Err = err.Error()
+		}
+		nets[i].Overlay = d
 	}
-	return d
 }
 
 // overlayHost is the part of a Host that reads an overlay's control plane
@@ -176,15 +210,25 @@ var _ overlayHost = (*realHost)(nil)
 // OverlayStatus returns the overlay state of an active network (BGP
 // peers, VNI, remote VTEPs and MACs as FRR sees them), or nil when the
 // network has no overlay, is not active or the host cannot tell (test
-// driver). net-info shows it; net-doctor checks it.
+// driver). net-info shows it.
 func (m *Manager) OverlayStatus(ref string) (*api.Overlay, error) {
-	o, err := m.lookup(ref, "any")
-	if err != nil {
+	live, err := m.liveOverlay(ref)
+	if err != nil || live == nil {
 		return nil, err
 	}
 	oh, ok := m.host.(overlayHost)
 	if !ok {
 		return nil, nil
+	}
+	return oh.OverlayStatus(live)
+}
+
+// liveOverlay returns the running definition of the network ref when it is
+// active and has an overlay (nil otherwise).
+func (m *Manager) liveOverlay(ref string) (*netxml.Network, error) {
+	o, err := m.lookup(ref, "any")
+	if err != nil {
+		return nil, err
 	}
 	m.mu.RLock()
 	live := o.live
@@ -192,7 +236,7 @@ func (m *Manager) OverlayStatus(ref string) (*api.Overlay, error) {
 	if live == nil || live.Overlay == nil {
 		return nil, nil
 	}
-	return oh.OverlayStatus(live)
+	return live, nil
 }
 
 // activeVXLANs returns the VXLAN device names of the active overlay

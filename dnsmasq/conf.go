@@ -579,7 +579,7 @@ func (g *gen) upstream(serversFile string) error {
 	}
 	// Isolated networks have no upstream (libvirt writes no-resolv for
 	// them further down).
-	if serversFile != "" && g.wantDNS && !noResolv && g.n.ForwardMode() != "" {
+	if serversFile != "" && g.wantDNS && readsResolv(g.n) {
 		g.line("no-resolv")
 		g.line("servers-file=", serversFile)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,6 +75,10 @@ type Manager struct {
 	// serversMoved: the servers file changed at NewManager, so adopted
 	// processes (started by an earlier daemon) read an old one.
 	serversMoved bool
+	// servers are the name servers of the servers file as last refreshed
+	// (Upstreams), under serversMu: upMu may be held for seconds by a start.
+	serversMu sync.Mutex
+	servers   []netip.Addr
 	// quietOnce says once that dnsmasq's netlink socket cannot be filtered.
 	quietOnce sync.Once
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vnet/internal/atomicfile"
+	netxml "vnet/xml"
 )
 
 // Upstream DNS servers: dnsmasq would watch resolv.conf itself, with one
@@ -39,11 +40,24 @@ const resolvPoll = 2 * time.Second
 
 // ServersFromResolvConf renders the name servers of a resolv.conf as the
 // lines of a dnsmasq servers file, in order ("server=ADDR\n" each), as
-// dnsmasq itself would take them from resolv.conf: only `nameserver` lines,
-// IPv4 or IPv6 with an interface scope. Anything else is skipped, so nothing
-// in resolv.conf can add another kind of line.
-func ServersFromResolvConf(data []byte) string {
+// dnsmasq itself would take them from resolv.conf (see nameServers).
+func ServersFromResolvConf(data []byte) string { return renderServers(nameServers(data)) }
+
+// renderServers renders name servers as the lines of a servers file.
+func renderServers(servers []netip.Addr) string {
 	var b strings.Builder
+	for _, a := range servers {
+		b.WriteString("server=" + a.String() + "\n")
+	}
+	return b.String()
+}
+
+// nameServers returns the name servers of a resolv.conf, in order, as
+// dnsmasq itself would take them: only `nameserver` lines, IPv4 or IPv6
+// with an interface scope. Anything else is skipped, so nothing in
+// resolv.conf can add another kind of server line.
+func nameServers(data []byte) []netip.Addr {
+	var out []netip.Addr
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -57,9 +71,59 @@ func ServersFromResolvConf(data []byte) string {
 		if z := a.Zone(); z != "" && checkIfName("nameserver scope", z) != nil {
 			continue
 		}
-		b.WriteString("server=" + a.Unmap().String() + "\n")
+		out = append(out, a.Unmap())
 	}
-	return b.String()
+	return out
+}
+
+// Upstreams returns the servers the dnsmasq of n forwards to (port 53
+// unless a forwarder names one): its <forwarder addr=…> elements and, when
+// its conf reads the servers file (readsResolv), the host's name servers
+// as the servers file has them. net-doctor asks each of them.
+func (m *Manager) Upstreams(n *netxml.Network) []netip.AddrPort {
+	var out []netip.AddrPort
+	if n.DNS != nil {
+		for _, f := range n.DNS.Forwarders {
+			if f.Addr == "" {
+				continue
+			}
+			a, err := parseAddr("dns forwarder addr", f.Addr)
+			if err != nil {
+				continue
+			}
+			port := uint16(53)
+			if f.Port > 0 && f.Port <= 65535 {
+				port = uint16(f.Port)
+			}
+			out = append(out, netip.AddrPortFrom(a, port))
+		}
+	}
+	if readsResolv(n) {
+		m.serversMu.Lock()
+		for _, a := range m.servers {
+			out = append(out, netip.AddrPortFrom(a, 53))
+		}
+		m.serversMu.Unlock()
+	}
+	return out
+}
+
+// readsResolv reports whether a network whose dnsmasq answers DNS takes
+// the host's name servers (the servers file) besides its forwarders: not
+// when isolated (libvirt's no-resolv) nor when a forwarder for all names
+// replaces them.
+func readsResolv(n *netxml.Network) bool {
+	if n.ForwardMode() == "" {
+		return false
+	}
+	if n.DNS != nil {
+		for _, f := range n.DNS.Forwarders {
+			if f.Addr != "" && f.Domain == "" {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // ServersFile returns the path of the servers file (for Options.ServersFile).
@@ -74,15 +138,19 @@ func (m *Manager) refreshServers() (changed bool, err error) {
 		return false, fmt.Errorf("dnsmasq: read %s: %w", m.c.ResolvConf, err)
 	}
 	// A missing resolv.conf means no upstream servers, as for dnsmasq.
-	want := ServersFromResolvConf(data)
+	servers := nameServers(data)
+	want := renderServers(servers)
 	cur, err := os.ReadFile(m.ServersFile())
-	if err == nil && string(cur) == want {
-		return false, nil
+	if err != nil || string(cur) != want {
+		if err := atomicfile.Write(m.ServersFile(), []byte(want), 0o644, atomicfile.Volatile); err != nil {
+			return false, fmt.Errorf("dnsmasq: %w", err)
+		}
+		changed = true
 	}
-	if err := atomicfile.Write(m.ServersFile(), []byte(want), 0o644, atomicfile.Volatile); err != nil {
-		return false, fmt.Errorf("dnsmasq: %w", err)
-	}
-	return true, nil
+	m.serversMu.Lock()
+	m.servers = servers
+	m.serversMu.Unlock()
+	return changed, nil
 }
 
 // serversChanged refreshes the servers file and tells every dnsmasq that

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	netxml "vnet/xml"
 )
 
 func TestServersFromResolvConf(t *testing.T) {
@@ -28,6 +30,66 @@ nameserver 10.0.0.1 # trailing
 	}
 	if got := ServersFromResolvConf(nil); got != "" {
 		t.Errorf("empty resolv.conf: %q", got)
+	}
+}
+
+// Upstreams are the network's forwarders and, unless isolated or a
+// forwarder for all names replaces them, the servers file's name servers,
+// kept from the one read of resolv.conf (no second parser).
+func TestUpstreams(t *testing.T) {
+	dir := t.TempDir()
+	resolv := filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("nameserver 192.0.2.53\nnameserver fe80::1%bad,zone\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewManager(Config{Binary: "/bin/true", StateDir: filepath.Join(dir, "state"), RunDir: filepath.Join(dir, "run"), ResolvConf: resolv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := func(forward, forwarders string) *netxml.Network {
+		t.Helper()
+		fw := ""
+		if forward != "" {
+			fw = "<forward mode='" + forward + "'/>"
+		}
+		n, err := netxml.Parse([]byte("<network><name>u</name><bridge name='vbr-u'/>" + fw + "<dns>" + forwarders + "</dns><ip address='10.9.0.1' prefix='24'/></network>"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, c := range []struct {
+		forward, forwarders, want string
+	}{
+		{"nat", "", "[192.0.2.53:53]"},
+		{"nat", "<forwarder domain='corp' addr='10.1.1.1' port='5353'/>", "[10.1.1.1:5353 192.0.2.53:53]"},
+		{"nat", "<forwarder addr='10.1.1.1'/>", "[10.1.1.1:53]"},
+		{"", "<forwarder domain='corp' addr='10.1.1.1'/>", "[10.1.1.1:53]"},
+		{"", "", "[]"},
+	} {
+		n := def(c.forward, c.forwarders)
+		if got := fmt.Sprint(m.Upstreams(n)); got != c.want {
+			t.Errorf("forward %q, %s: %s, want %s", c.forward, c.forwarders, got, c.want)
+		}
+		// The conf reads the servers file exactly when Upstreams names
+		// its servers.
+		f, err := Generate(n, Options{ServersFile: m.ServersFile()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ReadsServersFile(f.Conf) != strings.Contains(c.want, "192.0.2.53") {
+			t.Errorf("forward %q, %s: conf reads the servers file: %v", c.forward, c.forwarders, ReadsServersFile(f.Conf))
+		}
+	}
+	if err := os.WriteFile(resolv, []byte("nameserver 198.51.100.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(m.Upstreams(def("nat", ""))); got != "[192.0.2.53:53]" {
+		t.Errorf("before the watch saw the change: %s (the servers file's servers, which dnsmasq uses)", got)
+	}
+	m.serversChanged()
+	if got := fmt.Sprint(m.Upstreams(def("nat", ""))); got != "[198.51.100.1:53]" {
+		t.Errorf("after the change: %s", got)
 	}
 }
 

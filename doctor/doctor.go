@@ -132,11 +132,13 @@ type Options struct {
 }
 
 // Run runs every check for the networks (all active ones) and returns the
-// results, problems and passes, sorted by network then check id.
+// results, problems and passes, sorted by network then check id. The
+// checks share one snapshot of h: each host-wide fact is read once.
 func Run(ctx context.Context, h Host, nets []Network, o Options) []Result {
 	if o.ProbeTimeout <= 0 {
 		o.ProbeTimeout = 2 * time.Second
 	}
+	h = newSnapshot(h)
 	var (
 		mu  sync.Mutex
 		out []Result

@@ -3,6 +3,8 @@ package doctor
 import (
 	"fmt"
 	"strings"
+
+	"vnet/network/frr"
 )
 
 // Overlay is the control plane of a network's <vnet:overlay> as this
@@ -11,23 +13,14 @@ type Overlay struct {
 	// VNI and Device are the overlay's VXLAN network identifier and device.
 	VNI    uint32
 	Device string
+	// FRR is FRR's view of the overlay: zebra's VNI, the BGP l2vpn evpn
+	// neighbors (nil when it could not be read).
+	FRR *frr.Status
 	// Err says why FRR's state could not be read ("" when it could).
 	Err string
-	// VNIKnown: zebra has the VNI (its device is up in the bridge).
-	VNIKnown bool
-	// Peers are the BGP l2vpn evpn neighbors.
-	Peers []OverlayPeer
 	// Vtysh is the command line that reaches this host's FRR ("vtysh",
 	// or with its socket directory), for the fixes.
 	Vtysh string
-}
-
-// OverlayPeer is one BGP neighbor of an overlay.
-type OverlayPeer struct {
-	Address string
-	// State is BGP's session state; Up when Established.
-	State string
-	Up    bool
 }
 
 // checkOverlay reports the overlay's control plane: FRR reachable
@@ -42,27 +35,28 @@ func checkOverlay(n Network) []Result {
 	if vtysh == "" {
 		vtysh = "vtysh"
 	}
-	if o.Err != "" {
+	if o.Err != "" || o.FRR == nil {
 		return []Result{problem(CheckOverlayFRR, n.Name,
 			fmt.Sprintf("FRR does not answer for the overlay (vni %d) of %s: %s", o.VNI, n.Bridge, o.Err),
 			"start FRR with zebra and bgpd (bgpd=yes in /etc/frr/daemons, then systemctl restart frr); vnetd gives bgpd its configuration within 2 s")}
 	}
 	out := []Result{ok(CheckOverlayFRR, n.Name, fmt.Sprintf("FRR answers for the overlay (vni %d) of %s", o.VNI, n.Bridge))}
-	if o.VNIKnown {
+	if o.FRR.VNIKnown {
 		out = append(out, ok(CheckOverlayVNI, n.Name, fmt.Sprintf("zebra knows vni %d (%s)", o.VNI, o.Device)))
 	} else {
 		out = append(out, problem(CheckOverlayVNI, n.Name,
 			fmt.Sprintf("FRR's zebra does not know vni %d: %s is not up in %s, or bgpd lacks advertise-all-vni", o.VNI, o.Device, n.Bridge),
 			fmt.Sprintf("ip -d link show %s (up, master %s: vnetd repairs it, see its log); %s -c 'show running-config' must have advertise-all-vni under address-family l2vpn evpn", o.Device, n.Bridge, vtysh)))
 	}
-	if len(o.Peers) == 0 {
+	peers := o.FRR.Peers
+	if len(peers) == 0 {
 		return append(out, problem(CheckOverlayPeer, n.Name,
 			fmt.Sprintf("the overlay (vni %d) of %s has no BGP peers in FRR", o.VNI, n.Bridge),
 			"add a peer line per other host (or route reflector) to vnetd's overlay.conf and restart vnetd"))
 	}
 	var up []string
-	for _, p := range o.Peers {
-		if p.Up {
+	for _, p := range peers {
+		if p.Up() {
 			up = append(up, p.Address)
 			continue
 		}
@@ -70,8 +64,8 @@ func checkOverlay(n Network) []Result {
 			fmt.Sprintf("BGP peer %s of the overlay (vni %d) of %s is %s, not Established: no EVPN routes are exchanged with it", p.Address, o.VNI, n.Bridge, p.State),
 			fmt.Sprintf("make FRR (bgpd) run on %s with this host as its peer, and TCP 179 and UDP 4789 pass between the VTEPs; %s -c 'show bgp neighbors %s' says why", p.Address, vtysh, p.Address)))
 	}
-	if len(up) == len(o.Peers) {
-		out = append(out, ok(CheckOverlayPeer, n.Name, fmt.Sprintf("%d of %d BGP peers Established: %s", len(up), len(o.Peers), strings.Join(up, ", "))))
+	if len(up) == len(peers) {
+		out = append(out, ok(CheckOverlayPeer, n.Name, fmt.Sprintf("%d of %d BGP peers Established: %s", len(up), len(peers), strings.Join(up, ", "))))
 	}
 	return out
 }

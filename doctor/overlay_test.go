@@ -3,6 +3,8 @@ package doctor
 import (
 	"strings"
 	"testing"
+
+	"vnet/network/frr"
 )
 
 func TestCheckOverlay(t *testing.T) {
@@ -10,8 +12,8 @@ func TestCheckOverlay(t *testing.T) {
 	if got := checkOverlay(n); got != nil {
 		t.Errorf("no overlay: %+v", got)
 	}
-	n.Overlay = &Overlay{VNI: 7, Device: "vxlan7", VNIKnown: true, Vtysh: "vtysh --vty_socket /x", Peers: []OverlayPeer{
-		{Address: "192.0.2.2", State: "Established", Up: true}, {Address: "192.0.2.3", State: "Active"}}}
+	st := &frr.Status{VNIKnown: true, BGP: frr.BGP{Peers: []frr.Peer{{Address: "192.0.2.2", State: "Established"}, {Address: "192.0.2.3", State: "Active"}}}}
+	n.Overlay = &Overlay{VNI: 7, Device: "vxlan7", FRR: st, Vtysh: "vtysh --vty_socket /x"}
 	got := checkOverlay(n)
 	ps := Problems(got)
 	if len(got) != 3 || len(ps) != 1 || ps[0].ID != CheckOverlayPeer ||
@@ -19,15 +21,15 @@ func TestCheckOverlay(t *testing.T) {
 		!strings.Contains(ps[0].Fix, "vtysh --vty_socket /x -c 'show bgp neighbors 192.0.2.3'") {
 		t.Errorf("one peer down: %+v", got)
 	}
-	n.Overlay.Peers[1].State, n.Overlay.Peers[1].Up = "Established", true
+	st.Peers[1].State = "Established"
 	if got := checkOverlay(n); len(Problems(got)) != 0 || len(got) != 3 || got[2].Detail != "2 of 2 BGP peers Established: 192.0.2.2, 192.0.2.3" {
 		t.Errorf("all up: %+v", got)
 	}
-	n.Overlay.VNIKnown, n.Overlay.Peers = false, nil
+	st.VNIKnown, st.Peers = false, nil
 	if ps := Problems(checkOverlay(n)); len(ps) != 2 || ps[0].ID != CheckOverlayVNI || ps[1].ID != CheckOverlayPeer {
 		t.Errorf("vni unknown, no peers: %+v", ps)
 	}
-	n.Overlay.Err = "frr: vtysh: exit status 1"
+	n.Overlay.FRR, n.Overlay.Err = nil, "frr: vtysh: exit status 1"
 	if got := checkOverlay(n); len(got) != 1 || got[0].OK || got[0].ID != CheckOverlayFRR || !strings.Contains(got[0].Detail, "exit status 1") {
 		t.Errorf("FRR unreachable: %+v", got)
 	}

@@ -45,7 +45,7 @@ type Network struct {
 }
 
 // Overlay is an overlay network's control plane as FRR sees it on this
-// host: what net-info shows and net-doctor checks.
+// host, as net-info shows it (net-doctor checks frr.Status itself).
 type Overlay struct {
 	// VNI and Device are the overlay's VXLAN network identifier and device.
 	VNI    uint32 `json:"vni"`

@@ -3,6 +3,7 @@ package frr
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 )
@@ -23,14 +24,20 @@ type Peer struct {
 // Up reports whether the session is established.
 func (p Peer) Up() bool { return p.State == "Established" }
 
-// Status is FRR's view of one overlay: the BGP sessions, whether zebra
-// knows the VNI, the remote VTEPs of its flood list and the MACs it holds.
-type Status struct {
+// BGP is FRR's host-wide BGP l2vpn evpn state: the same for every overlay
+// of the host (one `show bgp l2vpn evpn summary`).
+type BGP struct {
 	// RouterID and AS are the BGP instance's.
 	RouterID string `json:"routerId,omitempty"`
 	AS       uint32 `json:"as,omitempty"`
 	// Peers are the l2vpn evpn neighbors, by address.
 	Peers []Peer `json:"peers"`
+}
+
+// Status is FRR's view of one overlay: the BGP sessions, whether zebra
+// knows the VNI, the remote VTEPs of its flood list and the MACs it holds.
+type Status struct {
+	BGP
 	// VNIKnown: zebra has the VNI (its VXLAN device is up in a bridge).
 	VNIKnown bool `json:"vniKnown"`
 	// RemoteVTEPs are the VTEPs that announced the VNI (EVPN type-3).
@@ -67,19 +74,36 @@ type macTable struct {
 	} `json:"macs"`
 }
 
-// Status reads FRR's state of the overlay with that VNI (three vtysh
-// calls, read-only).
-func (v VTY) Status(vni uint32) (*Status, error) {
-	st := &Status{RemoteMACs: map[string]string{}, Peers: []Peer{}, RemoteVTEPs: []string{}}
+// BGP reads FRR's host-wide BGP state (one vtysh call, read-only).
+func (v VTY) BGP() (*BGP, error) {
 	var sum summary
 	if err := v.JSON("show bgp l2vpn evpn summary json", &sum); err != nil {
 		return nil, fmt.Errorf("frr: %w", err)
 	}
-	st.RouterID, st.AS = sum.RouterID, sum.AS
+	b := &BGP{RouterID: sum.RouterID, AS: sum.AS, Peers: []Peer{}}
 	for addr, p := range sum.Peers {
-		st.Peers = append(st.Peers, Peer{Address: addr, State: p.State, Uptime: p.PeerUptime, Prefixes: p.PfxRcd})
+		b.Peers = append(b.Peers, Peer{Address: addr, State: p.State, Uptime: p.PeerUptime, Prefixes: p.PfxRcd})
 	}
-	sort.Slice(st.Peers, func(i, j int) bool { return st.Peers[i].Address < st.Peers[j].Address })
+	sort.Slice(b.Peers, func(i, j int) bool { return b.Peers[i].Address < b.Peers[j].Address })
+	return b, nil
+}
+
+// Status reads FRR's state of the overlay with that VNI (three vtysh
+// calls, read-only).
+func (v VTY) Status(vni uint32) (*Status, error) {
+	b, err := v.BGP()
+	if err != nil {
+		return nil, err
+	}
+	return v.StatusWith(b, vni)
+}
+
+// StatusWith reads FRR's state of the overlay with that VNI with b, the
+// host-wide BGP state read once for every overlay of a caller (two vtysh
+// calls, read-only).
+func (v VTY) StatusWith(b *BGP, vni uint32) (*Status, error) {
+	st := &Status{BGP: *b, RemoteMACs: map[string]string{}, RemoteVTEPs: []string{}}
+	st.Peers = slices.Clone(b.Peers)
 	id := strconv.FormatUint(uint64(vni), 10)
 	var d vniDetail
 	if err := v.JSON("show evpn vni "+id+" json", &d); err != nil {

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -12,7 +13,8 @@ import (
 
 // fakeVtysh writes a vtysh stand-in that answers `show running-config` with
 // running, the JSON shows with canned FRR 8.4 output (or nothing for an
-// unknown VNI), and logs every configuration call to DIR/calls.
+// unknown VNI), and logs every configuration call to DIR/calls and every
+// BGP summary to DIR/shows.
 func fakeVtysh(t *testing.T, running string, vniKnown bool) (*Settings, string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -29,7 +31,7 @@ dir=` + dir + `
 all="$*"
 case "$all" in
 *"show running-config"*) cat $dir/running ;;
-*"show bgp l2vpn evpn summary json"*) echo '{"routerId":"192.0.2.1","as":65001,"peers":{"192.0.2.3":{"state":"Active","pfxRcd":0},"192.0.2.2":{"state":"Established","peerUptime":"00:01:00","pfxRcd":4}}}' ;;
+*"show bgp l2vpn evpn summary json"*) echo summary >> $dir/shows; echo '{"routerId":"192.0.2.1","as":65001,"peers":{"192.0.2.3":{"state":"Active","pfxRcd":0},"192.0.2.2":{"state":"Established","peerUptime":"00:01:00","pfxRcd":4}}}' ;;
 *"show evpn vni 100 json"*) echo '` + vni + `' ;;
 *"show evpn mac vni 100 json"*) echo '` + macs + `' ;;
 *"configure terminal"*) echo "$all" >> $dir/calls ;;
@@ -103,5 +105,34 @@ func TestVTYStatus(t *testing.T) {
 	s.Vtysh = filepath.Join(t.TempDir(), "missing")
 	if _, err := NewVTY(s).Status(100); err == nil || !strings.Contains(err.Error(), "frr: vtysh show bgp l2vpn evpn summary json") {
 		t.Fatalf("no vtysh: %v", err)
+	}
+}
+
+// The host-wide BGP summary is read once for any number of overlays.
+func TestVTYStatusWithSharedBGP(t *testing.T) {
+	s, dir := fakeVtysh(t, runningConfig, true)
+	v := NewVTY(s)
+	b, err := v.BGP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st1, err1 := v.StatusWith(b, 100)
+	st2, err2 := v.StatusWith(b, 100)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	want, err := v.Status(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(st1, want) || !reflect.DeepEqual(st2, want) {
+		t.Fatalf("with the shared summary: %+v, alone: %+v", st1, want)
+	}
+	if shows, _ := os.ReadFile(filepath.Join(dir, "shows")); string(shows) != "summary\nsummary\n" {
+		t.Fatalf("BGP summaries read: %q, want one for the shared state and one for Status", shows)
+	}
+	st1.Peers[0].State = "Idle"
+	if b.Peers[0].State != "Established" {
+		t.Fatal("a status shares its peers with the BGP state")
 	}
 }
