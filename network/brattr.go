@@ -68,21 +68,38 @@ func bridgeSTP(idx int) (stpState, error) {
 // walkNested descends into the nested attributes named by path and calls f
 // for every attribute at the end of it.
 func walkNested(b []byte, path []uint16, f func(typ uint16, v []byte)) error {
-	attrs, err := nl.ParseRouteAttr(b)
-	if err != nil {
-		return err
+	if len(path) == 0 {
+		eachAttr(b, f)
+		return nil
 	}
-	for _, a := range attrs {
-		typ := a.Attr.Type & nl.NLA_TYPE_MASK
-		if len(path) == 0 {
-			f(typ, a.Value)
-			continue
+	var inner []byte
+	eachAttr(b, func(typ uint16, v []byte) {
+		if inner == nil && typ == path[0] {
+			inner = v
 		}
-		if typ == path[0] {
-			return walkNested(a.Value, path[1:], f)
-		}
+	})
+	if inner == nil {
+		return nil
 	}
-	return nil
+	return walkNested(inner, path[1:], f)
+}
+
+// eachAttr calls f for every netlink attribute in b (its type without the
+// nested and byte-order flags, and its value), in order, without
+// allocating; it stops at the first malformed attribute.
+func eachAttr(b []byte, f func(typ uint16, v []byte)) {
+	for len(b) >= unix.SizeofRtAttr {
+		l := int(binary.NativeEndian.Uint16(b))
+		if l < unix.SizeofRtAttr || l > len(b) {
+			return
+		}
+		f(binary.NativeEndian.Uint16(b[2:])&nl.NLA_TYPE_MASK, b[unix.SizeofRtAttr:l])
+		l = (l + unix.NLA_ALIGNTO - 1) &^ (unix.NLA_ALIGNTO - 1)
+		if l >= len(b) {
+			return
+		}
+		b = b[l:]
+	}
 }
 
 // setBridgeSTP writes the STP state and/or the forward delay of a bridge.

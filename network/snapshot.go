@@ -1,11 +1,13 @@
 package network
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"net"
 	"strconv"
 	"sync"
+	"unsafe"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -47,6 +49,102 @@ type snapLink struct {
 	hasSysctls bool
 }
 
+// parseSnapLink reads what a converge needs of one RTM_NEWLINK message:
+// index, name, up, MTU, MAC and alias, a bridge's STP state and forward
+// delay, and the per-interface IPv6 sysctls; nil for a message it cannot
+// read. Why not netlink.LinkDeserialize: it decodes every attribute into
+// allocated values (statistics, every link kind's data), which made the
+// shared dump of a check of a thousand networks its largest cost; this walk
+// allocates only the link it returns.
+func parseSnapLink(m []byte) *snapLink {
+	if len(m) < unix.SizeofIfInfomsg {
+		return nil
+	}
+	info := (*unix.IfInfomsg)(unsafe.Pointer(&m[0]))
+	attrs := netlink.LinkAttrs{Index: int(info.Index), RawFlags: info.Flags}
+	if info.Flags&unix.IFF_UP != 0 {
+		attrs.Flags |= net.FlagUp
+	}
+	sl := &snapLink{}
+	kind := ""
+	eachAttr(m[unix.SizeofIfInfomsg:], func(typ uint16, v []byte) {
+		switch typ {
+		case unix.IFLA_IFNAME:
+			attrs.Name = cString(v)
+		case unix.IFLA_IFALIAS:
+			attrs.Alias = cString(v)
+		case unix.IFLA_MTU:
+			if len(v) >= 4 {
+				attrs.MTU = int(binary.NativeEndian.Uint32(v))
+			}
+		case unix.IFLA_ADDRESS:
+			// An all-zero address (the loopback's) is none, as for
+			// netlink.LinkDeserialize.
+			if bytes.ContainsFunc(v, func(r rune) bool { return r != 0 }) {
+				attrs.HardwareAddr = net.HardwareAddr(bytes.Clone(v))
+			}
+		case unix.IFLA_LINKINFO:
+			eachAttr(v, func(typ uint16, v []byte) {
+				switch typ {
+				case nl.IFLA_INFO_KIND:
+					kind = cString(v)
+				case nl.IFLA_INFO_DATA:
+					eachAttr(v, func(typ uint16, v []byte) {
+						if len(v) < 4 {
+							return
+						}
+						switch typ {
+						case unix.IFLA_BR_STP_STATE:
+							sl.stp.On = binary.NativeEndian.Uint32(v) != 0
+							sl.hasSTP = true
+						case unix.IFLA_BR_FORWARD_DELAY:
+							sl.stp.Delay = binary.NativeEndian.Uint32(v)
+						}
+					})
+				}
+			})
+		case unix.IFLA_AF_SPEC:
+			eachAttr(v, func(typ uint16, v []byte) {
+				if typ != unix.AF_INET6 {
+					return
+				}
+				eachAttr(v, func(typ uint16, v []byte) {
+					if typ != unix.IFLA_INET6_CONF {
+						return
+					}
+					for k, i := range devconfIndex {
+						if len(v) < 4*(i+1) {
+							return
+						}
+						sl.sysctls[k] = int32(binary.NativeEndian.Uint32(v[4*i:]))
+					}
+					sl.hasSysctls = true
+				})
+			})
+		}
+	})
+	if attrs.Name == "" {
+		return nil
+	}
+	if kind == "bridge" {
+		sl.link = &netlink.Bridge{LinkAttrs: attrs}
+	} else {
+		// Only bridges are converged from the snapshot; other links are
+		// looked up by index (LinkIndex).
+		sl.link = &netlink.Device{LinkAttrs: attrs}
+		sl.hasSTP = false
+	}
+	return sl
+}
+
+// cString is a netlink string attribute without its terminating NUL.
+func cString(v []byte) string {
+	if i := bytes.IndexByte(v, 0); i >= 0 {
+		v = v[:i]
+	}
+	return string(v)
+}
+
 // NewSnapshot returns an empty snapshot; the dumps run on first use.
 func NewSnapshot() *Snapshot { return &Snapshot{} }
 
@@ -71,37 +169,9 @@ func (p *Snapshot) load() error {
 		}
 		p.links = make(map[string]*snapLink, len(msgs))
 		for _, m := range msgs {
-			l, err := netlink.LinkDeserialize(nil, m)
-			if err != nil || len(m) < unix.SizeofIfInfomsg {
-				continue
+			if sl := parseSnapLink(m); sl != nil {
+				p.links[sl.link.Attrs().Name] = sl
 			}
-			sl := &snapLink{link: l}
-			attrs := m[unix.SizeofIfInfomsg:]
-			_ = walkNested(attrs, []uint16{unix.IFLA_LINKINFO, unix.IFLA_INFO_DATA}, func(typ uint16, v []byte) {
-				if len(v) < 4 {
-					return
-				}
-				switch typ {
-				case unix.IFLA_BR_STP_STATE:
-					sl.stp.On = binary.NativeEndian.Uint32(v) != 0
-					sl.hasSTP = true
-				case unix.IFLA_BR_FORWARD_DELAY:
-					sl.stp.Delay = binary.NativeEndian.Uint32(v)
-				}
-			})
-			_ = walkNested(attrs, []uint16{unix.IFLA_AF_SPEC, unix.AF_INET6}, func(typ uint16, v []byte) {
-				if typ != unix.IFLA_INET6_CONF {
-					return
-				}
-				for k, i := range devconfIndex {
-					if len(v) < 4*(i+1) {
-						return
-					}
-					sl.sysctls[k] = int32(binary.NativeEndian.Uint32(v[4*i:]))
-				}
-				sl.hasSysctls = true
-			})
-			p.links[l.Attrs().Name] = sl
 		}
 		h, err := newHandle()
 		if err != nil {

@@ -2,9 +2,13 @@ package network
 
 import (
 	"errors"
+	"net"
 	"slices"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
 	"libvirt.org/go/libvirtxml"
 
 	"vnet/internal/netnstest"
@@ -97,4 +101,65 @@ func TestSnapshotConfirmsOnlyHealthy(t *testing.T) {
 			t.Errorf("after repair, snapshot of %s: %v", nw.BridgeName(), err)
 		}
 	}
+}
+
+// TestParseSnapLink: the snapshot's own reading of a link dump agrees with
+// netlink.LinkDeserialize and the bridge's STP attributes on everything a
+// converge reads (index, name, up, MTU, MAC, alias, kind, STP, forward delay,
+// IPv6 sysctls).
+func TestParseSnapLink(t *testing.T) {
+	ns := netnstest.New(t, "snapparse")
+	ns.MustRun("ip", "link", "add", "vbr-p", "mtu", "9000", "type", "bridge", "stp_state", "1", "forward_delay", "700")
+	ns.MustRun("ip", "link", "set", "vbr-p", "alias", "vnet:parse", "address", "52:54:00:01:02:03", "up")
+	ns.MustRun("sysctl", "-qw", "net.ipv6.conf.vbr-p.accept_ra=0", "net.ipv6.conf.vbr-p.autoconf=0")
+	ns.MustRun("ip", "link", "add", "vnt-va", "type", "veth", "peer", "name", "vnt-vb")
+	do(t, ns, func() error {
+		msgs, err := retryDump(func() ([][]byte, error) {
+			req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
+			req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+			return req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+		})
+		if err != nil {
+			return err
+		}
+		seen := 0
+		for _, m := range msgs {
+			want, err := netlink.LinkDeserialize(nil, m)
+			if err != nil {
+				return err
+			}
+			got := parseSnapLink(m)
+			if got == nil {
+				t.Errorf("link %s not read", want.Attrs().Name)
+				continue
+			}
+			g, w := got.link.Attrs(), want.Attrs()
+			if g.Index != w.Index || g.Name != w.Name || g.MTU != w.MTU || g.Alias != w.Alias ||
+				g.HardwareAddr.String() != w.HardwareAddr.String() || (g.Flags&net.FlagUp) != (w.Flags&net.FlagUp) {
+				t.Errorf("link %s: read %+v, want %+v", w.Name, *g, *w)
+			}
+			if (got.link.Type() == "bridge") != (want.Type() == "bridge") {
+				t.Errorf("link %s: kind %s, want %s", w.Name, got.link.Type(), want.Type())
+			}
+			if w.Name == "vbr-p" {
+				seen++
+				if !got.hasSTP || !got.stp.On || got.stp.Delay != 700 {
+					t.Errorf("bridge STP %+v (has %v), want on, delay 700", got.stp, got.hasSTP)
+				}
+				if !got.hasSysctls || got.sysctls != [3]int32{0, 0, 0} {
+					t.Errorf("bridge sysctls %v (has %v), want disable_ipv6 0, accept_ra 0, autoconf 0", got.sysctls, got.hasSysctls)
+				}
+			}
+			if w.Name == "vnt-va" {
+				seen++
+				if got.hasSTP {
+					t.Error("a veth has STP state")
+				}
+			}
+		}
+		if seen != 2 {
+			t.Errorf("saw %d of the 2 test links", seen)
+		}
+		return nil
+	})
 }
