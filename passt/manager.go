@@ -217,11 +217,10 @@ func (m *Manager) adopt(id string, proc *pidfd.Process) *keeperProc {
 	}
 	m.keepers[id] = k
 	go func() {
-		if k.proc.Wait() {
-			close(k.exited)
+		exited := k.proc.Wait()
+		close(k.exited)
+		if exited {
 			m.died(id, k)
-		} else {
-			close(k.exited)
 		}
 		k.proc.Close()
 	}()
@@ -244,13 +243,13 @@ func (m *Manager) converge(id string, k *keeperProc, args []string) ([]string, e
 	}
 	// A keeper of an older vnetd cannot change passt's arguments. With no
 	// guest connected it is replaced; with one, replacing it would cut the
-	// guest off for good, so the old arguments stay until the guest
-	// disconnects.
+	// guest off for good, so the old arguments stay until an Ensure finds
+	// no guest connected.
 	if passt := m.findPasst(id); passt != nil {
 		passt.Close()
 		if !k.staleWarned {
 			k.staleWarned = true
-			m.log.Warn("passt keeper of an older vnetd cannot change passt's arguments while a guest is connected; they apply once the guest reconnects",
+			m.log.Warn("passt keeper of an older vnetd cannot change passt's arguments while a guest is connected; they apply once the port is ensured without a guest",
 				"port", id, "pid", k.proc.Pid())
 		}
 		return nil, nil
