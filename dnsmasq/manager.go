@@ -20,7 +20,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vnet/internal/atomicfile"
+	"vnet/internal/crashloop"
 	"vnet/internal/ifindex"
+	"vnet/internal/pidfd"
 	netxml "vnet/xml"
 )
 
@@ -117,8 +119,8 @@ type instance struct {
 	exited  chan struct{} // closed once the process has exited
 	status  string        // how it exited, set before exited is closed
 	signal  func(syscall.Signal) error
-	stderr  *os.File // memfd with the child's stderr; nil when adopted
-	pidfd   *os.File // adopted processes only
+	stderr  *os.File       // memfd with the child's stderr; nil when adopted
+	pidfd   *pidfd.Process // adopted processes only
 }
 
 func (i *instance) release() {
@@ -456,8 +458,9 @@ func (m *Manager) spawn(base, bridge string, argv []string) (*instance, error) {
 		// vnetd's memory each). A pidfd waits in the runtime's poller
 		// instead; cmd.Wait then only reaps. The child is not reaped
 		// before, so its pid cannot be reused under the pidfd.
-		if fd, err := unix.PidfdOpen(cmd.Process.Pid, unix.PIDFD_NONBLOCK); err == nil {
-			waitReadable(os.NewFile(uintptr(fd), "pidfd"))
+		if p, err := pidfd.Open(cmd.Process.Pid); err == nil {
+			p.Wait()
+			p.Close()
 		}
 		err := cmd.Wait()
 		if err != nil {
@@ -577,46 +580,26 @@ func (m *Manager) find(base string, argv []string) (inst *instance, exact bool) 
 
 // pin returns a watched instance for pid if its command line holds confArg.
 func (m *Manager) pin(pid int, confArg string, argv []string) (*instance, bool) {
-	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	proc, err := pidfd.Open(pid)
 	if err != nil {
 		return nil, false
 	}
-	pidfd := os.NewFile(uintptr(fd), "pidfd")
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	cmdline, err := proc.Cmdline()
 	if err != nil || !slices.Contains(strings.Split(string(cmdline), "\x00"), confArg) {
-		pidfd.Close()
+		proc.Close()
 		return nil, false
 	}
 	exact := bytes.Equal(cmdline, []byte(strings.Join(argv, "\x00")+"\x00"))
-	rc, err := pidfd.SyscallConn()
-	if err != nil {
-		pidfd.Close()
-		return nil, false
-	}
 	inst := &instance{
 		pid:     pid,
 		started: time.Now(),
 		exited:  make(chan struct{}),
-		pidfd:   pidfd,
-		signal: func(s syscall.Signal) error {
-			var serr error
-			if err := rc.Control(func(fd uintptr) { serr = unix.PidfdSendSignal(int(fd), s, nil, 0) }); err != nil {
-				return err
-			}
-			return serr
-		},
+		pidfd:   proc,
+		signal:  proc.Signal,
 	}
 	go func() {
-		// The pidfd is non-blocking, so the runtime poller waits for it to
-		// become readable, which happens when the process exits. Closing
-		// the pidfd (release) ends the wait too.
-		var exitedNow bool
-		_ = rc.Read(func(fd uintptr) bool {
-			n, _ := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
-			exitedNow = n > 0
-			return exitedNow
-		})
-		if exitedNow {
+		// Closing the pidfd (release) ends the wait too.
+		if proc.Wait() {
 			inst.status = "exited (adopted process, status unknown)"
 		} else {
 			inst.status = "no longer watched"
@@ -624,20 +607,6 @@ func (m *Manager) pin(pid int, confArg string, argv []string) (*instance, bool) 
 		close(inst.exited)
 	}()
 	return inst, exact
-}
-
-// waitReadable waits in the runtime's poller until the pidfd is readable
-// (the process exited), then closes it.
-func waitReadable(pidfd *os.File) {
-	defer pidfd.Close()
-	rc, err := pidfd.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Read(func(fd uintptr) bool {
-		n, _ := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
-		return n > 0
-	})
 }
 
 // terminate stops inst: SIGTERM, then SIGKILL if it has not exited after
@@ -674,7 +643,7 @@ func (m *Manager) supervise(p *netProc) {
 func (m *Manager) run(p *netProc) {
 	defer close(p.done)
 	inst := p.current()
-	var policy restartPolicy
+	var policy crashloop.Policy
 	for {
 		select {
 		case <-p.stop:
@@ -691,7 +660,7 @@ func (m *Manager) run(p *netProc) {
 			"status", inst.status, "ran", ran.Round(time.Millisecond), "stderr", inst.stderrTail())
 		inst.release()
 		p.setCurrent(nil)
-		wait := policy.died(time.Now())
+		wait := policy.Died(time.Now())
 		for {
 			if wait > 0 {
 				m.log.Warn("dnsmasq keeps dying; restart delayed", "network", p.name, "delay", wait)
@@ -720,7 +689,7 @@ func (m *Manager) run(p *netProc) {
 				break
 			}
 			// A start that failed is one more death of the loop.
-			wait = policy.died(time.Now())
+			wait = policy.Died(time.Now())
 			m.log.Error("dnsmasq restart failed", "network", p.name, "err", err, "retry_in", wait)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"libvirt.org/go/libvirtxml"
 
+	"vnet/internal/crashloop"
 	"vnet/internal/netnstest"
 	netxml "vnet/xml"
 )
@@ -489,13 +490,13 @@ func TestManagerRestartBackoff(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	// The first crashBurst deaths restart at once; then the crash loop
-	// backs off: the retries after that are at least minBackoff apart.
-	waitFor(t, "a crash loop", 5*time.Second, func() bool { return logs.get("dnsmasq restart failed") >= crashBurst })
+	// The first crashloop.Burst deaths restart at once; then the crash loop
+	// backs off: the retries after that are at least crashloop.MinBackoff apart.
+	waitFor(t, "a crash loop", 5*time.Second, func() bool { return logs.get("dnsmasq restart failed") >= crashloop.Burst })
 	start, before := time.Now(), logs.get("dnsmasq restart failed")
 	waitFor(t, "two more failed restarts", 5*time.Second, func() bool { return logs.get("dnsmasq restart failed") >= before+2 })
-	if took := time.Since(start); took < minBackoff {
-		t.Errorf("two failed restarts within %v in a crash loop, want backoff (>= %v)", took, minBackoff)
+	if took := time.Since(start); took < crashloop.MinBackoff {
+		t.Errorf("two failed restarts within %v in a crash loop, want backoff (>= %v)", took, crashloop.MinBackoff)
 	}
 	if m.Pid("t4") != 0 {
 		t.Errorf("Pid = %d while dnsmasq cannot start", m.Pid("t4"))

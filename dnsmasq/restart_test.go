@@ -8,60 +8,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"vnet/internal/crashloop"
 )
-
-// TestRestartPolicy: deaths now and then restart at once; only more than
-// crashBurst deaths within crashWindow back off, doubling up to maxBackoff,
-// and the backoff ends once the deaths fall out of the window.
-func TestRestartPolicy(t *testing.T) {
-	var p restartPolicy
-	now := time.Unix(1_000_000, 0)
-	// Five deaths a second apart (an admin killing it): all immediate.
-	for i := range crashBurst {
-		if d := p.died(now); d != 0 {
-			t.Fatalf("death %d: delay %v, want 0", i+1, d)
-		}
-		now = now.Add(time.Second)
-	}
-	// A crash loop: the sixth death within the window backs off, doubling.
-	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond}
-	for i, w := range want {
-		if d := p.died(now); d != w {
-			t.Fatalf("loop death %d: delay %v, want %v", i+1, d, w)
-		}
-		now = now.Add(10 * time.Millisecond)
-	}
-	for range 20 {
-		now = now.Add(time.Millisecond)
-		if d := p.died(now); d > maxBackoff {
-			t.Fatalf("delay %v above the cap %v", d, maxBackoff)
-		}
-	}
-	if d := p.died(now); d != maxBackoff {
-		t.Fatalf("long loop: delay %v, want the cap %v", d, maxBackoff)
-	}
-	// Quiet for a whole window: the next death is immediate again.
-	now = now.Add(crashWindow)
-	if d := p.died(now); d != 0 {
-		t.Fatalf("death after a quiet window: delay %v, want 0", d)
-	}
-}
-
-// TestRestartPolicySlowDeaths: one death every 7 s never counts as a loop
-// (at most 5 fall within 30 s).
-func TestRestartPolicySlowDeaths(t *testing.T) {
-	var p restartPolicy
-	now := time.Unix(1_000_000, 0)
-	for i := range 50 {
-		if d := p.died(now); d != 0 {
-			t.Fatalf("death %d: delay %v, want 0", i+1, d)
-		}
-		now = now.Add(7 * time.Second)
-	}
-	if len(p.deaths) > crashBurst {
-		t.Fatalf("policy keeps %d deaths, want at most %d", len(p.deaths), crashBurst)
-	}
-}
 
 // standInConfig is a Config whose "dnsmasq" is a shell script that writes
 // its pid file like dnsmasq and then sleeps: enough for supervision tests on
@@ -103,7 +52,7 @@ func TestManagerRestartsAtOnce(t *testing.T) {
 	if err := m.Start(testNetwork("t7", "db")); err != nil {
 		t.Fatal(err)
 	}
-	for i := range crashBurst {
+	for i := range crashloop.Burst {
 		pid := m.Pid("t7")
 		if pid == 0 {
 			t.Fatal("no dnsmasq running")

@@ -1,25 +1,29 @@
 package passt
 
 import (
-	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"vnet/internal/atomicfile"
+	"vnet/internal/crashloop"
+	"vnet/internal/pidfd"
 )
 
 // Config configures the keepers' manager.
 type Config struct {
 	// Binary is passt's path; "" finds "passt" in PATH.
 	Binary string
-	// RunDir holds each port's socket, pid files and log.
+	// RunDir holds each port's socket, pid files, passt's arguments and log.
 	RunDir string
 	// Self is the vnetd binary the keepers run ("" is os.Executable()).
 	Self   string
@@ -36,16 +40,44 @@ type Manager struct {
 	detached bool
 }
 
+// keeperProc is a port's running keeper, started by this manager or
+// adopted.
 type keeperProc struct {
-	pid  int
+	proc *pidfd.Process
+	// args are passt's arguments the keeper runs passt with.
 	args []string
-	// deaths are the recent times the keeper itself died.
-	deaths []time.Time
+	// reloadable: the keeper reads args from the port's args file, and on
+	// SIGHUP restarts passt with them on the guest's connection. A keeper
+	// started by an older vnetd has them on its command line instead.
+	reloadable bool
+	// argsUnknown: an adopted keeper's args could not be read; they differ
+	// from any wanted ones.
+	argsUnknown bool
+	// staleWarned: a non-reloadable keeper's outdated args were reported.
+	staleWarned bool
+	// exited is closed once the keeper has exited or is no longer watched.
+	exited chan struct{}
+	// policy paces restarts of the port's successive keepers (m.mu).
+	policy *crashloop.Policy
+}
+
+// running reports whether the keeper has not been seen to exit.
+func (k *keeperProc) running() bool {
+	select {
+	case <-k.exited:
+		return false
+	default:
+		return true
+	}
 }
 
 // maxSocketPath is sun_path's size less its terminating NUL (107), less
 // the ".tmp" the keeper binds under first.
 const maxSocketPath = 103
+
+// termTimeout is how long a keeper has to exit after SIGTERM (and after
+// SIGKILL) before Stop gives up waiting.
+const termTimeout = 2 * time.Second
 
 // NewManager returns a manager; it checks nothing yet (Check does).
 func NewManager(c Config) (*Manager, error) {
@@ -71,6 +103,7 @@ func (m *Manager) Socket(id string) string { return filepath.Join(m.c.RunDir, id
 
 func (m *Manager) pidFile(id string) string      { return filepath.Join(m.c.RunDir, id+".pid") }
 func (m *Manager) passtPidFile(id string) string { return filepath.Join(m.c.RunDir, id+".passt.pid") }
+func (m *Manager) argsFile(id string) string     { return filepath.Join(m.c.RunDir, id+".args") }
 func (m *Manager) logFile(id string) string      { return filepath.Join(m.c.RunDir, id+".log") }
 
 // Binary returns passt's path, or a precise error when it is not installed.
@@ -101,48 +134,157 @@ func (m *Manager) Check(id string) error {
 // PasstPid is the pid of the port's running passt, 0 when none runs (no
 // guest connected).
 func (m *Manager) PasstPid(id string) int {
-	pid, err := readPid(m.passtPidFile(id))
-	if err != nil || !isProcess(pid, []byte("passt")) {
+	p := m.findPasst(id)
+	if p == nil {
 		return 0
 	}
-	return pid
+	defer p.Close()
+	return p.Pid()
 }
 
-// keeperAlive reports whether pid is the keeper of the socket.
-func keeperAlive(pid int, socket string) bool {
-	return isProcess(pid, []byte(KeeperFlag+"\x00"+socket+"\x00"))
-}
-
-// isProcess reports whether pid runs and its command line contains want.
-func isProcess(pid int, want []byte) bool {
-	if pid <= 0 {
-		return false
+// findPasst pins the port's running passt, nil when none runs.
+func (m *Manager) findPasst(id string) *pidfd.Process {
+	pid, err := readPid(m.passtPidFile(id))
+	if err != nil {
+		return nil
 	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return err == nil && bytes.Contains(cmdline, want)
+	return pidfd.OpenMatching(pid, []byte("passt"))
 }
 
-// Ensure makes the port's keeper run: a known one is left alone, one
-// running from an earlier daemon is adopted (pid file and command line),
-// a missing one is started. It returns what it fixed.
+// keeperCmd is what a keeper's command line holds: the flag and its socket.
+func keeperCmd(socket string) []byte { return []byte(KeeperFlag + "\x00" + socket + "\x00") }
+
+// findKeeper pins the keeper named by the port's pid file, nil when it
+// does not run.
+func (m *Manager) findKeeper(id string) *pidfd.Process {
+	pid, err := readPid(m.pidFile(id))
+	if err != nil {
+		return nil
+	}
+	return pidfd.OpenMatching(pid, keeperCmd(m.Socket(id)))
+}
+
+// Ensure makes the port's keeper run passt with args: a known one is left
+// alone, one running from an earlier daemon is adopted (pid file and
+// command line), a missing one is started. A running keeper whose passt
+// arguments differ from args (a port forward or address changed) is told
+// to restart passt with args on the guest's connection, which it keeps, so
+// the guest sees only a pause (QEMU cannot reconnect a stream netdev, so
+// restarting the keeper itself would cut the guest off). It returns what
+// it fixed.
 func (m *Manager) Ensure(id string, args []string) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	sock := m.Socket(id)
-	if k := m.keepers[id]; k != nil && keeperAlive(k.pid, sock) {
+	k := m.keepers[id]
+	if k == nil || !k.running() {
+		k = nil
+		if proc := m.findKeeper(id); proc != nil {
+			k = m.adopt(id, proc)
+		}
+	}
+	if k == nil {
+		if err := m.start(id, args); err != nil {
+			return nil, err
+		}
+		return []string{fmt.Sprintf("passt keeper of port %s started", id)}, nil
+	}
+	if !k.argsUnknown && slices.Equal(k.args, args) {
 		return nil, nil
 	}
-	if pid, err := readPid(m.pidFile(id)); err == nil && keeperAlive(pid, sock) {
-		k := &keeperProc{pid: pid, args: args}
-		m.keepers[id] = k
-		m.watchAdopted(id, k)
-		m.log.Info("adopted passt keeper", "port", id, "pid", pid, "passt_pid", m.PasstPid(id))
+	return m.converge(id, k, args)
+}
+
+// adopt watches a keeper started by an earlier daemon and learns the
+// arguments it runs passt with. m.mu is held.
+func (m *Manager) adopt(id string, proc *pidfd.Process) *keeperProc {
+	k := &keeperProc{proc: proc, argsUnknown: true, exited: make(chan struct{}), policy: new(crashloop.Policy)}
+	if cmdline, err := proc.Cmdline(); err == nil {
+		argv := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
+		if i := slices.Index(argv, KeeperFlag); i >= 0 {
+			kargs := argv[i+1:]
+			switch {
+			case len(kargs) == 5 && kargs[3] == "--":
+				k.reloadable = true
+				if k.args, err = readArgs(kargs[2]); err == nil {
+					k.argsUnknown = false
+				} else {
+					m.log.Warn("adopted passt keeper's arguments unreadable; rewriting them", "port", id, "err", err)
+				}
+			case len(kargs) >= 4 && kargs[2] == "--":
+				k.args, k.argsUnknown = kargs[4:], false
+			}
+		}
+	}
+	m.keepers[id] = k
+	go func() {
+		exited := k.proc.Wait()
+		close(k.exited)
+		if exited {
+			m.died(id, k)
+		}
+		k.proc.Close()
+	}()
+	m.log.Info("adopted passt keeper", "port", id, "pid", proc.Pid(), "passt_pid", m.PasstPid(id), "reloadable", k.reloadable)
+	return k
+}
+
+// converge brings a running keeper to args. m.mu is held.
+func (m *Manager) converge(id string, k *keeperProc, args []string) ([]string, error) {
+	if k.reloadable {
+		if err := writeArgs(m.argsFile(id), args); err != nil {
+			return nil, fmt.Errorf("passt keeper of port %s: %w", id, err)
+		}
+		if err := k.proc.Signal(syscall.SIGHUP); err != nil {
+			return nil, fmt.Errorf("passt keeper of port %s: restart passt: %w", id, err)
+		}
+		k.args, k.argsUnknown = args, false
+		m.log.Info("passt keeper told to restart passt with new arguments", "port", id, "pid", k.proc.Pid())
+		return []string{fmt.Sprintf("passt of port %s restarted with its new arguments", id)}, nil
+	}
+	// A keeper of an older vnetd cannot change passt's arguments. With no
+	// guest connected it is replaced; with one, replacing it would cut the
+	// guest off for good, so the old arguments stay until an Ensure finds
+	// no guest connected.
+	if passt := m.findPasst(id); passt != nil {
+		passt.Close()
+		if !k.staleWarned {
+			k.staleWarned = true
+			m.log.Warn("passt keeper of an older vnetd cannot change passt's arguments while a guest is connected; they apply once the port is ensured without a guest",
+				"port", id, "pid", k.proc.Pid())
+		}
 		return nil, nil
 	}
+	delete(m.keepers, id)
+	m.terminate(id, k)
 	if err := m.start(id, args); err != nil {
 		return nil, err
 	}
-	return []string{fmt.Sprintf("passt keeper of port %s started", id)}, nil
+	return []string{fmt.Sprintf("passt keeper of port %s started again with new arguments", id)}, nil
+}
+
+// readArgs reads passt's arguments from an args file.
+func readArgs(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var args []string
+	if err := json.Unmarshal(data, &args); err != nil {
+		return nil, fmt.Errorf("passt arguments %s: %w", path, err)
+	}
+	return args, nil
+}
+
+// writeArgs replaces an args file: the keeper may read it any time.
+func writeArgs(path string, args []string) error {
+	if args == nil {
+		args = []string{}
+	}
+	data, err := json.Marshal(args)
+	if err != nil {
+		return fmt.Errorf("passt arguments %s: %w", path, err)
+	}
+	return atomicfile.Write(path, data, 0o600, atomicfile.Volatile)
 }
 
 // start runs a keeper in its own session (it outlives vnetd) and waits
@@ -153,37 +295,48 @@ func (m *Manager) start(id string, args []string) error {
 	}
 	bin, _ := m.Binary()
 	sock := m.Socket(id)
+	if err := writeArgs(m.argsFile(id), args); err != nil {
+		return fmt.Errorf("passt keeper of port %s: %w", id, err)
+	}
 	logf, err := os.OpenFile(m.logFile(id), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("passt keeper of port %s: log: %w", id, err)
 	}
 	defer logf.Close()
 	_ = os.Remove(sock)
-	argv := append([]string{KeeperFlag, sock, m.passtPidFile(id), "--", bin}, args...)
-	cmd := exec.Command(m.c.Self, argv...)
+	cmd := exec.Command(m.c.Self, KeeperFlag, sock, m.passtPidFile(id), m.argsFile(id), "--", bin)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("passt keeper of port %s: start: %w", id, err)
 	}
-	pid := cmd.Process.Pid
-	k := &keeperProc{pid: pid, args: args}
-	if old := m.keepers[id]; old != nil {
-		k.deaths = old.deaths
-	}
-	m.keepers[id] = k
-	if err := os.WriteFile(m.pidFile(id), []byte(fmt.Sprintf("%d\n", pid)), 0o600); err != nil {
+	// Pinned before it can be reaped: the pid cannot be reused under it.
+	proc, err := pidfd.Open(cmd.Process.Pid)
+	if err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		return fmt.Errorf("passt keeper of port %s: %w", id, err)
+	}
+	pid := proc.Pid()
+	k := &keeperProc{proc: proc, args: args, reloadable: true, exited: make(chan struct{}), policy: new(crashloop.Policy)}
+	if old := m.keepers[id]; old != nil {
+		k.policy = old.policy
+	}
+	m.keepers[id] = k
+	go func() {
+		// Waits in the runtime's poller, not in a thread blocked in
+		// waitid; cmd.Wait then only reaps.
+		k.proc.Wait()
+		_ = cmd.Wait()
+		close(k.exited)
+		m.died(id, k)
+		k.proc.Close()
+	}()
+	if err := os.WriteFile(m.pidFile(id), []byte(fmt.Sprintf("%d\n", pid)), 0o600); err != nil {
 		delete(m.keepers, id)
+		_ = k.proc.Signal(syscall.SIGKILL)
 		return fmt.Errorf("passt keeper of port %s: pid file: %w", id, err)
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-		m.died(id, k)
-	}()
 	// Ready when the socket exists: the keeper renames it into place once
 	// it listens.
 	deadline := time.Now().Add(5 * time.Second)
@@ -193,7 +346,7 @@ func (m *Manager) start(id string, args []string) error {
 			return nil
 		}
 		select {
-		case <-exited:
+		case <-k.exited:
 			return fmt.Errorf("passt keeper of port %s exited at start (see %s)", id, m.logFile(id))
 		case <-time.After(5 * time.Millisecond):
 		}
@@ -203,46 +356,19 @@ func (m *Manager) start(id string, args []string) error {
 	}
 }
 
-// watchAdopted waits, through a pidfd, for the end of a keeper that is not
-// our child.
-func (m *Manager) watchAdopted(id string, k *keeperProc) {
-	fd, err := unix.PidfdOpen(k.pid, 0)
-	if err != nil {
-		m.log.Warn("cannot watch adopted passt keeper; a death is noticed at the next check", "port", id, "pid", k.pid, "err", err)
-		return
-	}
-	go func() {
-		defer unix.Close(fd)
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		for {
-			if _, err := unix.Poll(fds, -1); err != unix.EINTR {
-				break
-			}
-		}
-		m.died(id, k)
-	}()
-}
-
 // died restarts a keeper that ended while still wanted (not stopped, the
-// daemon not detached), with a pause in a crash loop.
+// daemon not detached), after a pause in a crash loop (crashloop.Policy).
 func (m *Manager) died(id string, k *keeperProc) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.detached || m.keepers[id] != k {
 		return
 	}
-	now := time.Now()
-	k.deaths = append(k.deaths, now)
-	recent := 0
-	for _, d := range k.deaths {
-		if now.Sub(d) < crashWindow {
-			recent++
-		}
-	}
-	m.log.Warn("passt keeper died; starting it again", "port", id, "pid", k.pid, "recent_deaths", recent)
-	if recent > crashBurst {
+	wait := k.policy.Died(time.Now())
+	m.log.Warn("passt keeper died; starting it again", "port", id, "pid", k.proc.Pid(), "recent_deaths", k.policy.Recent(), "delay", wait)
+	if wait > 0 {
 		m.mu.Unlock()
-		time.Sleep(crashDelay)
+		time.Sleep(wait)
 		m.mu.Lock()
 		if m.detached || m.keepers[id] != k {
 			return
@@ -257,16 +383,14 @@ func (m *Manager) died(id string, k *keeperProc) {
 func (m *Manager) Verify(id string) []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	pid := 0
-	if k := m.keepers[id]; k != nil {
-		pid = k.pid
-	} else if p, err := readPid(m.pidFile(id)); err == nil {
-		pid = p
+	if k := m.keepers[id]; k != nil && k.running() {
+		return nil
 	}
-	if !keeperAlive(pid, m.Socket(id)) {
-		return []string{fmt.Sprintf("passt keeper of port %s is not running", id)}
+	if proc := m.findKeeper(id); proc != nil {
+		proc.Close()
+		return nil
 	}
-	return nil
+	return []string{fmt.Sprintf("passt keeper of port %s is not running", id)}
 }
 
 // Stop ends the port's keeper and its passt and removes their files.
@@ -274,27 +398,29 @@ func (m *Manager) Stop(id string) error {
 	m.mu.Lock()
 	k := m.keepers[id]
 	delete(m.keepers, id)
-	m.mu.Unlock()
-	sock := m.Socket(id)
-	pid := 0
-	if k != nil {
-		pid = k.pid
-	} else if p, err := readPid(m.pidFile(id)); err == nil {
-		pid = p
-	}
-	passtPid := m.PasstPid(id)
-	if keeperAlive(pid, sock) {
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-		if !waitGone(pid, []byte(KeeperFlag), 2*time.Second) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			waitGone(pid, []byte(KeeperFlag), time.Second)
+	if k == nil || !k.running() {
+		k = nil
+		if proc := m.findKeeper(id); proc != nil {
+			k = &keeperProc{proc: proc, exited: make(chan struct{})}
+			go func() {
+				k.proc.Wait()
+				close(k.exited)
+			}()
+			defer proc.Close()
 		}
 	}
-	if passtPid != 0 && isProcess(passtPid, []byte("passt")) {
-		_ = syscall.Kill(passtPid, syscall.SIGKILL)
+	m.mu.Unlock()
+	// Pinned before the keeper ends: passt may outlive it.
+	passt := m.findPasst(id)
+	if k != nil {
+		m.terminate(id, k)
+	}
+	if passt != nil {
+		_ = passt.Signal(syscall.SIGKILL)
+		passt.Close()
 	}
 	var errs []error
-	for _, f := range []string{sock, m.pidFile(id), m.passtPidFile(id), m.logFile(id)} {
+	for _, f := range []string{m.Socket(id), m.pidFile(id), m.passtPidFile(id), m.argsFile(id), m.logFile(id)} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
@@ -303,16 +429,22 @@ func (m *Manager) Stop(id string) error {
 	return errors.Join(errs...)
 }
 
-// waitGone waits until pid no longer runs a process matching want.
-func waitGone(pid int, want []byte, limit time.Duration) bool {
-	deadline := time.Now().Add(limit)
-	for isProcess(pid, want) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
+// terminate ends a keeper no longer in m.keepers: SIGTERM (it stops its
+// passt and removes its socket), then SIGKILL.
+func (m *Manager) terminate(id string, k *keeperProc) {
+	_ = k.proc.Signal(syscall.SIGTERM)
+	select {
+	case <-k.exited:
+		return
+	case <-time.After(termTimeout):
 	}
-	return true
+	m.log.Warn("passt keeper ignored SIGTERM, killing it", "port", id, "pid", k.proc.Pid())
+	_ = k.proc.Signal(syscall.SIGKILL)
+	select {
+	case <-k.exited:
+	case <-time.After(termTimeout):
+		m.log.Error("passt keeper did not exit after SIGKILL", "port", id, "pid", k.proc.Pid())
+	}
 }
 
 // Detach stops supervising: keepers and their passt keep running for the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -434,4 +435,70 @@ func vmRSS(pid int) string {
 		}
 	}
 	return "?"
+}
+
+// TestSessionPasstNewArgs: a session vnetd that finds an active network's
+// port keeper running passt with other arguments than the network asks
+// for (here the stored live definition's port forward was changed while
+// the daemon was down, as after an upgrade that words passt's options
+// differently) restarts passt with the new ones on the guest's connection:
+// the keeper and the guest's connection stay, the new forward works.
+func TestSessionPasstNewArgs(t *testing.T) {
+	if _, err := exec.LookPath("passt"); err != nil {
+		t.Skip("passt not installed (Debian package passt; scripts/deps.sh installs it)")
+	}
+	host := netnstest.New(t, "passtargs")
+	up := addUpstream(t, host)
+	// passt takes its template interface from the default route.
+	host.MustRun("ip", "route", "add", "default", "via", "172.31.255.2")
+	s := newSessionDaemon(t, host)
+	s.start()
+	s.mustCtl("net-define", s.file("user.xml", fmt.Sprintf(userNetXML, 2222)))
+	s.mustCtl("net-start", "usernet")
+	const uuid = "0b0c6a51-3f55-4c1e-9d55-4d3a1f0e2b7c"
+	s.mustCtl("net-port-create", "usernet", s.file("port.xml", portXML(uuid, "52:54:00:12:34:56", "")))
+	c, err := net.Dial("unix", filepath.Join(s.runtime, "vnet", "passt", uuid+".socket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := arpProbe(c, 10*time.Second); err != nil {
+		t.Fatalf("no ARP reply from passt: %v", err)
+	}
+	inboundGreeting(t, c, up, "172.31.255.1:2222")
+	keeper, first := s.keeperPid(uuid), s.passtPid(uuid)
+
+	s.stop()
+	var status string
+	_ = filepath.WalkDir(s.runtime, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "usernet.xml" {
+			status = p
+		}
+		return nil
+	})
+	data, err := os.ReadFile(status)
+	if err != nil || !bytes.Contains(data, []byte("start='2222'")) {
+		t.Fatalf("live status %q: %v\n%s", status, err, data)
+	}
+	if err := os.WriteFile(status, bytes.Replace(data, []byte("start='2222'"), []byte("start='2223'"), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+
+	t0 := time.Now()
+	if !waitFor(10*time.Second, func() bool { p := s.passtPid(uuid); return p != 0 && p != first }) {
+		t.Fatal("passt not restarted with the new arguments")
+	}
+	if k := s.keeperPid(uuid); k != keeper {
+		t.Fatalf("keeper %d replaced by %d: the guest's connection would be gone", keeper, k)
+	}
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", s.passtPid(uuid)))
+	if !bytes.Contains(cmdline, []byte("--tcp-ports\x002223:8080\x00")) {
+		t.Fatalf("passt runs with %q", cmdline)
+	}
+	if err := arpProbe(c, 5*time.Second); err != nil {
+		t.Fatalf("no ARP reply on the same connection after the new arguments: %v", err)
+	}
+	t.Logf("passt restarted with the new arguments, guest answered again in %v", time.Since(t0).Round(time.Millisecond))
+	inboundGreeting(t, c, up, "172.31.255.1:2223")
 }
