@@ -534,6 +534,13 @@ func (g *gen) hasIPv6() bool {
 	return false
 }
 
+// BindsInterfaces reports whether a generated conf binds its listeners once
+// at start (bind-interfaces: networks without IPv6). Such a dnsmasq has no
+// use for address and route events: it re-reads the host's interfaces on
+// them only with bind-dynamic, local-service or localise-queries, which vnet
+// never writes together with bind-interfaces.
+func BindsInterfaces(conf string) bool { return strings.Contains(conf, "\nbind-interfaces\n") }
+
 // ReadsServersFile reports whether a conf generated with a ServersFile takes
 // its upstream servers from it (and so must be sent SIGHUP when it changes).
 func ReadsServersFile(conf string) bool { return strings.Contains(conf, "\nservers-file=") }

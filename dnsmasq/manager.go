@@ -312,7 +312,7 @@ func (m *Manager) Start(n *netxml.Network) error {
 	}
 	m.upMu.RLock()
 	defer m.upMu.RUnlock()
-	inst, err := m.spawnRetrying(n.Name, base, n.BridgeName(), argv)
+	inst, err := m.spawnRetrying(n.Name, base, n.BridgeName(), BindsInterfaces(files.Conf), argv)
 	if err != nil {
 		m.removeFiles(base)
 		if !hadLeases {
@@ -408,9 +408,9 @@ const startAttempts = 3
 // spawnRetrying is spawn, retried when dnsmasq died only because the host's
 // interfaces changed under it during start-up: that is a race with another
 // network's destroy, not a failure of this network.
-func (m *Manager) spawnRetrying(name, base, bridge string, argv []string) (*instance, error) {
+func (m *Manager) spawnRetrying(name, base, bridge string, mute bool, argv []string) (*instance, error) {
 	for attempt := 1; ; attempt++ {
-		inst, err := m.spawn(base, bridge, argv)
+		inst, err := m.spawn(base, bridge, mute, argv)
 		if err == nil || attempt == startAttempts || !strings.Contains(err.Error(), interfacesChanged) {
 			return inst, err
 		}
@@ -419,8 +419,9 @@ func (m *Manager) spawnRetrying(name, base, bridge string, argv []string) (*inst
 }
 
 // spawn starts dnsmasq as our child and waits until it serves; then its
-// netlink socket is quietened to the events of bridge (quietNetlink).
-func (m *Manager) spawn(base, bridge string, argv []string) (*instance, error) {
+// netlink socket is muted (mute: muteNetlink) or quietened to the events of
+// bridge (quietNetlink).
+func (m *Manager) spawn(base, bridge string, mute bool, argv []string) (*instance, error) {
 	pidPath := m.pidPath(base)
 	// A stale pid file must not be taken for the new process's.
 	_ = os.Remove(pidPath)
@@ -474,7 +475,7 @@ func (m *Manager) spawn(base, bridge string, argv []string) (*instance, error) {
 	deadline := start.Add(m.c.ReadyTimeout)
 	for {
 		if pid, err := readPidFile(pidPath); err == nil && pid == inst.pid {
-			m.quiet(inst.pid, bridge)
+			m.quiet(inst.pid, bridge, mute)
 			return inst, nil
 		}
 		select {
@@ -502,10 +503,12 @@ func (m *Manager) spawn(base, bridge string, argv []string) (*instance, error) {
 	}
 }
 
-// quiet applies quietNetlink to a dnsmasq serving bridge. Only an
-// optimisation: when it cannot (dnsmasq in another network namespace than
-// vnetd, as in the package's tests), dnsmasq keeps seeing every event.
-func (m *Manager) quiet(pid int, bridge string) {
+// quiet mutes the rtnetlink socket of a dnsmasq that has no use for its
+// events (mute, see BindsInterfaces), or else filters it down to the events
+// of its bridge (quietNetlink). Only an optimisation: when it cannot
+// (dnsmasq in another network namespace than vnetd, as in the package's
+// tests), dnsmasq keeps seeing every event.
+func (m *Manager) quiet(pid int, bridge string, mute bool) {
 	// The bridge's index is looked up here: only right in dnsmasq's own
 	// network namespace.
 	ours, _ := os.Readlink("/proc/self/ns/net")
@@ -513,9 +516,14 @@ func (m *Manager) quiet(pid int, bridge string) {
 		m.log.Debug("dnsmasq: runs in another network namespace; its netlink events are not filtered", "pid", pid)
 		return
 	}
-	idx, err := ifindex.ByName(bridge)
-	if err == nil {
-		err = quietNetlink(pid, idx)
+	var err error
+	if mute {
+		err = muteNetlink(pid)
+	} else {
+		var idx int
+		if idx, err = ifindex.ByName(bridge); err == nil {
+			err = quietNetlink(pid, idx)
+		}
 	}
 	if err != nil {
 		// Said once: with many networks every start then wakes every
@@ -678,7 +686,7 @@ func (m *Manager) run(p *netProc) {
 			var err error
 			m.upMu.RLock()
 			if err = m.writeFiles(p.base, files); err == nil {
-				inst, err = m.spawn(p.base, p.bridge, m.argv(p.base))
+				inst, err = m.spawn(p.base, p.bridge, BindsInterfaces(files.Conf), m.argv(p.base))
 			}
 			if err == nil {
 				p.setCurrent(inst)

@@ -46,6 +46,41 @@ func quietNetlink(pid, ifindex int) error {
 		&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
 }
 
+// muteNetlink drops every multicast group of the rtnetlink socket of
+// process pid: it then gets only the replies to its own requests. Why more
+// than quietNetlink: the kernel hands each address or route event to every
+// member of its group and runs the member's filter in the context of the
+// change, so a thousand filtered dnsmasq sockets still made each netlink
+// change of vnetd's (a new bridge: about twenty events) cost more the more
+// networks ran; a socket that left the groups costs nothing.
+func muteNetlink(pid int) error {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("pidfd of %d: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	fd, _, err := rtnetlinkSocket(pid, pidfd)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	sa, err := unix.Getsockname(fd)
+	nl, ok := sa.(*unix.SockaddrNetlink)
+	if err != nil || !ok {
+		return fmt.Errorf("rtnetlink socket of %d: groups: %v", pid, err)
+	}
+	// dnsmasq joins its groups by bind (the first 32, a bitmask).
+	for g := range 32 {
+		if nl.Groups&(1<<g) == 0 {
+			continue
+		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_DROP_MEMBERSHIP, g+1); err != nil {
+			return fmt.Errorf("rtnetlink socket of %d: leave group %d: %w", pid, g+1, err)
+		}
+	}
+	return nil
+}
+
 // rtnetlinkSocket returns a duplicate (ours to close) of the process's
 // rtnetlink socket that listens to multicast groups, and its port id. Why
 // each of the process's own descriptors is asked rather than

@@ -84,3 +84,40 @@ func TestQuietNetlink(t *testing.T) {
 		t.Errorf("vm.test = %q after filtering, want 10.77.0.50", got)
 	}
 }
+
+// TestMuteNetlink: with its netlink socket out of every group, dnsmasq
+// sleeps through all address and route events, its own bridge's too, and
+// still serves DNS.
+func TestMuteNetlink(t *testing.T) {
+	e := newNSEnv(t)
+	m, err := NewManager(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(testNetwork("m", "vm.test")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Stop("m") })
+	pid := m.Pid("m")
+	if err := muteNetlink(pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := muteNetlink(pid); err == nil {
+		t.Error("a muted socket was found again as one with multicast groups")
+	}
+	before := wakeups(t, pid)
+	for i := range 5 {
+		br := fmt.Sprintf("o%d", i)
+		e.ns.MustRun("ip", "link", "add", br, "type", "bridge")
+		e.ns.MustRun("ip", "addr", "add", fmt.Sprintf("10.78.%d.1/24", i), "dev", br)
+		e.ns.MustRun("ip", "link", "set", br, "up")
+	}
+	e.ns.MustRun("ip", "addr", "add", "10.77.1.1/24", "dev", "br0")
+	time.Sleep(200 * time.Millisecond)
+	if n := wakeups(t, pid) - before; n > 1 {
+		t.Errorf("%d wake-ups for address and route events after muting, want at most 1", n)
+	}
+	if got := e.dig(t, "vm.test"); got != "10.77.0.50" {
+		t.Errorf("vm.test = %q after muting, want 10.77.0.50", got)
+	}
+}
