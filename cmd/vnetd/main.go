@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -60,6 +61,15 @@ func main() {
 	// A port's passt keeper is vnetd re-run by the session daemon.
 	if len(os.Args) > 1 && os.Args[1] == passt.KeeperFlag {
 		os.Exit(passt.KeeperMain(os.Args[2:]))
+	}
+	// Why a lower GC target than Go's default (100): vnetd's live heap is
+	// small (about 9 MB at a thousand networks) and most of what it
+	// allocates is short-lived netlink and nftables replies, so the default
+	// let the heap grow to twice the live data between collections; 50
+	// keeps about 5 MB less resident at a thousand networks for about 2 %
+	// more CPU. An explicit GOGC still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
 	}
 	var c daemon.Config
 	var verbose bool
