@@ -99,6 +99,7 @@ func (h *realHost) waitRetired(name string) {
 	if ch == nil {
 		return
 	}
+	network.FlushRetired()
 	if err := <-ch; err != nil {
 		h.log.Warn("deleting bridge", "bridge", name, "err", err)
 	}
