@@ -388,6 +388,12 @@ func BenchmarkScale(b *testing.B) {
 		destroy = append(destroy, time.Since(t2))
 	}
 	all := time.Since(t1)
+	// Bridges are deleted in batches in the background: the destroy of all
+	// ends when the last one is gone.
+	for strings.Contains(d.ns.MustRun("ip", "-br", "link"), "vbr-s") {
+		time.Sleep(5 * time.Millisecond)
+	}
+	gone := time.Since(t1)
 	med, p95 = destroy.stats()
 	rm := startSteps(d.log.String(), true)
 	var cols []string
@@ -398,8 +404,8 @@ func BenchmarkScale(b *testing.B) {
 		}
 		cols = append(cols, fmt.Sprintf("%s %.2f", st, medianF(v)))
 	}
-	fmt.Printf("scale: destroy of all %d one after another: %.1f s (goal ≤ 30 s); each median %.2f ms, p95 %.2f ms; step medians (ms): %s\n",
-		n, all.Seconds(), ms(med), ms(p95), strings.Join(cols, ", "))
+	fmt.Printf("scale: destroy of all %d one after another: %.1f s, the last bridge gone after %.1f s (goal ≤ 30 s); each median %.2f ms, p95 %.2f ms; step medians (ms): %s\n",
+		n, all.Seconds(), gone.Seconds(), ms(med), ms(p95), strings.Join(cols, ", "))
 
 	// Eight clients at once.
 	for _, workers := range []int{8} {
@@ -429,7 +435,12 @@ func BenchmarkScale(b *testing.B) {
 		}); err != nil {
 			b.Fatal(err)
 		}
-		fmt.Printf("scale: %d clients destroying %d networks: %.1f s wall\n", workers, n, time.Since(t1).Seconds())
+		wall = time.Since(t1)
+		for strings.Contains(d.ns.MustRun("ip", "-br", "link"), "vbr-s") {
+			time.Sleep(5 * time.Millisecond)
+		}
+		fmt.Printf("scale: %d clients destroying %d networks: %.1f s wall, the last bridge gone after %.1f s\n",
+			workers, n, wall.Seconds(), time.Since(t1).Seconds())
 	}
 }
 
