@@ -263,7 +263,7 @@ func listedFlags(flags uint32) uint32 {
 }
 
 func isVnetTable(t *nftables.Table) bool {
-	return (t.Name == nftTable || strings.HasPrefix(t.Name, nftLegacy)) &&
+	return IsVnetTable(t.Name) &&
 		(t.Family == nftables.TableFamilyIPv4 || t.Family == nftables.TableFamilyIPv6)
 }
 
