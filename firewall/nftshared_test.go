@@ -370,3 +370,23 @@ func BenchmarkForwardRTT(b *testing.B) {
 	b.ReportMetric(shared, "µs/rtt-shared")
 	b.ReportMetric(old, "µs/rtt-earlier-layout")
 }
+
+// TestSharedTableOverlap: the map subnets cannot hold overlapping subnets,
+// so a NAT network whose subnet overlaps an applied one's fails to converge
+// (the daemon refuses such a start earlier) and changes nothing.
+func TestSharedTableOverlap(t *testing.T) {
+	ns, b := nsBackend(t, "fwovl")
+	ns.MustRun("ip", "link", "add", "vbr-o", "type", "bridge")
+	if err := b.Apply(planOf(t, natXML("a", "virbr0", 62, 0))); err != nil {
+		t.Fatal(err)
+	}
+	before := ns.MustRun("nft", "list", "ruleset")
+	wide := planOf(t, strings.Replace(natXML("o", "vbr-o", 62, 0), "prefix='24'", "prefix='16'", 1))
+	if err := b.Apply(wide); err == nil {
+		t.Errorf("apply of an overlapping subnet succeeded:\n%s", ns.MustRun("nft", "list", "ruleset"))
+	} else if after := ns.MustRun("nft", "list", "ruleset"); after != before {
+		t.Errorf("a failed apply changed the ruleset:\n%s", after)
+	} else {
+		t.Logf("overlap refused: %v", err)
+	}
+}
