@@ -185,9 +185,9 @@ func delTable(c *nftables.Conn, t *nftables.Table, owned bool) {
 }
 
 // adoptOrphans takes ownership of vnet's tables (the shared ones and those
-// of earlier versions, see isVnetTable) whose owner (an
-// earlier run) is gone, in one batch: NEWTABLE with the owner flag on an
-// orphaned table changes its owner and nothing else (no flap, counters kept).
+// of earlier versions, see isVnetTable) whose owner (an earlier run) is
+// gone, in one batch: NEWTABLE with the owner flag on an orphaned table
+// changes its owner and nothing else (no flap, counters kept).
 func (b *nftBackend) adoptOrphans() {
 	c, err := b.conn()
 	if err != nil {
@@ -252,9 +252,6 @@ func liveFlags(t *nftables.Table) uint32 {
 	return binary.BigEndian.Uint32(b[:])
 }
 
-// isVnetTable reports whether t is one of vnet's tables: a shared table
-// "vnet" or a table "vnet-<bridge>" of an earlier version (ip and ip6 only:
-// the overlays' "vnet-overlay-*" guards are bridge tables).
 // listedFlags is liveFlags' inverse: table flags as a listing holds them.
 func listedFlags(flags uint32) uint32 {
 	var b [4]byte
@@ -262,6 +259,9 @@ func listedFlags(flags uint32) uint32 {
 	return binary.NativeEndian.Uint32(b[:])
 }
 
+// isVnetTable reports whether t is one of vnet's tables: a shared table
+// "vnet" or a table "vnet-<bridge>" of an earlier version (ip and ip6 only:
+// the overlays' "vnet-overlay-*" guards are bridge tables).
 func isVnetTable(t *nftables.Table) bool {
 	return IsVnetTable(t.Name) &&
 		(t.Family == nftables.TableFamilyIPv4 || t.Family == nftables.TableFamilyIPv6)
@@ -1015,15 +1015,6 @@ func sameChain(got, want *nftables.Chain) bool {
 		return false
 	}
 	return got.Policy != nil && *got.Policy == *want.Policy
-}
-
-func familyHasRules(p *Plan, f Family) bool {
-	for _, r := range p.Rules {
-		if r.Family == f {
-			return true
-		}
-	}
-	return false
 }
 
 // ruleExprs builds the nftables expressions of a rule; they are what the nft
