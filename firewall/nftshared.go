@@ -45,13 +45,15 @@ type nftFamState struct {
 	nat []natElem
 }
 
-// natElem is one interval of the map subnets: [start, end) jumps to chain. end
-// is nil for an interval up to the last address (it has no end element).
+// natElem is one interval of the map subnets: [start, end) jumps to chain.
+// end is nil for an interval up to the last address (it has no end
+// element).
 type natElem struct {
 	start, end []byte
 	chain      string
 }
 
+// emptyFamState is the state of a family without a shared table.
 func emptyFamState() *nftFamState {
 	return &nftFamState{chains: map[string]bool{}, fwd: map[string]string{}}
 }
@@ -67,13 +69,13 @@ func (st *nftFamState) natOf(chain string) []natElem {
 	return out
 }
 
-// othersThan reports whether a network other than bridge has a part in the
-// table (a chain or an element): the table goes with the last one.
 // bridges returns the bridges that have a part in the table, sorted.
 func (st *nftFamState) bridges() []string {
+	seen := map[string]bool{}
 	var out []string
 	add := func(br string) {
-		if !slices.Contains(out, br) {
+		if !seen[br] {
+			seen[br] = true
 			out = append(out, br)
 		}
 	}
@@ -96,6 +98,8 @@ func (st *nftFamState) bridges() []string {
 	return out
 }
 
+// othersThan reports whether a network other than bridge has a part in the
+// table (a chain or an element): the table goes with the last one.
 func (st *nftFamState) othersThan(bridge string) bool {
 	for name := range st.chains {
 		for _, pfx := range []string{nftFwdPrefix, nftNatPrefix} {
