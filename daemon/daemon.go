@@ -422,7 +422,7 @@ func (m *Manager) startRepair(interval time.Duration, iptables bool) {
 			}
 		},
 		func(ctx context.Context, r *repairer) {
-			err := firewall.Watch(ctx, firewall.Options{Logger: m.log}, func(table string) { r.tableChanged(table, iptables) })
+			err := firewall.Watch(ctx, firewall.Options{Logger: m.log}, func(c firewall.Change) { r.tableChanged(c, iptables) })
 			if err != nil {
 				m.log.Warn("no nftables events; firewall drift is found by the periodic check only", "err", err)
 			}

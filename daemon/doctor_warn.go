@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"vnet/doctor"
@@ -52,8 +51,8 @@ func (m *Manager) startWarnings() {
 		}
 	})
 	m.goBackground(func(ctx context.Context) {
-		err := firewall.Watch(ctx, firewall.Options{Logger: m.log}, func(table string) {
-			if !strings.HasPrefix(table, "vnet-") {
+		err := firewall.Watch(ctx, firewall.Options{Logger: m.log}, func(c firewall.Change) {
+			if _, ours := c.Vnet(); !ours {
 				w.hint()
 			}
 		})

@@ -22,7 +22,7 @@ type unusableFirewall struct{}
 func (unusableFirewall) Name() string { return "nftables" }
 func (unusableFirewall) Apply(p *firewall.Plan) error {
 	// As the nftables backend words it: what it touched, then why.
-	return fmt.Errorf("apply nftables table %s: %w", p.TableName(), errors.New("netlink receive: operation not supported"))
+	return fmt.Errorf("converge nftables table vnet for bridge %s: %w", p.Bridge, errors.New("netlink receive: operation not supported"))
 }
 func (unusableFirewall) Remove(*firewall.Plan) error             { return nil }
 func (unusableFirewall) Verify(*firewall.Plan) error             { return nil }
@@ -52,7 +52,7 @@ func TestStartWithoutFirewallCapability(t *testing.T) {
 	}
 	// The network is named once (not "network 'nofw': apply firewall
 	// rules: network 'nofw': …").
-	if want := "network 'nofw': firewall: apply nftables table vnet-vbr-nofw: netlink receive: operation not supported"; startErr == nil || startErr.Error() != want {
+	if want := "network 'nofw': firewall: converge nftables table vnet for bridge vbr-nofw: netlink receive: operation not supported"; startErr == nil || startErr.Error() != want {
 		t.Fatalf("start error %v, want %s", startErr, want)
 	}
 	if after := ns.MustRun("ip", "-o", "link"); after != before {

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"vnet/firewall"
 	"vnet/network"
 
 	netxml "vnet/xml"
@@ -75,11 +76,18 @@ func (r *repairer) linkChanged(link string) {
 	}
 }
 
-// tableChanged maps an nftables hint (a table name) to networks. Our tables are
-// named after the bridge; a change in a foreign table matters only to the
-// iptables backend, whose rules live in iptables-nft's tables.
-func (r *repairer) tableChanged(table string, foreignMatters bool) {
-	if br, ok := strings.CutPrefix(table, "vnet-"); ok {
+// tableChanged maps an nftables hint to networks. A change in vnet's
+// shared tables concerns the network whose chain changed, or every network
+// when it is in the tables' layout (or the table itself); an overlay's DHCP
+// guard is the bridge table vnet-overlay-DEVICE. A change in a foreign
+// table matters only to the iptables backend, whose rules live in
+// iptables-nft's tables.
+func (r *repairer) tableChanged(c firewall.Change, foreignMatters bool) {
+	if br, ok := c.Vnet(); ok {
+		if br == "" {
+			r.hint(allNetworks)
+			return
+		}
 		// An overlay's DHCP guard is vnet-overlay-DEVICE.
 		br = strings.TrimPrefix(br, "overlay-")
 		if name := r.m.networkByBridge(br); name != "" {
@@ -87,7 +95,7 @@ func (r *repairer) tableChanged(table string, foreignMatters bool) {
 		}
 		return
 	}
-	if table == "" || foreignMatters {
+	if c.Table == "" || foreignMatters {
 		r.hint(allNetworks)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"vnet/firewall"
+
 	netxml "vnet/xml"
 )
 
@@ -180,8 +182,9 @@ func TestRepairDebounce(t *testing.T) {
 	})
 	// Hints for links and tables of nobody are ignored.
 	e.r.linkChanged("eth0")
-	e.r.tableChanged("vnet-nobody", false)
-	e.r.tableChanged("filter", false)
+	e.r.tableChanged(firewall.Change{Table: "vnet-nobody"}, false)
+	e.r.tableChanged(firewall.Change{Table: "vnet", Chain: "fwd-nobody"}, false)
+	e.r.tableChanged(firewall.Change{Table: "filter"}, false)
 	e.r.hint("b")
 	waitUntil(t, "third check of b", func() bool { v, _ := e.h.counts("b"); return v == 3 })
 	if v, _ := e.h.counts("a"); v != 2 {

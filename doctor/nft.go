@@ -15,7 +15,8 @@ import (
 
 // ReadNFT reads every ip, ip6 and inet table of the calling thread's network
 // namespace (iptables-nft's included) into the model, leaving out vnet's own
-// tables (named "vnet-…"): their rules are vnet's to verify and repair.
+// tables (the shared tables "vnet", and "vnet-…" of earlier versions and of
+// overlays): their rules are vnet's to verify and repair.
 func ReadNFT() ([]*Table, error) {
 	c, err := nftables.New()
 	if err != nil {
@@ -33,7 +34,7 @@ func ReadNFT() ([]*Table, error) {
 	var out []*Table
 	for _, nt := range tables {
 		fam := familyName(nt.Family)
-		if fam == "" || strings.HasPrefix(nt.Name, "vnet-") {
+		if fam == "" || nt.Name == "vnet" || strings.HasPrefix(nt.Name, "vnet-") {
 			continue
 		}
 		t := &Table{Source: SourceNFT, Family: fam, Name: nt.Name, Chains: map[string]*Chain{}}

@@ -85,8 +85,8 @@ type DriftError struct {
 	// Missing lists what the plan has and the host lacks (tables, chains,
 	// rules, the tc checksum fix), one readable item each.
 	Missing []string
-	// Unexpected lists what the host has in the network's own tables (or on
-	// its bridge) that the plan does not.
+	// Unexpected lists what the host has of the network's (its chains and
+	// map elements, its bridge) that the plan does not.
 	Unexpected []string
 }
 

@@ -976,3 +976,13 @@ func equalStrings(a, b []string) bool {
 	}
 	return true
 }
+
+// familyHasRules reports whether the plan has rules of family f.
+func familyHasRules(p *Plan, f Family) bool {
+	for _, r := range p.Rules {
+		if r.Family == f {
+			return true
+		}
+	}
+	return false
+}

@@ -660,6 +660,7 @@ func TestPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns.MustRun("nft", "add", "table", "ip", "vnetother")
+	ns.MustRun("nft", "add", "table", "ip", "vnet-gone") // of an earlier version
 	if err := nft.Apply(nat); err != nil {
 		t.Fatal(err)
 	}
@@ -669,8 +670,17 @@ func TestPrune(t *testing.T) {
 	if err := Prune(nft, []*Plan{nat}); err != nil {
 		t.Fatal(err)
 	}
-	if got := ns.MustRun("nft", "list", "tables"); !strings.Contains(got, "table ip vnet-virbr0\n") ||
-		strings.Contains(got, "vnet-virbr2") || !strings.Contains(got, "table ip vnetother\n") {
+	if got := ns.MustRun("nft", "list", "tables"); !strings.HasSuffix(got, "table ip vnetother\ntable ip vnet\n") {
 		t.Errorf("nft tables after pruning all but nat:\n%s", got)
+	}
+	if got := ns.MustRun("nft", "list", "table", "ip", "vnet"); !strings.Contains(got, "chain fwd-virbr0 {") ||
+		strings.Contains(got, "virbr2") {
+		t.Errorf("shared table after pruning all but nat:\n%s", got)
+	}
+	if err := Prune(nft, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := ns.MustRun("nft", "list", "tables"); !strings.HasSuffix(got, "table ip vnetother\n") {
+		t.Errorf("nft tables after pruning everything:\n%s", got)
 	}
 }

@@ -45,11 +45,8 @@ func TestLibvirtGoldenKernel(t *testing.T) {
 			expected := string(testdata.Read(t, dir, c["expected"]))
 			switch c["backend"] {
 			case "nftables":
-				// The host rules libvirt's nftables backend leaves out are
-				// compared with its iptables backend's (see nftToLibvirt).
-				ipt := strings.Replace(c["expected"], "-linux.nftables", "-linux.iptables", 1)
 				checks += 2
-				kernelNftCase(t, &skips, p, expected, string(testdata.Read(t, dir, ipt)), string(testdata.Read(t, dir, c["base"])))
+				kernelNftCase(t, &skips, p, expected, string(testdata.Read(t, dir, c["base"])))
 			case "iptables":
 				checks++
 				kernelIptCase(t, &skips, p, expected, string(testdata.Read(t, dir, c["base"])))
@@ -62,7 +59,7 @@ func TestLibvirtGoldenKernel(t *testing.T) {
 	skips.Report(t, checks)
 }
 
-func kernelNftCase(t *testing.T, skips *testdata.Skips, p *Plan, expected, expectedIpt, base string) {
+func kernelNftCase(t *testing.T, skips *testdata.Skips, p *Plan, expected, base string) {
 	ns, b := nsBackend(t, "fwgold")
 	if err := b.Apply(p); err != nil {
 		t.Fatalf("apply: %v", err)
@@ -70,8 +67,8 @@ func kernelNftCase(t *testing.T, skips *testdata.Skips, p *Plan, expected, expec
 	var tables [][]byte
 	listed := ns.MustRun("nft", "list", "tables")
 	for _, f := range []Family{IPv4, IPv6} {
-		if strings.Contains(listed, "table "+f.String()+" "+p.TableName()+"\n") {
-			tables = append(tables, []byte(ns.MustRun("nft", "-j", "list", "table", f.String(), p.TableName())))
+		if strings.Contains(listed, "table "+f.String()+" "+nftTable+"\n") {
+			tables = append(tables, []byte(ns.MustRun("nft", "-j", "list", "table", f.String(), nftTable)))
 		}
 	}
 	got, err := nftToLibvirt(tables)
@@ -85,12 +82,6 @@ func kernelNftCase(t *testing.T, skips *testdata.Skips, p *Plan, expected, expec
 			return argv[4] + " " + argv[6], true
 		}
 		return "", false // the tc commands, compared below
-	})
-	groupLibvirt(t, want, expectedIpt, func(argv []string) (string, bool) {
-		if len(argv) > 5 && argv[4] == "--insert" && (argv[5] == "LIBVIRT_INP" || argv[5] == "LIBVIRT_OUT") {
-			return iptFamily(argv[0]) + " " + argv[5], true
-		}
-		return "", false
 	})
 	// Base chains: libvirt's global setup declares them; compare those our
 	// tables hold.
@@ -218,23 +209,21 @@ type nftJSON struct {
 	} `json:"nftables"`
 }
 
-// nftToLibvirt maps the `nft -j list table` output of a network's tables to
-// libvirt's layout, as libvirt's commands grouped by "FAMILY CHAIN" in
-// insertion order (the reverse of the live order). The mapping:
+// nftToLibvirt maps the `nft -j list table` output of the shared tables
+// holding one network to libvirt's layout, as libvirt's commands grouped by
+// "FAMILY CHAIN" in insertion order (the reverse of the live order). The
+// mapping:
 //
-//   - table ip|ip6 vnet-<bridge> is libvirt's shared table libvirt_network of
-//     the same family;
-//   - chain forward holds libvirt's guest_cross, guest_input and guest_output
-//     rules: a rule matching both iif and oif is guest_cross's, one matching
-//     oif only guest_input's (traffic into the network), iif only
-//     guest_output's;
-//   - chain postrouting is guest_nat;
-//   - chains input and output (the host rules) have no counterpart in
-//     libvirt's nftables backend, whose table accepts everything anyway; they
-//     map to libvirt's iptables chains LIBVIRT_INP and LIBVIRT_OUT, each rule
-//     as libvirt's iptables command (iif/oif → --in-interface/--out-interface,
-//     tcp|udp dport N → --protocol P --destination-port N, accept → --jump
-//     ACCEPT, the counter dropped: iptables counts every rule);
+//   - table ip|ip6 vnet is libvirt's shared table libvirt_network of the
+//     same family;
+//   - chain fwd-<bridge> holds libvirt's guest_cross, guest_input and
+//     guest_output rules: a rule matching both iif and oif is guest_cross's,
+//     one matching oif only guest_input's (traffic into the network), iif
+//     only guest_output's; its return is libvirt's accept (see the layout in
+//     nftrule.go);
+//   - chain nat-<bridge> is guest_nat;
+//   - the dispatch rules of the base chains have no counterpart (libvirt
+//     has one table with one network's chains each);
 //   - base chains forward and postrouting map to libvirt's forward and
 //     guest_nat with their type, hook, priority and policy ("FAMILY base
 //     CHAIN");
@@ -264,25 +253,29 @@ func nftToLibvirt(tables [][]byte) (map[string][]string, error) {
 			if r == nil {
 				continue
 			}
+			if r.Chain == nftForward || r.Chain == nftPostrouting {
+				continue // the dispatch rules
+			}
 			words, ifaces, err := nftWords(r.Expr)
 			if err != nil {
 				return nil, fmt.Errorf("%s chain %s: %w", r.Family, r.Chain, err)
 			}
 			var key string
 			var argv []string
-			switch r.Chain {
-			case "input", "output":
-				chain := map[string]string{"input": "LIBVIRT_INP", "output": "LIBVIRT_OUT"}[r.Chain]
-				ipt, err := hostRuleIptables(r.Expr)
-				if err != nil {
-					return nil, fmt.Errorf("%s chain %s: %w", r.Family, r.Chain, err)
+			kind := ""
+			switch {
+			case strings.HasPrefix(r.Chain, nftFwdPrefix):
+				kind = "forward"
+				if words[len(words)-1] == "return" {
+					words[len(words)-1] = "accept"
 				}
-				tool := map[string]string{"ip": "iptables", "ip6": "ip6tables"}[r.Family]
-				key = r.Family + " " + chain
-				argv = append([]string{tool, "-w", "--table", "filter", "--insert", chain}, ipt...)
-			case "forward", "postrouting":
+			case strings.HasPrefix(r.Chain, nftNatPrefix):
+				kind = "postrouting"
+			}
+			switch {
+			case kind != "":
 				chain := "guest_nat"
-				if r.Chain == "forward" {
+				if kind == "forward" {
 					switch {
 					case ifaces["iif"] && ifaces["oif"]:
 						chain = "guest_cross"
@@ -471,45 +464,6 @@ func nftNAT(kind string, raw json.RawMessage) ([]string, error) {
 		out = append(out, "to", to)
 	}
 	return out, nil
-}
-
-// hostRuleIptables writes a host rule (input/output chain) as libvirt's
-// iptables arguments.
-func hostRuleIptables(exprs []map[string]json.RawMessage) ([]string, error) {
-	var a []string
-	for _, e := range exprs {
-		for kind, raw := range e {
-			switch kind {
-			case "match":
-				var m struct {
-					Op    string
-					Left  map[string]map[string]string
-					Right json.RawMessage
-				}
-				if err := json.Unmarshal(raw, &m); err != nil {
-					return nil, err
-				}
-				var s string
-				var n int
-				switch {
-				case m.Op == "==" && m.Left["meta"]["key"] == "iif" && json.Unmarshal(m.Right, &s) == nil:
-					a = append(a, "--in-interface", s)
-				case m.Op == "==" && m.Left["meta"]["key"] == "oif" && json.Unmarshal(m.Right, &s) == nil:
-					a = append(a, "--out-interface", s)
-				case m.Op == "==" && m.Left["payload"]["field"] == "dport" && json.Unmarshal(m.Right, &n) == nil:
-					a = append(a, "--protocol", m.Left["payload"]["protocol"], "--destination-port", strconv.Itoa(n))
-				default:
-					return nil, fmt.Errorf("no libvirt iptables form for match %s", raw)
-				}
-			case "counter":
-			case "accept":
-				a = append(a, "--jump", "ACCEPT")
-			default:
-				return nil, fmt.Errorf("no libvirt iptables form for %s", kind)
-			}
-		}
-	}
-	return a, nil
 }
 
 // tcToLibvirt maps the bridge's checksum fix, read back with `tc -j qdisc

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
-	"math/bits"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,9 +22,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// nftBackend is the nftables backend on google/nftables. Each network owns the
-// tables "vnet-<bridge>" (family ip, and ip6 when it has IPv6 rules) with one
-// base chain per hook it needs.
+// nftBackend is the nftables backend on google/nftables. The networks share
+// one table per family, "vnet" (ip, and ip6 when a network has IPv6 rules),
+// whose base chains dispatch each packet to the chains of its networks by
+// verdict maps (see the layout in nftrule.go).
 //
 // Where the kernel supports it (owner and persist flags, kernel ≥ 6.9), the
 // tables are owned: created with NFT_TABLE_F_OWNER|NFT_TABLE_F_PERSIST over
@@ -45,8 +46,8 @@ type nftBackend struct {
 	// noCsum is set once the kernel refused the tc csum action; the checksum
 	// fix is then skipped (and not verified) instead of failing every start.
 	noCsum bool
-	// clean remembers, per table name, the ruleset generation at which
-	// the network's tables were found as planned: while the kernel's
+	// clean remembers, per bridge, the ruleset generation at which
+	// the network's part of the tables was found as planned: while the kernel's
 	// generation (bumped by every change of any table) is the same, they
 	// are still as planned and need not be read again. This keeps the
 	// periodic check of many networks cheap.
@@ -57,6 +58,8 @@ type nftBackend struct {
 	// first use, used under mu): one socket for the daemon's life rather
 	// than one per network and check.
 	rt *netlink.Handle
+	// sh is the shared tables' state (see nftShared).
+	sh nftShared
 }
 
 // cleanMark is what a verification found clean: the generation read before
@@ -181,9 +184,10 @@ func delTable(c *nftables.Conn, t *nftables.Table, owned bool) {
 	c.DelTable(t)
 }
 
-// adoptOrphans takes ownership of the tables "vnet-*" whose owner (an
-// earlier run) is gone, in one batch: NEWTABLE with the owner flag on an
-// orphaned table changes its owner and nothing else (no flap, counters kept).
+// adoptOrphans takes ownership of vnet's tables (the shared ones and those
+// of earlier versions, see isVnetTable) whose owner (an earlier run) is
+// gone, in one batch: NEWTABLE with the owner flag on an orphaned table
+// changes its owner and nothing else (no flap, counters kept).
 func (b *nftBackend) adoptOrphans() {
 	c, err := b.conn()
 	if err != nil {
@@ -248,8 +252,18 @@ func liveFlags(t *nftables.Table) uint32 {
 	return binary.BigEndian.Uint32(b[:])
 }
 
+// listedFlags is liveFlags' inverse: table flags as a listing holds them.
+func listedFlags(flags uint32) uint32 {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], flags)
+	return binary.NativeEndian.Uint32(b[:])
+}
+
+// isVnetTable reports whether t is one of vnet's tables: a shared table
+// "vnet" or a table "vnet-<bridge>" of an earlier version (ip and ip6 only:
+// the overlays' "vnet-overlay-*" guards are bridge tables).
 func isVnetTable(t *nftables.Table) bool {
-	return strings.HasPrefix(t.Name, "vnet-") &&
+	return IsVnetTable(t.Name) &&
 		(t.Family == nftables.TableFamilyIPv4 || t.Family == nftables.TableFamilyIPv6)
 }
 
@@ -295,10 +309,18 @@ func (b *nftBackend) netlinkHandle() (*netlink.Handle, error) {
 
 var nftFamily = map[Family]nftables.TableFamily{IPv4: nftables.TableFamilyIPv4, IPv6: nftables.TableFamilyIPv6}
 
-// nftSteps is what Apply does for one plan, computed against the live state
-// by prepare; Apply carries it out (build, then the tc steps), Describe
-// renders it (script). Both go through here so that a dry run prints exactly
-// what a start does.
+// nftOp is one step of a batch: its nft text (one or more lines) and the
+// netlink messages it adds to the batch. Apply sends the messages, Describe
+// prints the texts: one list for both, so a dry run prints exactly what a
+// start does.
+type nftOp struct {
+	text string
+	add  func(c *nftables.Conn)
+}
+
+// nftSteps is what Apply or Remove does for one plan, computed against the
+// live state by prepare and the plan's ops; Apply carries it out (build,
+// then the tc steps), Describe renders it (script).
 type nftSteps struct {
 	p *Plan
 	// owned says the tables are written over the owner socket: DELTABLE
@@ -310,13 +332,23 @@ type nftSteps struct {
 	// tc is what the bridge lacks of the checksum fix: nothing when the
 	// plan has none or the kernel has no csum action.
 	tc tcSteps
+	// ops is the nftables batch.
+	ops []nftOp
+	// after updates the cached shared state with what the batch did; run
+	// once it is known to be the only change (see nftShared).
+	after []func()
 }
 
-// prepare computes the steps of Apply. It returns the backend's rtnetlink
-// handle (nil when the plan needs none; callers hold mu). With
-// describe, a bridge that does not exist yet is no error: the steps are
-// then those for a new bridge, and when no tc step can arise no handle is
-// opened at all (the rule text names the bridge, it needs no index).
+func (s *nftSteps) op(text string, add func(c *nftables.Conn)) {
+	s.ops = append(s.ops, nftOp{text: text, add: add})
+}
+
+// prepare computes the bridge part of the steps (its index, the tc steps).
+// It returns the backend's rtnetlink handle (nil when the plan needs none;
+// callers hold mu). With describe, a bridge that does not exist yet is no
+// error: the steps are then those for a new bridge, and when no tc step can
+// arise no handle is opened at all (the rule text names the bridge, it
+// needs no index).
 //
 // pass, when not nil, may give the bridge's index (Verify only: Apply and
 // Describe always ask the kernel).
@@ -359,27 +391,268 @@ func passIndex(pass *Pass, bridge string) (int, bool) {
 	return pass.LinkIndex(bridge)
 }
 
-// build adds the batch to c: for both families, delete the network's table
-// if it exists (add-then-delete, or DESTROYTABLE when owned, so a missing
-// table is no error) and re-create it with the plan's chains and rules.
-func (s *nftSteps) build(c *nftables.Conn) {
+// tableText is "table <family> <name>".
+func tableText(f Family, name string) string { return "table " + f.String() + " " + name }
+
+// delTableOp adds the deletion of a table that is no error when the table
+// is absent (see delTable).
+func (s *nftSteps) delTableOp(f Family, name string) {
+	t := &nftables.Table{Name: name, Family: nftFamily[f]}
+	text := "add " + tableText(f, name) + "\ndelete " + tableText(f, name)
+	if s.owned {
+		text = "destroy " + tableText(f, name)
+	}
+	s.op(text, func(c *nftables.Conn) { delTable(c, t, s.owned) })
+}
+
+// ensureTableOp adds the shared table (no change when it exists).
+func (s *nftSteps) ensureTableOp(f Family, t *nftables.Table) {
+	text := "add " + tableText(f, nftTable)
+	if s.owned {
+		text += " { flags owner,persist; }"
+	}
+	s.op(text, func(c *nftables.Conn) { c.AddTable(t) })
+}
+
+// ensureLayoutOps adds the shared table's layout: both maps, the base
+// chains and their dispatch rules. Adding an existing map or chain changes
+// nothing; the base chains are flushed before their rules are added, since
+// adding a rule twice would run it twice.
+func (s *nftSteps) ensureLayoutOps(f Family, t *nftables.Table) {
+	for _, m := range []*nftables.Set{fwdMap(t), natMap(t, f)} {
+		s.op("add map "+f.String()+" "+nftTable+" "+m.Name+" "+mapDecl(m), func(c *nftables.Conn) {
+			// Only an element list google/nftables cannot encode fails here.
+			_ = c.AddSet(m, nil)
+		})
+	}
+	for _, spec := range nftBaseChains(f) {
+		ch := spec.chain(t)
+		chain := f.String() + " " + nftTable + " " + spec.name
+		s.op(fmt.Sprintf("add chain %s { type %s hook %s priority %d; policy accept; }", chain, spec.typ, spec.hook, spec.priority),
+			func(c *nftables.Conn) { c.AddChain(ch) })
+		s.op("flush chain "+chain, func(c *nftables.Conn) { c.FlushChain(ch) })
+		for i, e := range spec.exprs {
+			s.op("add rule "+chain+" "+spec.rules[i], func(c *nftables.Conn) {
+				c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: e})
+			})
+		}
+	}
+}
+
+// chainOps adds the replacement of one of the network's chains: add (no-op
+// when it exists), flush and add the rules, in one batch, so that the chain
+// is never seen empty.
+func (s *nftSteps) chainOps(f Family, t *nftables.Table, name string, rules []Rule) {
+	ch := &nftables.Chain{Name: name, Table: t}
+	chain := f.String() + " " + nftTable + " " + nftString(name)
+	s.op("add chain "+chain, func(c *nftables.Conn) { c.AddChain(ch) })
+	s.op("flush chain "+chain, func(c *nftables.Conn) { c.FlushChain(ch) })
+	for _, r := range rules {
+		e := chainRuleExprs(r, s.ifindex)
+		s.op("add rule "+chain+" "+strings.Join(chainRuleArgs(r), " "), func(c *nftables.Conn) {
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: e})
+		})
+	}
+}
+
+func (s *nftSteps) delChainOp(f Family, t *nftables.Table, name string) {
+	ch := &nftables.Chain{Name: name, Table: t}
+	s.op("delete chain "+f.String()+" "+nftTable+" "+nftString(name), func(c *nftables.Conn) { c.DelChain(ch) })
+}
+
+// fwdElemOp adds or deletes the element of a bridge in the map bridges.
+func (s *nftSteps) fwdElemOp(f Family, t *nftables.Table, bridge string, add bool) {
+	m := fwdMap(t)
+	key := `"` + bridge + `"`
+	if add {
+		e := nftables.SetElement{Key: ifnameKey(bridge), VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: nftFwdChain(bridge)}}
+		s.op("add element "+f.String()+" "+nftTable+" "+nftFwdMap+" { "+key+" : jump "+nftString(nftFwdChain(bridge))+" }",
+			func(c *nftables.Conn) { _ = c.SetAddElements(m, []nftables.SetElement{e}) })
+		return
+	}
+	e := nftables.SetElement{Key: ifnameKey(bridge)}
+	s.op("delete element "+f.String()+" "+nftTable+" "+nftFwdMap+" { "+key+" }",
+		func(c *nftables.Conn) { _ = c.SetDeleteElements(m, []nftables.SetElement{e}) })
+}
+
+// natElemOp adds or deletes one interval of the map subnets.
+func (s *nftSteps) natElemOp(f Family, t *nftables.Table, e natElem, add bool) {
+	m := natMap(t, f)
+	elems := e.elements()
+	if add {
+		s.op("add element "+f.String()+" "+nftTable+" "+nftNatMap+" { "+e.text()+" : jump "+nftString(e.chain)+" }",
+			func(c *nftables.Conn) { _ = c.SetAddElements(m, elems) })
+		return
+	}
+	for i := range elems {
+		elems[i].VerdictData = nil
+	}
+	s.op("delete element "+f.String()+" "+nftTable+" "+nftNatMap+" { "+e.text()+" }",
+		func(c *nftables.Conn) { _ = c.SetDeleteElements(m, elems) })
+}
+
+// applyOps computes the batch of Apply against the shared state sh: for
+// both families, delete the network's table of earlier versions, ensure the
+// shared layout where it lacks anything, and replace the network's chains
+// and elements. Elements that change are deleted before they are added (an
+// element added with another verdict would fail: EEXIST), and before the
+// chain they jump to is deleted (a chain in use cannot be). The maps come
+// after the network's chains: nft 1.0.6 fails (ENOENT) to add an interval
+// map's element jumping to a chain added after the map in the same batch,
+// and Describe's script must run with it.
+func (s *nftSteps) applyOps(sh *nftShared) {
+	br := s.p.Bridge
 	for _, f := range []Family{IPv4, IPv6} {
-		t := &nftables.Table{Name: s.p.TableName(), Family: nftFamily[f]}
-		delTable(c, t, s.owned)
-		if !familyHasRules(s.p, f) {
+		s.delTableOp(f, legacyTable(br))
+		st := sh.fam[f]
+		if !nftWants(s.p, f) {
+			s.removeFamilyOps(sh, f)
 			continue
 		}
-		c.AddTable(t)
-		for _, spec := range nftChains {
-			rules := s.p.chainRules(f, spec)
-			if len(rules) == 0 {
-				continue
-			}
-			ch := c.AddChain(nftChain(t, spec))
-			for _, r := range rules {
-				c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: ruleExprs(r, s.ifindex)})
+		t := &nftables.Table{Name: nftTable, Family: nftFamily[f]}
+		switch {
+		case st.table != nil && s.owned && liveFlags(st.table)&nftOwnedFlags == 0:
+			// A plain table (from a vnet on a kernel that could not own
+			// tables) cannot be made owned: it is re-created owned with
+			// this network's part. Deleting it removes the others' parts
+			// too; the deletion's event has every network converge and
+			// restore its own.
+			s.delTableOp(f, nftTable)
+			st = emptyFamState()
+			s.ensureTableOp(f, t)
+		case st.table == nil:
+			s.ensureTableOp(f, t)
+		case s.owned && liveFlags(st.table)&nftOwnedFlags == nftTableFPersist:
+			// Orphaned (an earlier owner went after New adopted the
+			// others): adding it with the owner flag adopts it.
+			s.op("add "+tableText(f, nftTable)+" { flags owner,persist; }", func(c *nftables.Conn) { c.AddTable(t) })
+		}
+
+		fwd, nat := s.p.forwardRules(f), s.p.natRules(f)
+		fwdName, natName := nftFwdChain(br), nftNatChain(br)
+		cur, has := st.fwd[br]
+		fwdAdd := len(fwd) > 0 && (!has || cur != fwdName)
+		if has && (len(fwd) == 0 || cur != fwdName) {
+			s.fwdElemOp(f, t, br, false)
+		}
+		var want []natElem
+		for _, sub := range s.p.natSubnets(f) {
+			start, end := prefixInterval(sub)
+			want = append(want, natElem{start: start, end: end, chain: natName})
+		}
+		old := st.natOf(natName)
+		for _, e := range old {
+			if !slices.ContainsFunc(want, e.equal) {
+				s.natElemOp(f, t, e, false)
 			}
 		}
+		for _, c := range []struct {
+			name  string
+			rules []Rule
+		}{{fwdName, fwd}, {natName, nat}} {
+			switch {
+			case len(c.rules) > 0:
+				s.chainOps(f, t, c.name, c.rules)
+			case st.chains[c.name]:
+				s.delChainOp(f, t, c.name)
+			}
+		}
+		if st.table == nil || len(st.broken) > 0 {
+			s.ensureLayoutOps(f, t)
+		}
+		if fwdAdd {
+			s.fwdElemOp(f, t, br, true)
+		}
+		var added []natElem
+		for _, e := range want {
+			if !slices.ContainsFunc(old, e.equal) {
+				s.natElemOp(f, t, e, true)
+				added = append(added, e)
+			}
+		}
+		s.after = append(s.after, func() {
+			// Whatever the table was, the batch left it owned when
+			// tables are owned (created, re-created or adopted).
+			st.table = t
+			if s.owned {
+				t.Flags = listedFlags(nftOwnedFlags)
+			}
+			st.broken = nil
+			for _, spec := range nftBaseChains(f) {
+				st.chains[spec.name] = true
+			}
+			for _, c := range []struct {
+				name string
+				has  bool
+			}{{fwdName, len(fwd) > 0}, {natName, len(nat) > 0}} {
+				if c.has {
+					st.chains[c.name] = true
+				} else {
+					delete(st.chains, c.name)
+				}
+			}
+			if len(fwd) > 0 {
+				st.fwd[br] = fwdName
+			} else {
+				delete(st.fwd, br)
+			}
+			st.nat = slices.DeleteFunc(st.nat, func(e natElem) bool {
+				return e.chain == natName && !slices.ContainsFunc(want, e.equal)
+			})
+			st.nat = append(st.nat, added...)
+			sh.fam[f] = st
+		})
+	}
+}
+
+// removeFamilyOps adds the removal of the network's part of one family's
+// shared table: its elements, then its chains; the whole table when no
+// other network has a part in it.
+func (s *nftSteps) removeFamilyOps(sh *nftShared, f Family) {
+	st := sh.fam[f]
+	if st.table == nil {
+		return
+	}
+	br := s.p.Bridge
+	if !st.othersThan(br) {
+		s.delTableOp(f, nftTable)
+		s.after = append(s.after, func() { sh.fam[f] = emptyFamState() })
+		return
+	}
+	t := &nftables.Table{Name: nftTable, Family: nftFamily[f]}
+	if _, ok := st.fwd[br]; ok {
+		s.fwdElemOp(f, t, br, false)
+	}
+	natName := nftNatChain(br)
+	for _, e := range st.natOf(natName) {
+		s.natElemOp(f, t, e, false)
+	}
+	for _, name := range []string{nftFwdChain(br), natName} {
+		if st.chains[name] {
+			s.delChainOp(f, t, name)
+		}
+	}
+	s.after = append(s.after, func() {
+		delete(st.fwd, br)
+		st.nat = slices.DeleteFunc(st.nat, func(e natElem) bool { return e.chain == natName })
+		delete(st.chains, nftFwdChain(br))
+		delete(st.chains, natName)
+	})
+}
+
+// removeOps computes the batch of Remove: for both families, the table of
+// earlier versions and the network's part of the shared table.
+func (s *nftSteps) removeOps(sh *nftShared) {
+	for _, f := range []Family{IPv4, IPv6} {
+		s.delTableOp(f, legacyTable(s.p.Bridge))
+		s.removeFamilyOps(sh, f)
+	}
+}
+
+// build adds the batch to c.
+func (s *nftSteps) build(c *nftables.Conn) {
+	for _, o := range s.ops {
+		o.add(c)
 	}
 }
 
@@ -391,32 +664,8 @@ func (s *nftSteps) build(c *nftables.Conn) {
 func (s *nftSteps) script() string {
 	var w strings.Builder
 	w.WriteString("nft -f - <<'EOF'\n")
-	for _, f := range []Family{IPv4, IPv6} {
-		table := "table " + f.String() + " " + s.p.TableName()
-		if s.owned {
-			w.WriteString("destroy " + table + "\n")
-		} else {
-			w.WriteString("add " + table + "\ndelete " + table + "\n")
-		}
-		if !familyHasRules(s.p, f) {
-			continue
-		}
-		if s.owned {
-			w.WriteString("add " + table + " { flags owner,persist; }\n")
-		} else {
-			w.WriteString("add " + table + "\n")
-		}
-		for _, spec := range nftChains {
-			rules := s.p.chainRules(f, spec)
-			if len(rules) == 0 {
-				continue
-			}
-			chain := "add chain " + f.String() + " " + s.p.TableName() + " " + spec.name
-			fmt.Fprintf(&w, "%s { type %s hook %s priority %d; policy accept; }\n", chain, spec.typ, spec.hook, spec.priority)
-			for _, r := range rules {
-				w.WriteString("add rule " + f.String() + " " + s.p.TableName() + " " + spec.name + " " + strings.Join(nftRuleArgs(r), " ") + "\n")
-			}
-		}
+	for _, o := range s.ops {
+		w.WriteString(o.text + "\n")
 	}
 	w.WriteString("EOF\n")
 	for _, c := range s.tc.commands(s.p.Bridge) {
@@ -430,10 +679,40 @@ type scriptValue struct{ s *nftSteps }
 
 func (v scriptValue) LogValue() slog.Value { return slog.StringValue(v.s.script()) }
 
-// Apply implements Backend: one batch that replaces the network's tables
-// (see nftSteps.build; the kernel applies it atomically: there is no moment
-// without rules), then the parts of the tc checksum fix the bridge lacks.
-// Its debug log holds the steps as Describe renders them.
+// sharedNow reads the generation and the shared state at it. Callers hold
+// b.mu.
+func (b *nftBackend) sharedNow() (*nftShared, error) {
+	gen, genErr := b.generation()
+	c, err := b.conn()
+	if err != nil {
+		return nil, err
+	}
+	return b.shared(c, gen, genErr == nil)
+}
+
+// commit sends the steps' batch and keeps the cached shared state: updated
+// with the steps when the generation moved by exactly this batch, else
+// dropped. Callers hold b.mu.
+func (b *nftBackend) commit(s *nftSteps) error {
+	gen0 := b.sh.gen
+	err := b.write(s.build)
+	gen1, genErr := b.generation()
+	if err != nil || genErr != nil || !b.sh.valid || gen1 != gen0+1 && gen1 != gen0 {
+		b.sh.valid = false
+		return err
+	}
+	for _, f := range s.after {
+		f()
+	}
+	b.sh.gen = gen1
+	return nil
+}
+
+// Apply implements Backend: one batch that converges the shared tables and
+// replaces the network's part of them (see applyOps; the kernel applies it
+// atomically: there is no moment without rules), then the parts of the tc
+// checksum fix the bridge lacks. Start, adoption and repair all converge
+// this way. Its debug log holds the steps as Describe renders them.
 func (b *nftBackend) Apply(p *Plan) error {
 	if p.Bridge == "" {
 		return nil
@@ -445,8 +724,13 @@ func (b *nftBackend) Apply(p *Plan) error {
 	if err != nil {
 		return err
 	}
-	if err := b.write(s.build); err != nil {
-		return fmt.Errorf("replace nftables table %s: %w", p.TableName(), err)
+	sh, err := b.sharedNow()
+	if err != nil {
+		return err
+	}
+	s.applyOps(sh)
+	if err := b.commit(s); err != nil {
+		return fmt.Errorf("converge nftables table %s for bridge %s: %w", nftTable, p.Bridge, err)
 	}
 	if s.tc != (tcSteps{}) {
 		done, err := s.tc.run(h, s.link)
@@ -461,13 +745,15 @@ func (b *nftBackend) Apply(p *Plan) error {
 			return fmt.Errorf("bridge %q: %w", p.Bridge, err)
 		}
 	}
-	b.log.Debug("firewall applied", "network", p.Network, "table", p.TableName(), "rules", len(p.Rules),
+	b.log.Debug("firewall applied", "network", p.Network, "bridge", p.Bridge, "rules", len(p.Rules),
 		"took", time.Since(start), "steps", scriptValue{s})
 	return nil
 }
 
 // Describe implements Backend: the steps Apply would run now, as a shell
-// script of nft and tc commands (see nftSteps.script).
+// script of nft and tc commands (see nftSteps.script). It reads the shared
+// tables as Apply does; where it cannot (no permission), it describes them
+// as absent.
 func (b *nftBackend) Describe(p *Plan) (string, error) {
 	if p.Bridge == "" {
 		return "", nil
@@ -478,12 +764,21 @@ func (b *nftBackend) Describe(p *Plan) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	sh, err := b.sharedNow()
+	if errors.Is(err, unix.EPERM) {
+		sh, err = &nftShared{fam: [2]*nftFamState{emptyFamState(), emptyFamState()}}, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	s.applyOps(sh)
 	return s.script(), nil
 }
 
-// Remove implements Backend: one batch deleting the network's tables of both
-// families (add-then-delete, so absent tables are no error). The tc checksum
-// fix stays: the kernel removes it with the bridge.
+// Remove implements Backend: one batch deleting the network's elements and
+// chains of the shared tables (the tables themselves with the last network)
+// and its tables of earlier versions. The tc checksum fix stays: the kernel
+// removes it with the bridge.
 func (b *nftBackend) Remove(p *Plan) error {
 	if p.Bridge == "" {
 		return nil
@@ -491,24 +786,28 @@ func (b *nftBackend) Remove(p *Plan) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	start := time.Now()
-	err := b.write(func(c *nftables.Conn) {
-		for _, f := range []Family{IPv4, IPv6} {
-			delTable(c, &nftables.Table{Name: p.TableName(), Family: nftFamily[f]}, b.owner != nil)
-		}
-	})
+	sh, err := b.sharedNow()
 	if err != nil {
-		return fmt.Errorf("delete nftables table %s: %w", p.TableName(), err)
+		return err
 	}
-	b.log.Debug("firewall removed", "network", p.Network, "table", p.TableName(), "took", time.Since(start))
+	s := &nftSteps{p: p, owned: b.owner != nil}
+	s.removeOps(sh)
+	if err := b.commit(s); err != nil {
+		return fmt.Errorf("remove bridge %s from nftables table %s: %w", p.Bridge, nftTable, err)
+	}
+	b.log.Debug("firewall removed", "network", p.Network, "bridge", p.Bridge, "took", time.Since(start))
 	return nil
 }
 
-// Verify implements Backend. It compares tables, base chains and every rule's
-// expressions (ignoring counter values) with what Apply would install, and
-// checks the tc checksum fix on the bridge.
+// Verify implements Backend. It compares the shared tables' layout, the
+// network's chains (every rule's expressions, ignoring counter values) and
+// map elements with what Apply would install, and checks the tc checksum
+// fix on the bridge.
 func (b *nftBackend) Verify(p *Plan) error { return b.VerifyPass(p, nil) }
 
-// VerifyPass implements PassVerifier.
+// VerifyPass implements PassVerifier. The shared state (layout and maps) is
+// read once per ruleset generation, so once per pass however many networks
+// it checks; each network's chains are read by name.
 func (b *nftBackend) VerifyPass(p *Plan, pass *Pass) error {
 	if p.Bridge == "" {
 		return nil
@@ -537,14 +836,18 @@ func (b *nftBackend) VerifyPass(p *Plan, pass *Pass) error {
 		pass.read, pass.gen, pass.err = true, gen, genErr
 	}
 	mark := cleanMark{gen: gen, ifindex: s.ifindex, plan: planHash(p)}
-	if genErr != nil || b.clean[p.TableName()] != mark {
-		delete(b.clean, p.TableName())
+	if genErr != nil || b.clean[p.Bridge] != mark {
+		delete(b.clean, p.Bridge)
 		c, err := b.conn()
 		if err != nil {
 			return err
 		}
+		sh, err := b.shared(c, gen, genErr == nil)
+		if err != nil {
+			return err
+		}
 		for _, f := range []Family{IPv4, IPv6} {
-			if err := b.verifyFamily(c, p, f, s.ifindex, drift); err != nil {
+			if err := b.verifyFamily(c, p, f, sh.fam[f], s.ifindex, drift); err != nil {
 				return err
 			}
 		}
@@ -552,7 +855,7 @@ func (b *nftBackend) VerifyPass(p *Plan, pass *Pass) error {
 			if b.clean == nil {
 				b.clean = map[string]cleanMark{}
 			}
-			b.clean[p.TableName()] = mark
+			b.clean[p.Bridge] = mark
 		}
 	}
 	drift.Missing = append(drift.Missing, s.tc.missing(p.Bridge)...)
@@ -562,103 +865,86 @@ func (b *nftBackend) VerifyPass(p *Plan, pass *Pass) error {
 	return drift
 }
 
-// verifyFamily compares the network's table of one family with the plan.
-// It asks the kernel for that table and its chains by name, so its cost does
-// not grow with the number of networks (a listing of every table and chain
-// per network made the periodic check of N networks O(N²)); only when the
-// table holds more chains than vnet's does it list the family's chains to
-// name them.
-func (b *nftBackend) verifyFamily(c *nftables.Conn, p *Plan, f Family, ifindex uint32, drift *DriftError) error {
-	name := p.TableName()
-	tableID := "table " + f.String() + " " + name
-	table, err := c.ListTableOfFamily(name, nftFamily[f])
-	if notFound(err) {
-		table, err = nil, nil
-	}
-	if err != nil {
-		return fmt.Errorf("get %s: %w", tableID, err)
-	}
-	want := familyHasRules(p, f)
+// verifyFamily compares the network's part of one family's shared table
+// with the plan. The shared state st comes from the pass; the network's
+// chains are asked for by name, so the cost does not grow with the number
+// of networks.
+func (b *nftBackend) verifyFamily(c *nftables.Conn, p *Plan, f Family, st *nftFamState, ifindex uint32, drift *DriftError) error {
+	legacy := tableText(f, legacyTable(p.Bridge))
+	_, err := c.ListTableOfFamily(legacyTable(p.Bridge), nftFamily[f])
 	switch {
-	case table == nil && want:
-		drift.Missing = append(drift.Missing, tableID)
-		return nil
-	case table != nil && !want:
-		drift.Unexpected = append(drift.Unexpected, tableID)
-		return nil
-	case table == nil:
+	case err == nil:
+		// Left by an earlier version: Apply deletes it.
+		drift.Unexpected = append(drift.Unexpected, legacy)
+	case !notFound(err):
+		return fmt.Errorf("get %s: %w", legacy, err)
+	}
+	tableID := tableText(f, nftTable)
+	want := nftWants(p, f)
+	if st.table == nil {
+		if want {
+			drift.Missing = append(drift.Missing, tableID)
+		}
 		return nil
 	}
-	if b.owner != nil && liveFlags(table)&nftOwnedFlags != nftOwnedFlags {
-		// Plain (an earlier vnet without owned tables) or orphaned (its
-		// owner exited after New adopted the others): Apply re-creates it
-		// owned.
-		drift.Missing = append(drift.Missing, tableID+" ownership (flags owner,persist)")
+	if want {
+		if b.owner != nil && liveFlags(st.table)&nftOwnedFlags != nftOwnedFlags {
+			// Plain (an earlier vnet without owned tables) or orphaned
+			// (its owner exited after New adopted the others): Apply
+			// re-creates or adopts it.
+			drift.Missing = append(drift.Missing, tableID+" ownership (flags owner,persist)")
+		}
+		drift.Missing = append(drift.Missing, st.broken...)
 	}
-
-	found := uint32(0) // chains of ours in the table
-	for _, spec := range nftChains {
-		rules := p.chainRules(f, spec)
-		chainID := tableID + " chain " + spec.name
-		ch, err := c.ListChain(table, spec.name)
-		if notFound(err) {
-			ch, err = nil, nil
-		}
-		if err != nil {
-			return fmt.Errorf("get %s: %w", chainID, err)
-		}
-		if ch != nil {
-			found++
-		}
+	br := p.Bridge
+	fwd, nat := p.forwardRules(f), p.natRules(f)
+	for _, ch := range []struct {
+		name  string
+		rules []Rule
+	}{{nftFwdChain(br), fwd}, {nftNatChain(br), nat}} {
+		chainID := tableID + " chain " + ch.name
 		switch {
-		case len(rules) == 0 && ch != nil:
+		case len(ch.rules) == 0 && st.chains[ch.name]:
 			drift.Unexpected = append(drift.Unexpected, chainID)
 			continue
-		case len(rules) == 0:
+		case len(ch.rules) == 0:
 			continue
-		case ch == nil:
+		case !st.chains[ch.name]:
 			drift.Missing = append(drift.Missing, chainID)
 			continue
 		}
-		if !sameChain(ch, nftChain(table, spec)) {
-			drift.Missing = append(drift.Missing, chainID+" (hook, type, priority or policy differ)")
-			continue
-		}
-		got, err := c.GetRules(table, ch)
+		got, err := c.GetRules(st.table, &nftables.Chain{Name: ch.name, Table: st.table})
 		if err != nil {
 			return fmt.Errorf("list rules of %s: %w", chainID, err)
 		}
-		compareRules(chainID, rules, got, ifindex, drift)
+		compareRules(chainID, ch.rules, got, ifindex, drift)
 	}
-	if tableUse(table) <= found {
-		return nil
+	fwdID := tableID + " map " + nftFwdMap + " element \"" + br + "\""
+	cur, has := st.fwd[br]
+	switch {
+	case len(fwd) > 0 && cur != nftFwdChain(br):
+		drift.Missing = append(drift.Missing, fwdID+" : jump "+nftFwdChain(br))
+	case len(fwd) == 0 && has:
+		drift.Unexpected = append(drift.Unexpected, fwdID)
 	}
-	// Someone added chains (or sets) to our table: name the chains.
-	chains, err := c.ListChainsOfTableFamily(nftFamily[f])
-	if err != nil {
-		return fmt.Errorf("list %s chains: %w", f, err)
+	natID := tableID + " map " + nftNatMap + " element "
+	var wantNat []natElem
+	for _, sub := range p.natSubnets(f) {
+		start, end := prefixInterval(sub)
+		wantNat = append(wantNat, natElem{start: start, end: end, chain: nftNatChain(br)})
 	}
-	ours := map[string]bool{}
-	for _, spec := range nftChains {
-		ours[spec.name] = true
+	got := st.natOf(nftNatChain(br))
+	for _, e := range wantNat {
+		if !slices.ContainsFunc(got, e.equal) {
+			drift.Missing = append(drift.Missing, natID+e.text()+" : jump "+e.chain)
+		}
 	}
-	for _, ch := range chains {
-		if ch.Table.Name == name && !ours[ch.Name] {
-			drift.Unexpected = append(drift.Unexpected, tableID+" chain "+ch.Name)
+	for _, e := range got {
+		if !slices.ContainsFunc(wantNat, e.equal) {
+			drift.Unexpected = append(drift.Unexpected, natID+e.text())
 		}
 	}
 	return nil
-}
-
-// tableUse is the number of chains (and sets, objects, flowtables) in the
-// table. Why the swap: google/nftables v0.3.0 decodes NFTA_TABLE_USE, which
-// the kernel sends big-endian, in host order; no table holds 65536 objects,
-// so a larger value is a swapped one.
-func tableUse(t *nftables.Table) uint32 {
-	if t.Use > 0xffff {
-		return bits.ReverseBytes32(t.Use)
-	}
-	return t.Use
 }
 
 // notFound reports the kernel's ENOENT for a table or chain asked for by
@@ -677,7 +963,7 @@ func compareRules(chainID string, want []Rule, got []*nftables.Rule, ifindex uin
 	used := make([]bool, len(got))
 	inOrder := len(want) == len(got)
 	for i, r := range want {
-		w := ruleExprs(r, ifindex)
+		w := chainRuleExprs(r, ifindex)
 		found := -1
 		for j := range got {
 			if !used[j] && reflect.DeepEqual(w, gotExprs[j]) {
@@ -686,7 +972,7 @@ func compareRules(chainID string, want []Rule, got []*nftables.Rule, ifindex uin
 			}
 		}
 		if found < 0 {
-			drift.Missing = append(drift.Missing, chainID+" rule: "+strings.Join(nftRuleArgs(r), " "))
+			drift.Missing = append(drift.Missing, chainID+" rule: "+strings.Join(chainRuleArgs(r), " "))
 			inOrder = false
 			continue
 		}
@@ -720,47 +1006,15 @@ func normaliseExprs(in []expr.Any) []expr.Any {
 	return out
 }
 
+// sameExpr compares a live expression with a built one.
+func sameExpr(got, want expr.Any) bool { return reflect.DeepEqual(got, want) }
+
 func sameChain(got, want *nftables.Chain) bool {
 	if got.Type != want.Type || got.Hooknum == nil || *got.Hooknum != *want.Hooknum ||
 		got.Priority == nil || *got.Priority != *want.Priority {
 		return false
 	}
 	return got.Policy != nil && *got.Policy == *want.Policy
-}
-
-func familyHasRules(p *Plan, f Family) bool {
-	for _, r := range p.Rules {
-		if r.Family == f {
-			return true
-		}
-	}
-	return false
-}
-
-// nftChain returns the base chain object of a spec in table t.
-func nftChain(t *nftables.Table, spec nftChainSpec) *nftables.Chain {
-	accept := nftables.ChainPolicyAccept
-	ch := &nftables.Chain{
-		Name:     spec.name,
-		Table:    t,
-		Type:     nftables.ChainTypeFilter,
-		Priority: nftables.ChainPriorityRef(nftables.ChainPriority(spec.priority)),
-		Policy:   &accept,
-	}
-	if spec.typ == "nat" {
-		ch.Type = nftables.ChainTypeNAT
-	}
-	switch spec.hook {
-	case "input":
-		ch.Hooknum = nftables.ChainHookInput
-	case "output":
-		ch.Hooknum = nftables.ChainHookOutput
-	case "forward":
-		ch.Hooknum = nftables.ChainHookForward
-	case "postrouting":
-		ch.Hooknum = nftables.ChainHookPostrouting
-	}
-	return ch
 }
 
 // ruleExprs builds the nftables expressions of a rule; they are what the nft

@@ -104,7 +104,7 @@ func (o *nftOwner) Close() error {
 
 // nftMsgError is the kernel's refusal of one message of a batch.
 type nftMsgError struct {
-	// What names the message ("NEWTABLE ip vnet-virbr0").
+	// What names the message ("NEWCHAIN ip vnet").
 	What string
 	// Errno is the kernel's error number.
 	Errno unix.Errno
@@ -287,6 +287,7 @@ var nftMsgNames = map[uint16]string{
 	unix.NFT_MSG_NEWTABLE: "NEWTABLE", unix.NFT_MSG_DELTABLE: "DELTABLE", nftMsgDestroyTable: "DESTROYTABLE",
 	unix.NFT_MSG_NEWCHAIN: "NEWCHAIN", unix.NFT_MSG_DELCHAIN: "DELCHAIN",
 	unix.NFT_MSG_NEWRULE: "NEWRULE", unix.NFT_MSG_DELRULE: "DELRULE",
+	unix.NFT_MSG_NEWSET: "NEWSET", unix.NFT_MSG_NEWSETELEM: "NEWSETELEM", unix.NFT_MSG_DELSETELEM: "DELSETELEM",
 }
 
 // describeMsg names a message for errors: its type, family and table.

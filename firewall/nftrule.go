@@ -1,8 +1,12 @@
 package firewall
 
 import (
+	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
+
+	"github.com/google/nftables/expr"
 )
 
 // nftWord matches the strings nft's parser reads unquoted.
@@ -87,43 +91,116 @@ func nftRuleArgs(r Rule) []string {
 	return a
 }
 
-// Names of the chains in vnet's own nftables tables, one base chain per hook.
+// The nftables layout. Every network shares one table per family, "vnet"
+// (ip, and ip6 when some network has IPv6 rules), so that the kernel's hooks
+// hold a fixed number of base chains however many networks run: a packet
+// costs one map look-up per hook instead of one chain per network (with a
+// table per network, 1000 networks made every forwarded packet run 1000
+// chains, and the kernel refuses more than 1024 base chains per hook).
+//
+//	chain forward     (filter, hook forward, priority 0):  iifname vmap @bridges; oifname vmap @bridges
+//	chain postrouting (nat, hook postrouting, priority 100): ip saddr vmap @subnets
+//	map bridges: bridge name -> jump fwd-<bridge>
+//	map subnets: subnet (interval) -> jump nat-<bridge>
+//
+// A network's rules live in its regular chains fwd-<bridge> and
+// nat-<bridge>, in today's order. This dispatch is exact because of two
+// properties of the plans (TestNftDispatchCovers checks them for every
+// forward mode and rule type):
+//
+//   - every forward rule matches the bridge as its input (iif) or output
+//     (oif) interface: RejectOut, AllowOut and AllowCross by iif, RejectIn,
+//     AllowIn, AllowRelatedIn and AllowCross by oif; a <forward dev> is only
+//     an extra condition. So a packet runs the chain of every network it
+//     enters or leaves (both for one between two networks), and no rule of
+//     any other network could have matched it.
+//   - every NAT rule (Masquerade, NoMasquerade, of either family) matches
+//     its Subnet as source address. So the network that owns the packet's
+//     source subnet is the only one whose NAT rules could match it.
+//
+// The maps are keyed by interface name, so a re-created bridge needs no
+// element change. Subnets of networks must not overlap (an interval map
+// cannot hold overlapping keys); starting such a network fails.
+//
+// Why "return" for accept: in a table per network, an accept ends only that
+// network's chain and the other networks' chains still run (a reject in any
+// of them is final). Behind one base chain an accept would be final for all
+// of them, and a guest of network A could open connections into network B,
+// whose reject no longer runs. Written as return, a network's verdict is
+// "no objection" and the base chain goes on to the other network's chain
+// (oifname) and ends with its policy accept: the same verdicts as before.
+//
+// The input and output hooks have no chains: those rules only accept, which
+// in nftables does not override a drop in another table, so they would
+// change no verdict (which is why libvirt's nftables backend leaves them out
+// too). The iptables backend keeps them, where they do matter.
 const (
-	nftChainInput       = "input"
-	nftChainOutput      = "output"
-	nftChainForward     = "forward"
-	nftChainPostrouting = "postrouting"
+	nftTable       = "vnet"
+	nftLegacy      = "vnet-" // the tables of one network each, of earlier versions
+	nftForward     = "forward"
+	nftPostrouting = "postrouting"
+	nftFwdMap      = "bridges" // not "fwd" nor "nat": keywords of nft's parser
+	nftNatMap      = "subnets"
+	nftFwdPrefix   = "fwd-"
+	nftNatPrefix   = "nat-"
 )
 
-// nftChainSpec is one base chain of a vnet table: its hook and the abstract
-// chains it holds, concatenated in this order.
-type nftChainSpec struct {
-	name     string
-	typ      string // "filter" or "nat"
-	hook     string
-	priority int
-	holds    []Chain
-}
+// nftFwdChain is the name of a network's forward chain in the shared table.
+func nftFwdChain(bridge string) string { return nftFwdPrefix + bridge }
 
-// nftChains is the layout of a vnet table. The forward chain holds libvirt's
-// three forward chains in the order libvirt's forward chain jumps to them
-// (cross, input, output); none of them returns, so concatenating them is the
-// same as jumping. The input and output chains only accept, which in
-// nftables does not override a drop in another table: they document intent
-// (and mirror the iptables layout) but change no verdict, which is why
-// libvirt's nftables backend leaves them out.
-var nftChains = []nftChainSpec{
-	{nftChainInput, "filter", "input", 0, []Chain{ChainInput}},
-	{nftChainOutput, "filter", "output", 0, []Chain{ChainOutput}},
-	{nftChainForward, "filter", "forward", 0, []Chain{ChainCross, ChainForwardIn, ChainForwardOut}},
-	{nftChainPostrouting, "nat", "postrouting", 100, []Chain{ChainNAT}},
-}
+// nftNatChain is the name of a network's NAT chain in the shared table.
+func nftNatChain(bridge string) string { return nftNatPrefix + bridge }
 
-// chainRules returns the live rules of one base chain of a family's table.
-func (p *Plan) chainRules(f Family, c nftChainSpec) []Rule {
+// legacyTable is the name of the network's own table of earlier versions,
+// which a converge and a removal delete.
+func legacyTable(bridge string) string { return nftLegacy + bridge }
+
+// forwardRules returns the rules of the network's forward chain in live
+// order: libvirt's three forward chains in the order its forward chain
+// jumps to them (cross, input, output). None of them returns, so
+// concatenating them is the same as jumping.
+func (p *Plan) forwardRules(f Family) []Rule {
 	var out []Rule
-	for _, ac := range c.holds {
-		out = append(out, p.Live(f, ac)...)
+	for _, c := range []Chain{ChainCross, ChainForwardIn, ChainForwardOut} {
+		out = append(out, p.Live(f, c)...)
 	}
 	return out
+}
+
+// natRules returns the rules of the network's NAT chain in live order.
+func (p *Plan) natRules(f Family) []Rule { return p.Live(f, ChainNAT) }
+
+// natSubnets returns the distinct source subnets of the network's NAT rules:
+// the keys of its elements in the map subnets.
+func (p *Plan) natSubnets(f Family) []netip.Prefix {
+	var out []netip.Prefix
+	for _, r := range p.natRules(f) {
+		if !slices.Contains(out, r.Subnet) {
+			out = append(out, r.Subnet)
+		}
+	}
+	return out
+}
+
+// nftWants reports whether the network has chains in the family's table.
+func nftWants(p *Plan, f Family) bool {
+	return len(p.forwardRules(f)) > 0 || len(p.natRules(f)) > 0
+}
+
+// chainRuleArgs is nftRuleArgs with accept written as return (see above).
+func chainRuleArgs(r Rule) []string {
+	a := nftRuleArgs(r)
+	if a[len(a)-1] == "accept" {
+		a[len(a)-1] = "return"
+	}
+	return a
+}
+
+// chainRuleExprs is ruleExprs with accept written as return (see above).
+func chainRuleExprs(r Rule, bridge uint32) []expr.Any {
+	e := ruleExprs(r, bridge)
+	if v, ok := e[len(e)-1].(*expr.Verdict); ok && v.Kind == expr.VerdictAccept {
+		e[len(e)-1] = &expr.Verdict{Kind: expr.VerdictReturn}
+	}
+	return e
 }

@@ -4,10 +4,12 @@
 // It is split in two halves. PlanFor turns a network definition into a Plan:
 // a backend-neutral list of rules with the semantics libvirt gives each forward
 // mode (nat, route, isolated; open gets none). A Backend installs, removes and
-// checks a Plan on the host. The nftables backend gives every network its own
-// tables ("vnet-<bridge>" in the ip and ip6 families), replaced and deleted in
-// one atomic netlink batch each, so networks never touch each other's rules or
-// tables that vnet does not own.
+// checks a Plan on the host. The nftables backend keeps every network's rules
+// in its own chains of one table per family shared by all networks ("vnet" in
+// the ip and ip6 families), reached through verdict maps so that a packet's
+// cost does not grow with the number of networks; each change is one atomic
+// netlink batch that touches only the network's chains and map elements and
+// no table that vnet does not own.
 //
 // The iptables backend, for hosts where nftables is not usable, keeps
 // libvirt's chain layout under vnet's own names (VNET_INP, VNET_OUT,
@@ -191,9 +193,6 @@ func (p *Plan) Families() []Family {
 	}
 	return out
 }
-
-// TableName returns the name of the network's own nftables tables.
-func (p *Plan) TableName() string { return "vnet-" + p.Bridge }
 
 // Live returns the rules of one family and chain in the order the kernel
 // evaluates them (the reverse of the command order, see Plan.Rules).

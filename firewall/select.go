@@ -57,7 +57,7 @@ func nftUsable(o Options) error {
 
 // CleanupOthers removes what every backend other than active (a Backend's
 // Name: "nftables" or "iptables") may have left on the host from an earlier
-// run: with active "iptables", the nftables tables named "vnet-*" (families
+// run: with active "iptables", the nftables tables "vnet" and "vnet-*" (families
 // ip and ip6); with active "nftables", every chain named "VNET_*" of the
 // iptables and ip6tables tables filter, nat and mangle, with the rules
 // jumping to them. Nothing else is touched. The daemon calls it once at
@@ -79,7 +79,7 @@ func CleanupOthers(active string, o Options) error {
 	return errors.Join(errs...)
 }
 
-// cleanupNft deletes the nftables tables "vnet-*" in one batch.
+// cleanupNft deletes vnet's nftables tables (isVnetTable) in one batch.
 func cleanupNft(o Options) error {
 	if nftUsable(o) != nil {
 		return nil
@@ -140,7 +140,7 @@ func cleanupIptables(o Options) error {
 }
 
 // Prune removes from the host the rules b installed for networks that are
-// not in keep: the tables "vnet-<bridge>" of other bridges (nftables), the
+// not in keep: the chains and map elements of other bridges in the shared tables (nftables), the
 // rules commented with other networks' names (iptables, with the chains when
 // no network is left). The daemon calls it once at startup, after applying
 // the plans of the active networks (keep), to drop the firewall of networks
@@ -156,14 +156,15 @@ func Prune(b Backend, keep []*Plan) error {
 	return nil
 }
 
-// prune deletes the tables "vnet-*" whose name no kept plan has, in one
-// batch.
+// prune deletes, in one batch, the parts of the shared tables whose bridge
+// no kept plan has (the tables themselves when none is kept) and the tables
+// "vnet-<bridge>" of earlier versions of bridges no kept plan has.
 func (b *nftBackend) prune(keep []*Plan) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	kept := map[string]bool{}
 	for _, p := range keep {
-		kept[p.TableName()] = true
+		kept[p.Bridge] = true
 	}
 	c, err := b.conn()
 	if err != nil {
@@ -173,27 +174,39 @@ func (b *nftBackend) prune(keep []*Plan) error {
 	if err != nil {
 		return fmt.Errorf("prune nftables tables: list tables: %w", err)
 	}
-	var del []*nftables.Table
+	sh, err := b.sharedNow()
+	if err != nil {
+		return fmt.Errorf("prune nftables tables: %w", err)
+	}
+	s := &nftSteps{owned: b.owner != nil}
 	var gone []string
 	for _, t := range tables {
-		if isVnetTable(t) && !kept[t.Name] {
-			del = append(del, t)
-			gone = append(gone, t.Name)
+		if br, ok := strings.CutPrefix(t.Name, nftLegacy); ok && isVnetTable(t) && !kept[br] {
+			f := IPv4
+			if t.Family == nftables.TableFamilyIPv6 {
+				f = IPv6
+			}
+			s.delTableOp(f, t.Name)
+			gone = append(gone, nftTableID(t))
+		}
+	}
+	for _, f := range []Family{IPv4, IPv6} {
+		for _, br := range sh.fam[f].bridges() {
+			if !kept[br] {
+				s.p = &Plan{Bridge: br}
+				s.removeFamilyOps(sh, f)
+				gone = append(gone, f.String()+" "+nftTable+" bridge "+br)
+			}
 		}
 	}
 	if len(gone) == 0 {
 		return nil
 	}
 	// Through the owner socket: the tables are ours (New adopted the
-	// orphaned ones), and only the owner may delete an owned table.
-	err = b.write(func(c *nftables.Conn) {
-		for _, t := range del {
-			c.DelTable(t)
-		}
-	})
-	if err != nil {
-		return fmt.Errorf("prune nftables tables %s: %w", strings.Join(gone, ", "), err)
+	// orphaned ones), and only the owner may change an owned table.
+	if err := b.commit(s); err != nil {
+		return fmt.Errorf("prune nftables tables: %s: %w", strings.Join(gone, ", "), err)
 	}
-	b.log.Info("removed nftables tables of networks that are not active", "tables", gone)
+	b.log.Info("removed nftables rules of networks that are not active", "removed", gone)
 	return nil
 }

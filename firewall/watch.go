@@ -3,22 +3,55 @@ package firewall
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/google/nftables"
 
 	"vnet/internal/resubscribe"
 )
 
-// Watch reports the name of the nftables table of every table, chain or
-// rule change the kernel announces (our own changes included), until ctx is
-// done. Drift repair uses it to notice `nft flush ruleset`, a deleted table or
-// `iptables -F` (iptables-nft changes the "filter" table) at once. A name of
-// "" means "unknown: check everything". The monitor closes its channel on
+// Change names what an nftables event changed: its table, and its chain for
+// chain and rule events ("" for a table event). A Table of "" means
+// "unknown: check everything".
+type Change struct{ Table, Chain string }
+
+// Vnet reports whether the change is in one of vnet's nftables tables (the
+// shared tables, or a table "vnet-<bridge>" of an earlier version), and
+// which bridge's network it concerns: bridge is "" for the shared layout or
+// the table itself (every network using the table). Map elements are not
+// reported (the monitor does not name their table): the periodic check
+// finds their drift.
+func (c Change) Vnet() (bridge string, ok bool) {
+	switch {
+	case c.Table == nftTable:
+		for _, pfx := range []string{nftFwdPrefix, nftNatPrefix} {
+			if br, ok := strings.CutPrefix(c.Chain, pfx); ok {
+				return br, true
+			}
+		}
+		return "", true
+	case strings.HasPrefix(c.Table, nftLegacy):
+		return strings.TrimPrefix(c.Table, nftLegacy), true
+	}
+	return "", false
+}
+
+// IsVnetTable reports whether an nftables table of family ip or ip6 named
+// name is one of vnet's (see Change.Vnet); net-doctor leaves them out of
+// its model of foreign firewalls.
+func IsVnetTable(name string) bool {
+	return name == nftTable || strings.HasPrefix(name, nftLegacy)
+}
+
+// Watch reports every table, chain or rule change the kernel announces (our
+// own changes included), until ctx is done. Drift repair uses it to notice
+// `nft flush ruleset`, a deleted table or `iptables -F` (iptables-nft
+// changes the "filter" table) at once. The monitor closes its channel on
 // any receive error (ENOBUFS after a burst of events is the usual one): the
 // loss is logged (o.Logger) and the monitor opened again after a short
-// backoff, followed by a "" hint for what the gap missed. The error is the
+// backoff, followed by an unknown change for what the gap missed. The error is the
 // first subscription's: no nftables monitor at all.
-func Watch(ctx context.Context, o Options, changed func(table string)) error {
+func Watch(ctx context.Context, o Options, changed func(Change)) error {
 	return watchWith(ctx, resubscribe.Options{What: "nftables monitor", Logger: o.Logger}, func() (<-chan *nftables.MonitorEvent, func(), error) {
 		return openMonitor(o)
 	}, changed)
@@ -51,8 +84,8 @@ func openMonitor(o Options) (<-chan *nftables.MonitorEvent, func(), error) {
 }
 
 // watchWith is Watch over any monitor source (tests inject closed ones).
-func watchWith(ctx context.Context, o resubscribe.Options, open func() (<-chan *nftables.MonitorEvent, func(), error), changed func(table string)) error {
-	o.Resumed = func() { changed("") }
+func watchWith(ctx context.Context, o resubscribe.Options, open func() (<-chan *nftables.MonitorEvent, func(), error), changed func(Change)) error {
+	o.Resumed = func() { changed(Change{}) }
 	return resubscribe.Run(ctx, o, func(ctx context.Context) (func(), error) {
 		events, closeMon, err := open()
 		if err != nil {
@@ -79,28 +112,30 @@ func watchWith(ctx context.Context, o resubscribe.Options, open func() (<-chan *
 	})
 }
 
-// report names the table an event is about.
-func report(ev *nftables.MonitorEvent, changed func(table string)) {
+// report names the table and chain an event is about.
+func report(ev *nftables.MonitorEvent, changed func(Change)) {
 	if ev.Error != nil {
-		changed("")
+		changed(Change{})
 		return
 	}
 	switch d := ev.Data.(type) {
 	case *nftables.Table:
-		changed(d.Name)
+		changed(Change{Table: d.Name})
 	case *nftables.Chain:
 		if d.Table != nil {
-			changed(d.Table.Name)
+			changed(Change{Table: d.Table.Name, Chain: d.Name})
 		} else {
-			changed("")
+			changed(Change{})
 		}
 	case *nftables.Rule:
-		if d.Table != nil {
-			changed(d.Table.Name)
+		if d.Table != nil && d.Chain != nil {
+			changed(Change{Table: d.Table.Name, Chain: d.Chain.Name})
+		} else if d.Table != nil {
+			changed(Change{Table: d.Table.Name})
 		} else {
-			changed("")
+			changed(Change{})
 		}
 	default:
-		changed("")
+		changed(Change{})
 	}
 }

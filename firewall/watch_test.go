@@ -36,13 +36,13 @@ func TestWatchResubscribes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- watchWith(ctx, resubscribe.Options{Min: time.Millisecond}, open, func(table string) {
+		done <- watchWith(ctx, resubscribe.Options{Min: time.Millisecond}, open, func(c Change) {
 			mu.Lock()
-			hints = append(hints, table)
+			hints = append(hints, c.Table+"/"+c.Chain)
 			mu.Unlock()
 		})
 	}()
-	next <- &nftables.MonitorEvent{Type: nftables.MonitorEventTypeDelTable, Data: &nftables.Table{Name: "vnet-virbr7"}}
+	next <- &nftables.MonitorEvent{Type: nftables.MonitorEventTypeDelChain, Data: &nftables.Chain{Name: "fwd-virbr7", Table: &nftables.Table{Name: "vnet"}}}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		mu.Lock()
@@ -50,8 +50,8 @@ func TestWatchResubscribes(t *testing.T) {
 		n := opens
 		mu.Unlock()
 		if len(got) == 2 {
-			if n != 2 || got[0] != "" || got[1] != "vnet-virbr7" {
-				t.Fatalf("%d monitors, hints %q; want 2 and [\"\" vnet-virbr7]", n, got)
+			if n != 2 || got[0] != "/" || got[1] != "vnet/fwd-virbr7" {
+				t.Fatalf("%d monitors, hints %q; want 2 and [/ vnet/fwd-virbr7]", n, got)
 			}
 			break
 		}
@@ -61,7 +61,7 @@ func TestWatchResubscribes(t *testing.T) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("hints %q after 5 s, want [\"\" vnet-virbr7]", got)
+			t.Fatalf("hints %q after 5 s, want [/ vnet/fwd-virbr7]", got)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -78,8 +78,8 @@ func TestWatchResubscribes(t *testing.T) {
 	}
 }
 
-// TestWatchKernel: the real monitor in a namespace reports a table added
-// and deleted with nft, and stops at cancel.
+// TestWatchKernel: the real monitor in a namespace reports a chain added to
+// the shared table with nft, by table and chain, and stops at cancel.
 func TestWatchKernel(t *testing.T) {
 	netnstest.RequireRoot(t)
 	if _, err := exec.LookPath("nft"); err != nil {
@@ -91,29 +91,31 @@ func TestWatchKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	seen := make(chan string, 64)
+	seen := make(chan Change, 64)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Watch(ctx, Options{NetNS: int(h)}, func(table string) { seen <- table })
+		done <- Watch(ctx, Options{NetNS: int(h)}, func(c Change) { seen <- c })
 	}()
 	// The monitor may not be subscribed yet when the first change is made:
-	// repeat the change until an event names the table.
+	// repeat the change until an event names the chain.
 	deadline := time.Now().Add(5 * time.Second)
 	for got := false; !got; {
-		ns.MustRun("nft", "add", "table", "ip", "vnet-watch")
-		ns.MustRun("nft", "delete", "table", "ip", "vnet-watch")
+		ns.MustRun("nft", "add", "table", "ip", "vnet")
+		ns.MustRun("nft", "add", "chain", "ip", "vnet", "fwd-watch")
+		ns.MustRun("nft", "delete", "table", "ip", "vnet")
 		wait := time.After(100 * time.Millisecond)
 		for drained := false; !drained && !got; {
 			select {
-			case table := <-seen:
-				got = table == "vnet-watch"
+			case c := <-seen:
+				br, ok := c.Vnet()
+				got = ok && br == "watch" && c == Change{Table: "vnet", Chain: "fwd-watch"}
 			case <-wait:
 				drained = true
 			}
 		}
 		if !got && time.Now().After(deadline) {
-			t.Fatal("no event for table vnet-watch within 5 s")
+			t.Fatal("no event for chain fwd-watch of table vnet within 5 s")
 		}
 	}
 	cancel()
@@ -124,5 +126,28 @@ func TestWatchKernel(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Watch did not return after cancel")
+	}
+}
+
+// TestChangeVnet: changes map to the network whose chain changed, to every
+// network for the shared layout, and to none for foreign tables.
+func TestChangeVnet(t *testing.T) {
+	for _, c := range []struct {
+		ch     Change
+		bridge string
+		ok     bool
+	}{
+		{Change{Table: "vnet", Chain: "fwd-virbr0"}, "virbr0", true},
+		{Change{Table: "vnet", Chain: "nat-vbr-a"}, "vbr-a", true},
+		{Change{Table: "vnet", Chain: "forward"}, "", true},
+		{Change{Table: "vnet"}, "", true},
+		{Change{Table: "vnet-virbr1"}, "virbr1", true}, // an earlier version's
+		{Change{Table: "filter", Chain: "FORWARD"}, "", false},
+		{Change{Table: "vnetother"}, "", false},
+		{Change{}, "", false},
+	} {
+		if br, ok := c.ch.Vnet(); br != c.bridge || ok != c.ok {
+			t.Errorf("%+v: %q, %v; want %q, %v", c.ch, br, ok, c.bridge, c.ok)
+		}
 	}
 }

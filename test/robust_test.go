@@ -51,7 +51,8 @@ func natXML(name, bridge string, octet int) string {
 // networks, read without asking the daemon.
 type hostView struct {
 	bridges   map[string][]string // bridge → addresses (CIDR)
-	tables    map[string]bool     // "ip vnet-vbr0", "ip6 vnet-vbr0"
+	tables    map[string]bool     // "ip vnet", "ip6 vnet", "ip other"
+	chains    map[string]bool     // of the shared tables: "ip fwd-vbr0", "ip nat-vbr0"
 	dnsmasq   map[int]string      // live dnsmasq of this daemon: pid → its --conf-file
 	status    []string            // <run-dir>/networks
 	pidFiles  []string            // <run-dir>/dnsmasq
@@ -104,7 +105,7 @@ func liveDnsmasq(stateDir string) map[int]string {
 // daemon's /proc/PID/root when it runs in its own mount namespace.
 func readHost(t testing.TB, d *daemon, root string) hostView {
 	t.Helper()
-	v := hostView{bridges: map[string][]string{}, tables: map[string]bool{}}
+	v := hostView{bridges: map[string][]string{}, tables: map[string]bool{}, chains: map[string]bool{}}
 	var links []struct {
 		Name     string `json:"ifname"`
 		LinkInfo struct {
@@ -128,9 +129,15 @@ func readHost(t testing.TB, d *daemon, root string) hostView {
 		}
 		v.bridges[l.Name] = addrs
 	}
-	for _, line := range strings.Split(d.ns.MustRun("nft", "list", "tables"), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "table" {
+	table := ""
+	for _, line := range strings.Split(d.ns.MustRun("nft", "list", "chains"), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 4 && f[0] == "table":
 			v.tables[f[1]+" "+f[2]] = true
+			table = f[1] + " " + f[2]
+		case len(f) >= 2 && f[0] == "chain" && strings.HasSuffix(table, " vnet"):
+			v.chains[strings.Fields(table)[0]+" "+f[1]] = true
 		}
 	}
 	v.dnsmasq = liveDnsmasq(d.stateDir)
@@ -150,7 +157,7 @@ func readHost(t testing.TB, d *daemon, root string) hostView {
 func mismatches(d *daemon, nets []api.Network, v hostView, addrs map[string]string) []string {
 	var bad []string
 	badf := func(format string, args ...any) { bad = append(bad, fmt.Sprintf(format, args...)) }
-	owned := map[string]bool{} // "bridge X", "table ip vnet-X", "status X.xml", …
+	owned := map[string]bool{} // "bridge X", "chain ip fwd-X", "status X.xml", …
 	for _, n := range nets {
 		want, known := addrs[n.Name]
 		if !known {
@@ -171,8 +178,9 @@ func mismatches(d *daemon, nets []api.Network, v hostView, addrs map[string]stri
 		}
 		br := n.Bridge
 		owned["bridge "+br] = true
-		owned["table ip vnet-"+br] = true
-		owned["table ip6 vnet-"+br] = true
+		for _, c := range []string{"ip fwd-", "ip nat-", "ip6 fwd-", "ip6 nat-"} {
+			owned["chain "+c+br] = true
+		}
 		owned["status "+n.Name+".xml"] = true
 		owned["pidfile "+n.Name+".pid"] = true
 		for _, ext := range []string{".conf", ".hostsfile", ".addnhosts"} {
@@ -183,8 +191,8 @@ func mismatches(d *daemon, nets []api.Network, v hostView, addrs map[string]stri
 		} else if !slices.Contains(a, want) {
 			badf("active network %q: bridge %s has addresses %v, want %s", n.Name, br, a, want)
 		}
-		if !v.tables["ip vnet-"+br] {
-			badf("active network %q: no nft table ip vnet-%s", n.Name, br)
+		if !v.chains["ip fwd-"+br] {
+			badf("active network %q: no nft chain fwd-%s in table ip vnet", n.Name, br)
 		}
 		if !slices.Contains(v.status, n.Name+".xml") {
 			badf("active network %q: no status file", n.Name)
@@ -207,8 +215,24 @@ func mismatches(d *daemon, nets []api.Network, v hostView, addrs map[string]stri
 		}
 	}
 	for tb := range v.tables {
-		if strings.Contains(tb, " vnet-") && !owned["table "+tb] {
-			badf("orphan nft table %s", tb)
+		if strings.Contains(tb, " vnet-") {
+			badf("orphan nft table %s (of an earlier version)", tb)
+		}
+	}
+	ours := 0
+	for c := range v.chains {
+		name := strings.Fields(c)[1]
+		if !strings.HasPrefix(name, "fwd-") && !strings.HasPrefix(name, "nat-") {
+			continue // the shared layout
+		}
+		if !owned["chain "+c] {
+			badf("orphan nft chain %s of table vnet", c)
+		}
+		ours++
+	}
+	for _, tb := range []string{"ip vnet", "ip6 vnet"} {
+		if v.tables[tb] && ours == 0 {
+			badf("nft table %s left with no network", tb)
 		}
 	}
 	for pid, conf := range v.dnsmasq {

@@ -283,6 +283,7 @@ func BenchmarkScale(b *testing.B) {
 	d, c := scaleDaemon(b, "scale", n, 8)
 	ctx := context.Background()
 	idle := usage(b, d)
+	rttIdle := loopbackRTT(b, d.ns)
 	for i := range n {
 		if _, err := c.Define(ctx, scaleXML(i)); err != nil {
 			b.Fatal(err)
@@ -323,6 +324,9 @@ func BenchmarkScale(b *testing.B) {
 	}
 	fmt.Printf("scale: last/first block median ratio %.2f (goal ≤ 1.3)\n", float64(last)/float64(first))
 	b.ReportMetric(float64(last)/float64(first), "last/first")
+	rttN := loopbackRTT(b, d.ns)
+	fmt.Printf("scale: loopback ping rtt %.0f µs without networks, %.0f µs with %d (the firewall's cost per packet; goal: flat)\n", rttIdle, rttN, n)
+	b.ReportMetric(rttN, "µs/loopback-rtt")
 
 	var list samples
 	for range 21 {
@@ -442,6 +446,20 @@ func BenchmarkScale(b *testing.B) {
 		fmt.Printf("scale: %d clients destroying %d networks: %.1f s wall, the last bridge gone after %.1f s\n",
 			workers, n, wall.Seconds(), time.Since(t1).Seconds())
 	}
+}
+
+// loopbackRTT is the mean round trip in µs of 500 back-to-back pings to
+// 127.0.0.1 in ns: each packet passes the output and input hooks twice, so
+// a firewall whose chains grow with the number of networks shows here.
+func loopbackRTT(b *testing.B, ns *netnstest.NS) float64 {
+	b.Helper()
+	out := ns.MustRun("ping", "-c", "500", "-i", "0", "-q", "127.0.0.1")
+	m := regexp.MustCompile(`= [0-9.]+/([0-9.]+)/`).FindStringSubmatch(out)
+	if m == nil {
+		b.Fatalf("no rtt in ping's output:\n%s", out)
+	}
+	ms, _ := strconv.ParseFloat(m[1], 64)
+	return ms * 1000
 }
 
 // BenchmarkScaleVerify starts VNET_BENCH_SCALE (default 200) NAT networks
