@@ -538,10 +538,14 @@ func (m *Manager) Destroy(ref string) (api.Network, error) {
 		}
 		return m.infoR(o), netxml.Errorf(netxml.KindInvalidOperation, "network '%s' is not active", o.name)
 	}
+	t := newStepTimer()
+	defer func() { m.log.Debug("destroy network", "network", o.name, "steps", t.String()) }()
 	err = m.host.Remove(o.live)
+	t.step("host")
 	if serr := m.store.DeleteStatus(o.name); serr != nil {
 		err = errors.Join(err, serr)
 	}
+	t.step("status")
 	m.mu.Lock()
 	o.live = nil
 	if !o.persistent() {
@@ -550,7 +554,9 @@ func (m *Manager) Destroy(ref string) (api.Network, error) {
 	info := m.info(o)
 	m.mu.Unlock()
 	m.portsStopped(o) // a transient network takes its ports along
+	t.step("ports")
 	m.emit(o, EventStopped)
+	t.step("events")
 	if err != nil {
 		m.log.Warn("network stopped with errors", "network", o.name, "err", err)
 		return info, fmt.Errorf("network '%s' stopped, but cleaning up failed: %w", o.name, err)

@@ -221,6 +221,9 @@ func tail(s string, n int) string {
 // timingLine matches the per-step timings vnetd logs at debug level.
 var timingLine = regexp.MustCompile(`msg="(start network|converge network|remove network)" network=(\S+) (?:live=true )?steps="([^"]*)"`)
 
+// destroyLine matches the manager's step timings of a destroy.
+var destroyLine = regexp.MustCompile(`msg="destroy network" network=\S+ steps="([^"]*)"`)
+
 // startSteps returns, per network, the step timings (ms) of its start: the
 // manager's (validate, check, status, host) and the first live converge's
 // (bridge, sysctl, firewall, dnsmasq); with remove, those of its first
@@ -408,6 +411,20 @@ func BenchmarkScale(b *testing.B) {
 		}
 		cols = append(cols, fmt.Sprintf("%s %.2f", st, medianF(v)))
 	}
+	var mcols []string
+	for _, st := range []string{"host", "status", "ports", "events"} {
+		var v []float64
+		for _, m := range destroyLine.FindAllStringSubmatch(d.log.String(), -1) {
+			for _, kv := range strings.Fields(m[1]) {
+				if k, val, _ := strings.Cut(kv, "="); k == st {
+					f, _ := strconv.ParseFloat(strings.TrimSuffix(val, "ms"), 64)
+					v = append(v, f)
+				}
+			}
+		}
+		mcols = append(mcols, fmt.Sprintf("%s %.2f", st, medianF(v)))
+	}
+	cols = append(cols, "manager: "+strings.Join(mcols, ", "))
 	fmt.Printf("scale: destroy of all %d one after another: %.1f s, the last bridge gone after %.1f s (goal ≤ 30 s); each median %.2f ms, p95 %.2f ms; step medians (ms): %s\n",
 		n, all.Seconds(), gone.Seconds(), ms(med), ms(p95), strings.Join(cols, ", "))
 
