@@ -135,6 +135,13 @@ func report(ev *nftables.MonitorEvent, changed func(Change)) {
 		} else {
 			changed(Change{})
 		}
+	case []nftables.SetElement, *nftables.Set:
+		// Why ignored: the monitor subscribes to tables, chains and rules
+		// only, yet the kernel also hands it set and element events, and
+		// the library does not say which table they belong to. Taken as
+		// "unknown", every net-start (its map elements) made the repair and
+		// the live warnings check every network. Drift of elements is
+		// found by the periodic check.
 	default:
 		changed(Change{})
 	}

@@ -3,6 +3,7 @@ package firewall
 import (
 	"context"
 	"os/exec"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -149,5 +150,25 @@ func TestChangeVnet(t *testing.T) {
 		if br, ok := c.ch.Vnet(); br != c.bridge || ok != c.ok {
 			t.Errorf("%+v: %q, %v; want %q, %v", c.ch, br, ok, c.bridge, c.ok)
 		}
+	}
+}
+
+// TestReportIgnoresElements: set and element events (every net-start adds
+// map elements) are not reported as "unknown: check everything"; table,
+// chain and rule events are reported with their names.
+func TestReportIgnoresElements(t *testing.T) {
+	var got []Change
+	rec := func(c Change) { got = append(got, c) }
+	tbl := &nftables.Table{Name: "vnet", Family: nftables.TableFamilyIPv4}
+	report(&nftables.MonitorEvent{Data: []nftables.SetElement{{Key: []byte("vbr-x")}}}, rec)
+	report(&nftables.MonitorEvent{Data: &nftables.Set{Name: "bridges", Table: tbl}}, rec)
+	if len(got) != 0 {
+		t.Fatalf("set and element events reported: %+v", got)
+	}
+	report(&nftables.MonitorEvent{Data: &nftables.Chain{Name: "fwd-vbr-x", Table: tbl}}, rec)
+	report(&nftables.MonitorEvent{Data: tbl}, rec)
+	want := []Change{{Table: "vnet", Chain: "fwd-vbr-x"}, {Table: "vnet"}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("reported %+v, want %+v", got, want)
 	}
 }
