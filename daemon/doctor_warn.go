@@ -62,20 +62,20 @@ func (m *Manager) startWarnings() {
 	})
 }
 
-// routeHint wakes the checks for a route or address change that may come
+// routeHint wakes the checks for a route or address added that may come
 // from outside. Why the filter: every net-start and net-destroy adds or
 // removes its bridge's address and routes, and a run of the checks covers
-// every network; without it, starting N networks ran the checks of all of
-// them about N times. What happens on a network's own bridge is vnet's doing
-// (or drift that repair restores), and what is removed with its link cannot
-// start a problem.
+// every network; without it, starting or destroying N networks ran the
+// checks of all of them about N times. What is added on a network's own
+// bridge is vnet's doing (or drift that repair restores), and a removal
+// cannot start a problem the checks look for (a foreign route, address or
+// firewall taking a network's traffic).
 func (w *warner) routeHint(link int, added bool) {
+	if !added {
+		return
+	}
 	if link != 0 {
-		name, err := ifindex.Name(link)
-		if err != nil && !added {
-			return
-		}
-		if err == nil && w.m.bridgeInUse(name) {
+		if name, err := ifindex.Name(link); err == nil && w.m.bridgeInUse(name) {
 			return
 		}
 	}
