@@ -73,7 +73,7 @@ func (m *Manager) Update(ref string, command, section, parentIndex int, xml stri
 		o.def = newDef
 	}
 	if newLive != nil {
-		o.live = newLive
+		m.setLiveLocked(o, newLive)
 	}
 	info := m.info(o)
 	m.mu.Unlock()

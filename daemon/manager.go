@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"vnet/daemon/api"
+	"vnet/network"
 	netxml "vnet/xml"
 )
 
@@ -34,7 +35,37 @@ type netObj struct {
 }
 
 func (o *netObj) persistent() bool { return o.def != nil }
-func (o *netObj) active() bool     { return o.live != nil }
+
+// liveDevices are the links of a running definition that link events name:
+// its bridge and its overlay's VXLAN device.
+func liveDevices(n *netxml.Network) []string {
+	devs := []string{n.BridgeName()}
+	if n.Overlay != nil {
+		devs = append(devs, network.VXLANName(n.Overlay.VNI))
+	}
+	return devs
+}
+
+// setLiveLocked sets the running definition of o (nil: inactive) and keeps
+// liveDevs current. m.mu is held for writing.
+func (m *Manager) setLiveLocked(o *netObj, n *netxml.Network) {
+	if o.live != nil {
+		for _, d := range liveDevices(o.live) {
+			if m.liveDevs[d] == o.name {
+				delete(m.liveDevs, d)
+			}
+		}
+	}
+	o.live = n
+	if n != nil {
+		for _, d := range liveDevices(n) {
+			if d != "" {
+				m.liveDevs[d] = o.name
+			}
+		}
+	}
+}
+func (o *netObj) active() bool { return o.live != nil }
 
 // current returns the definition the network is known by: the live one while
 // active, else the persistent one.
@@ -49,11 +80,15 @@ func (o *netObj) current() *netxml.Network {
 type Manager struct {
 	mu     sync.RWMutex
 	byName map[string]*netObj
-	store  Store
-	host   Host
-	log    *slog.Logger
-	events broker
-	ports  portRegistry // network ports, see ports.go
+	// liveDevs maps the bridge (and overlay VXLAN device) of every active
+	// network to its name (setLiveLocked keeps it): link events are mapped
+	// to networks at each start and destroy, a scan of all per event.
+	liveDevs map[string]string
+	store    Store
+	host     Host
+	log      *slog.Logger
+	events   broker
+	ports    portRegistry // network ports, see ports.go
 	// acl is vnet-bridge-helper's access list (guestacl.go); nil denies
 	// every call.
 	acl *guestACL
@@ -88,7 +123,7 @@ func NewManagerWith(st Store, host Host, log *slog.Logger) *Manager {
 	}
 	ready := make(chan struct{})
 	close(ready)
-	m := &Manager{byName: map[string]*netObj{}, store: st, host: host, log: log, ready: ready}
+	m := &Manager{byName: map[string]*netObj{}, liveDevs: map[string]string{}, store: st, host: host, log: log, ready: ready}
 	m.bindPortFloors()
 	return m
 }
@@ -516,7 +551,7 @@ func (m *Manager) startLocked(o *netObj, def *netxml.Network) (err error) {
 	t.step("host")
 	m.mu.Lock()
 	o.starting = nil
-	o.live = live
+	m.setLiveLocked(o, live)
 	m.mu.Unlock()
 	m.convergePorts(live) // ports outlive a destroy: plug their TAPs back
 	m.log.Info("network started", "network", o.name, "bridge", live.BridgeName())
@@ -547,7 +582,7 @@ func (m *Manager) Destroy(ref string) (api.Network, error) {
 	}
 	t.step("status")
 	m.mu.Lock()
-	o.live = nil
+	m.setLiveLocked(o, nil)
 	if !o.persistent() {
 		m.dropLocked(o)
 	}
@@ -693,7 +728,7 @@ func (m *Manager) register() ([]string, error) {
 			o = &netObj{name: name, uuid: live.UUID}
 			m.byName[name] = o
 		}
-		o.live = live
+		m.setLiveLocked(o, live)
 		names = append(names, name)
 	}
 	return names, nil
@@ -754,7 +789,7 @@ func (m *Manager) adopt(name string) {
 		}
 		_ = m.store.DeleteStatus(name)
 		m.mu.Lock()
-		o.live = nil
+		m.setLiveLocked(o, nil)
 		if o.def == nil {
 			m.dropLocked(o)
 		}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -10,7 +11,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"vnet/firewall"
-	"vnet/network"
 
 	netxml "vnet/xml"
 )
@@ -278,11 +278,12 @@ func (r *repairer) setLimited(name string, on bool) (first bool) {
 func (m *Manager) bridgeInUse(br string) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	if _, ok := m.liveDevs[br]; ok {
+		return true
+	}
 	for _, o := range m.byName {
-		for _, n := range []*netxml.Network{o.live, o.starting} {
-			if n != nil && (n.BridgeName() == br || n.Overlay != nil && network.VXLANName(n.Overlay.VNI) == br) {
-				return true
-			}
+		if o.starting != nil && slices.Contains(liveDevices(o.starting), br) {
+			return true
 		}
 	}
 	return false
@@ -293,13 +294,5 @@ func (m *Manager) bridgeInUse(br string) bool {
 func (m *Manager) networkByBridge(br string) string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	for name, o := range m.byName {
-		if o.live != nil && o.live.BridgeName() == br {
-			return name
-		}
-		if o.live != nil && o.live.Overlay != nil && network.VXLANName(o.live.Overlay.VNI) == br {
-			return name
-		}
-	}
-	return ""
+	return m.liveDevs[br]
 }
