@@ -121,11 +121,15 @@ type instance struct {
 	signal  func(syscall.Signal) error
 	stderr  *os.File       // memfd with the child's stderr; nil when adopted
 	pidfd   *pidfd.Process // adopted processes only
+	unwatch func()         // ends the watch of pidfd before it is closed
 }
 
 func (i *instance) release() {
 	if i.stderr != nil {
 		i.stderr.Close()
+	}
+	if i.unwatch != nil {
+		i.unwatch()
 	}
 	if i.pidfd != nil {
 		i.pidfd.Close()
@@ -453,16 +457,12 @@ func (m *Manager) spawn(base, bridge string, mute bool, argv []string) (*instanc
 		stderr:  stderr,
 		signal:  func(s syscall.Signal) error { return cmd.Process.Signal(s) },
 	}
-	go func() {
-		// Why not cmd.Wait at once: it blocks an OS thread in waitid for
-		// the child's whole life, one thread per network (about 100 kB of
-		// vnetd's memory each). A pidfd waits in the runtime's poller
-		// instead; cmd.Wait then only reaps. The child is not reaped
-		// before, so its pid cannot be reused under the pidfd.
-		if p, err := pidfd.Open(cmd.Process.Pid); err == nil {
-			p.Wait()
-			p.Close()
-		}
+	// Why not cmd.Wait at once: it blocks an OS thread in waitid for the
+	// child's whole life, one thread per network (about 100 kB of vnetd's
+	// memory each). A pidfd is watched with everyone else's (pidfd.Notify);
+	// cmd.Wait then only reaps. The child is not reaped before, so its pid
+	// cannot be reused under the pidfd.
+	reap := func() {
 		err := cmd.Wait()
 		if err != nil {
 			inst.status = err.Error()
@@ -470,7 +470,12 @@ func (m *Manager) spawn(base, bridge string, mute bool, argv []string) (*instanc
 			inst.status = "exit status 0"
 		}
 		close(inst.exited)
-	}()
+	}
+	if proc, err := pidfd.Open(cmd.Process.Pid); err != nil {
+		go reap()
+	} else if _, err := proc.Notify(func() { proc.Close(); reap() }); err != nil {
+		go func() { proc.Wait(); proc.Close(); reap() }()
+	}
 
 	deadline := start.Add(m.c.ReadyTimeout)
 	for {
@@ -605,15 +610,29 @@ func (m *Manager) pin(pid int, confArg string, argv []string) (*instance, bool) 
 		pidfd:   proc,
 		signal:  proc.Signal,
 	}
-	go func() {
-		// Closing the pidfd (release) ends the wait too.
-		if proc.Wait() {
-			inst.status = "exited (adopted process, status unknown)"
-		} else {
-			inst.status = "no longer watched"
-		}
+	exited := func() {
+		inst.status = "exited (adopted process, status unknown)"
 		close(inst.exited)
-	}()
+	}
+	cancel, err := proc.Notify(exited)
+	if err != nil {
+		go func() {
+			// Closing the pidfd (release) ends the wait too.
+			if proc.Wait() {
+				exited()
+			} else {
+				inst.status = "no longer watched"
+				close(inst.exited)
+			}
+		}()
+		return inst, exact
+	}
+	inst.unwatch = func() {
+		if cancel() {
+			inst.status = "no longer watched"
+			close(inst.exited)
+		}
+	}
 	return inst, exact
 }
 

@@ -86,3 +86,57 @@ func TestCloseEndsWait(t *testing.T) {
 		t.Fatal("Open(0) succeeded")
 	}
 }
+
+// TestNotify: Notify calls back once when the process exits, for many
+// processes on the one watcher; a watch cancelled before the exit never
+// calls back, and cancel reports whether it came first.
+func TestNotify(t *testing.T) {
+	const n = 20
+	fired := make(chan int, n)
+	var cancels []func() bool
+	var cmds []*exec.Cmd
+	for i := range n {
+		cmd := startSleep(t)
+		p, err := Open(cmd.Process.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		cancel, err := p.Notify(func() { fired <- i })
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancels = append(cancels, cancel)
+		cmds = append(cmds, cmd)
+	}
+	// The last one is cancelled while its process runs.
+	if !cancels[n-1]() {
+		t.Fatal("cancel of a running process's watch reported it too late")
+	}
+	for _, cmd := range cmds {
+		_ = cmd.Process.Kill()
+	}
+	seen := map[int]bool{}
+	for range n - 1 {
+		select {
+		case i := <-fired:
+			if seen[i] {
+				t.Fatalf("process %d reported twice", i)
+			}
+			seen[i] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d exits reported", len(seen), n-1)
+		}
+	}
+	if seen[n-1] {
+		t.Fatal("a cancelled watch reported the exit")
+	}
+	if cancels[0]() {
+		t.Fatal("cancel after the exit was reported claims to have come first")
+	}
+	select {
+	case i := <-fired:
+		t.Fatalf("extra report for process %d", i)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
