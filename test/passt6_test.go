@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -212,15 +211,9 @@ const userNet6XML = `<network>
 // first (the keeper's handshake ACK, IPv6); ARP still works. Bad IPv6
 // definitions are refused precisely and create nothing.
 func TestSessionPasstIPv6(t *testing.T) {
-	if _, err := exec.LookPath("passt"); err != nil {
-		t.Skip("passt not installed (Debian package passt; scripts/deps.sh installs it)")
-	}
-	host := netnstest.New(t, "sess6")
-	up := addUpstream(t, host)
-	host.MustRun("ip", "route", "add", "default", "via", "172.31.255.2")
+	host, up, s := passtHost(t, "sess6")
+	// passt reads the host's routes when a port starts it, not before.
 	addUpstream6(t, host, up)
-	s := newSessionDaemon(t, host)
-	s.start()
 
 	for _, c := range []struct{ doc, want string }{
 		{strings.Replace(userNet6XML, "prefix='64'", "prefix='48'", 1),

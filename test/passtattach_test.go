@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"vnet/internal/netnstest"
 )
 
 // childOf returns the first child of pid, 0 while it has none. Each
@@ -58,14 +56,7 @@ func stealFD(pid, fd int) (*os.File, error) {
 // installed, QEMU 7.2 accepts -netdev stream,addr.type=fd,addr.str=3 from
 // net-port-attach (CPU never started) and shows the stream netdev.
 func TestSessionPasstAttach(t *testing.T) {
-	if _, err := exec.LookPath("passt"); err != nil {
-		t.Skip("passt not installed (Debian package passt; scripts/deps.sh installs it)")
-	}
-	host := netnstest.New(t, "attach")
-	addUpstream(t, host)
-	host.MustRun("ip", "route", "add", "default", "via", "172.31.255.2")
-	s := newSessionDaemon(t, host)
-	s.start()
+	_, _, s := passtHost(t, "attach")
 	s.mustCtl("net-define", s.file("user.xml", fmt.Sprintf(userNetXML, 2222)))
 	s.mustCtl("net-start", "usernet")
 	const uuid = "5d744f21-ba4a-4d6e-bdb2-30a35ff320a7"

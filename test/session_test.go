@@ -22,6 +22,23 @@ import (
 const sessionUID = 65534
 
 // sessionDaemon is a vnetd --session run by an unprivileged user in a
+// passtHost skips the test without passt, and returns a host namespace with
+// an upstream namespace behind it, a default route through it (passt takes
+// its template interface from the default route) and a started session
+// vnetd.
+func passtHost(t *testing.T, name string) (host, up *netnstest.NS, s *sessionDaemon) {
+	t.Helper()
+	if _, err := exec.LookPath("passt"); err != nil {
+		t.Skip("passt not installed (Debian package passt; scripts/deps.sh installs it)")
+	}
+	host = netnstest.New(t, name)
+	up = addUpstream(t, host)
+	host.MustRun("ip", "route", "add", "default", "via", "172.31.255.2")
+	s = newSessionDaemon(t, host)
+	s.start()
+	return host, up, s
+}
+
 // namespace, with its XDG directories.
 type sessionDaemon struct {
 	t           testing.TB
@@ -242,15 +259,7 @@ func ioReadFull(c net.Conn, b []byte) (int, error) {
 // precisely: overlapping and privileged port forwards, a missing passt, a
 // bridge network in the session, a user-mode network in the system vnetd.
 func TestSessionPasst(t *testing.T) {
-	if _, err := exec.LookPath("passt"); err != nil {
-		t.Skip("passt not installed (Debian package passt; scripts/deps.sh installs it)")
-	}
-	host := netnstest.New(t, "session")
-	up := addUpstream(t, host)
-	// passt takes its template interface from the default route.
-	host.MustRun("ip", "route", "add", "default", "via", "172.31.255.2")
-	s := newSessionDaemon(t, host)
-	s.start()
+	_, up, s := passtHost(t, "session")
 
 	// Bad definitions first: nothing may be left.
 	overlap := strings.Replace(fmt.Sprintf(userNetXML, 2222), "</vnet:forward>", "<portForward proto='tcp'><range start='2200' end='2300'/></portForward></vnet:forward>", 1)
@@ -444,15 +453,7 @@ func vmRSS(pid int) string {
 // differently) restarts passt with the new ones on the guest's connection:
 // the keeper and the guest's connection stay, the new forward works.
 func TestSessionPasstNewArgs(t *testing.T) {
-	if _, err := exec.LookPath("passt"); err != nil {
-		t.Skip("passt not installed (Debian package passt; scripts/deps.sh installs it)")
-	}
-	host := netnstest.New(t, "passtargs")
-	up := addUpstream(t, host)
-	// passt takes its template interface from the default route.
-	host.MustRun("ip", "route", "add", "default", "via", "172.31.255.2")
-	s := newSessionDaemon(t, host)
-	s.start()
+	_, up, s := passtHost(t, "passtargs")
 	s.mustCtl("net-define", s.file("user.xml", fmt.Sprintf(userNetXML, 2222)))
 	s.mustCtl("net-start", "usernet")
 	const uuid = "0b0c6a51-3f55-4c1e-9d55-4d3a1f0e2b7c"
