@@ -445,6 +445,11 @@ func (m *Manager) spawn(base, bridge string, mute bool, argv []string) (*instanc
 	// daemon restart) and must not get the signals of our terminal or
 	// process group.
 	cmd.SysProcAttr.Setsid = true
+	// Why our own pidfd from clone: os/exec would otherwise keep one of its
+	// own beside the one we watch, and every descriptor of vnetd's is
+	// copied and closed again at each fork (two per network, not three).
+	childPidfd := -1
+	cmd.SysProcAttr.PidFD = &childPidfd
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		stderr.Close()
@@ -471,7 +476,11 @@ func (m *Manager) spawn(base, bridge string, mute bool, argv []string) (*instanc
 		}
 		close(inst.exited)
 	}
-	if proc, err := pidfd.Open(cmd.Process.Pid); err != nil {
+	var proc *pidfd.Process
+	if childPidfd >= 0 {
+		proc, _ = pidfd.FromFD(cmd.Process.Pid, childPidfd)
+	}
+	if proc == nil {
 		go reap()
 	} else if _, err := proc.Notify(func() { proc.Close(); reap() }); err != nil {
 		go func() { proc.Wait(); proc.Close(); reap() }()

@@ -34,6 +34,17 @@ func Open(pid int) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pidfd of process %d: %w", pid, err)
 	}
+	return FromFD(pid, fd)
+}
+
+// FromFD pins process pid by a pidfd the caller already has (e.g. from
+// clone, syscall.SysProcAttr.PidFD); the Process owns it from then on.
+func FromFD(pid, fd int) (*Process, error) {
+	// Non-blocking, for the runtime's poller (a pidfd from clone is not).
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("pidfd of process %d: %w", pid, err)
+	}
 	f := os.NewFile(uintptr(fd), "pidfd")
 	rc, err := f.SyscallConn()
 	if err != nil {
