@@ -15,8 +15,8 @@ import (
 
 // ReadNFT reads every ip, ip6 and inet table of the calling thread's network
 // namespace (iptables-nft's included) into the model, leaving out vnet's own
-// tables (the shared tables "vnet", and "vnet-…" of earlier versions and of
-// overlays): their rules are vnet's to verify and repair.
+// tables (the bucket tables "vnet_<h>", the shared table "vnet" and
+// "vnet-…" of earlier versions and of overlays): their rules are vnet's to verify and repair.
 func ReadNFT() ([]*Table, error) {
 	c, err := nftables.New()
 	if err != nil {
@@ -34,7 +34,7 @@ func ReadNFT() ([]*Table, error) {
 	var out []*Table
 	for _, nt := range tables {
 		fam := familyName(nt.Family)
-		if fam == "" || nt.Name == "vnet" || strings.HasPrefix(nt.Name, "vnet-") {
+		if fam == "" || nt.Name == "vnet" || strings.HasPrefix(nt.Name, "vnet-") || isBucketName(nt.Name) {
 			continue
 		}
 		t := &Table{Source: SourceNFT, Family: fam, Name: nt.Name, Chains: map[string]*Chain{}}
@@ -521,3 +521,11 @@ func ctMatch(flags, inv uint16, mask uint16, p *Packet) (bool, bool) {
 // xtStateBits maps nft's ct state bits to xt's: they are the same bits
 // (NF_CT_STATE_BIT, XT_STATE_BIT: 1 << (ctinfo+1), invalid 1, untracked 64).
 func xtStateBits(s uint32) uint32 { return s }
+
+// isBucketName reports whether name is one of the nftables backend's bucket
+// tables, "vnet_" and one hex digit (see firewall.IsVnetTable, which the
+// doctor does not import: it reads the host, not vnet's packages).
+func isBucketName(name string) bool {
+	h, ok := strings.CutPrefix(name, "vnet_")
+	return ok && len(h) == 1 && strings.Contains("0123456789abcdef", h)
+}

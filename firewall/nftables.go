@@ -405,9 +405,9 @@ func (s *nftSteps) delTableOp(f Family, name string) {
 	s.op(text, func(c *nftables.Conn) { delTable(c, t, s.owned) })
 }
 
-// ensureTableOp adds the shared table (no change when it exists).
+// ensureTableOp adds a shared table (no change when it exists).
 func (s *nftSteps) ensureTableOp(f Family, t *nftables.Table) {
-	text := "add " + tableText(f, nftTable)
+	text := "add " + tableText(f, t.Name)
 	if s.owned {
 		text += " { flags owner,persist; }"
 	}
@@ -420,14 +420,14 @@ func (s *nftSteps) ensureTableOp(f Family, t *nftables.Table) {
 // adding a rule twice would run it twice.
 func (s *nftSteps) ensureLayoutOps(f Family, t *nftables.Table) {
 	for _, m := range []*nftables.Set{fwdMap(t), natMap(t, f)} {
-		s.op("add map "+f.String()+" "+nftTable+" "+m.Name+" "+mapDecl(m), func(c *nftables.Conn) {
+		s.op("add map "+f.String()+" "+t.Name+" "+m.Name+" "+mapDecl(m), func(c *nftables.Conn) {
 			// Only an element list google/nftables cannot encode fails here.
 			_ = c.AddSet(m, nil)
 		})
 	}
 	for _, spec := range nftBaseChains(f) {
 		ch := spec.chain(t)
-		chain := f.String() + " " + nftTable + " " + spec.name
+		chain := f.String() + " " + t.Name + " " + spec.name
 		s.op(fmt.Sprintf("add chain %s { type %s hook %s priority %d; policy accept; }", chain, spec.typ, spec.hook, spec.priority),
 			func(c *nftables.Conn) { c.AddChain(ch) })
 		s.op("flush chain "+chain, func(c *nftables.Conn) { c.FlushChain(ch) })
@@ -444,7 +444,7 @@ func (s *nftSteps) ensureLayoutOps(f Family, t *nftables.Table) {
 // is never seen empty.
 func (s *nftSteps) chainOps(f Family, t *nftables.Table, name string, rules []Rule) {
 	ch := &nftables.Chain{Name: name, Table: t}
-	chain := f.String() + " " + nftTable + " " + nftString(name)
+	chain := f.String() + " " + t.Name + " " + nftString(name)
 	s.op("add chain "+chain, func(c *nftables.Conn) { c.AddChain(ch) })
 	s.op("flush chain "+chain, func(c *nftables.Conn) { c.FlushChain(ch) })
 	for _, r := range rules {
@@ -457,7 +457,7 @@ func (s *nftSteps) chainOps(f Family, t *nftables.Table, name string, rules []Ru
 
 func (s *nftSteps) delChainOp(f Family, t *nftables.Table, name string) {
 	ch := &nftables.Chain{Name: name, Table: t}
-	s.op("delete chain "+f.String()+" "+nftTable+" "+nftString(name), func(c *nftables.Conn) { c.DelChain(ch) })
+	s.op("delete chain "+f.String()+" "+t.Name+" "+nftString(name), func(c *nftables.Conn) { c.DelChain(ch) })
 }
 
 // fwdElemOp adds or deletes the element of a bridge in the map bridges.
@@ -466,12 +466,12 @@ func (s *nftSteps) fwdElemOp(f Family, t *nftables.Table, bridge string, add boo
 	key := `"` + bridge + `"`
 	if add {
 		e := nftables.SetElement{Key: ifnameKey(bridge), VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: nftFwdChain(bridge)}}
-		s.op("add element "+f.String()+" "+nftTable+" "+nftFwdMap+" { "+key+" : jump "+nftString(nftFwdChain(bridge))+" }",
+		s.op("add element "+f.String()+" "+t.Name+" "+nftFwdMap+" { "+key+" : jump "+nftString(nftFwdChain(bridge))+" }",
 			func(c *nftables.Conn) { _ = c.SetAddElements(m, []nftables.SetElement{e}) })
 		return
 	}
 	e := nftables.SetElement{Key: ifnameKey(bridge)}
-	s.op("delete element "+f.String()+" "+nftTable+" "+nftFwdMap+" { "+key+" }",
+	s.op("delete element "+f.String()+" "+t.Name+" "+nftFwdMap+" { "+key+" }",
 		func(c *nftables.Conn) { _ = c.SetDeleteElements(m, []nftables.SetElement{e}) })
 }
 
@@ -480,14 +480,14 @@ func (s *nftSteps) natElemOp(f Family, t *nftables.Table, e natElem, add bool) {
 	m := natMap(t, f)
 	elems := e.elements()
 	if add {
-		s.op("add element "+f.String()+" "+nftTable+" "+nftNatMap+" { "+e.text()+" : jump "+nftString(e.chain)+" }",
+		s.op("add element "+f.String()+" "+t.Name+" "+nftNatMap+" { "+e.text()+" : jump "+nftString(e.chain)+" }",
 			func(c *nftables.Conn) { _ = c.SetAddElements(m, elems) })
 		return
 	}
 	for i := range elems {
 		elems[i].VerdictData = nil
 	}
-	s.op("delete element "+f.String()+" "+nftTable+" "+nftNatMap+" { "+e.text()+" }",
+	s.op("delete element "+f.String()+" "+t.Name+" "+nftNatMap+" { "+e.text()+" }",
 		func(c *nftables.Conn) { _ = c.SetDeleteElements(m, elems) })
 }
 
@@ -502,14 +502,16 @@ func (s *nftSteps) natElemOp(f Family, t *nftables.Table, e natElem, add bool) {
 // and Describe's script must run with it.
 func (s *nftSteps) applyOps(sh *nftShared) {
 	br := s.p.Bridge
+	name := nftTable(br)
 	for _, f := range []Family{IPv4, IPv6} {
 		s.delTableOp(f, legacyTable(br))
-		st := sh.fam[f]
+		s.oldSharedOps(sh, f)
+		st := sh.tab(f, name)
 		if !nftWants(s.p, f) {
-			s.removeFamilyOps(sh, f)
+			s.removeFamilyOps(sh, f, name)
 			continue
 		}
-		t := &nftables.Table{Name: nftTable, Family: nftFamily[f]}
+		t := &nftables.Table{Name: name, Family: nftFamily[f]}
 		switch {
 		case st.table != nil && s.owned && liveFlags(st.table)&nftOwnedFlags == 0:
 			// A plain table (from a vnet on a kernel that could not own
@@ -517,7 +519,7 @@ func (s *nftSteps) applyOps(sh *nftShared) {
 			// this network's part. Deleting it removes the others' parts
 			// too; the deletion's event has every network converge and
 			// restore its own.
-			s.delTableOp(f, nftTable)
+			s.delTableOp(f, name)
 			st = emptyFamState()
 			s.ensureTableOp(f, t)
 		case st.table == nil:
@@ -525,7 +527,7 @@ func (s *nftSteps) applyOps(sh *nftShared) {
 		case s.owned && liveFlags(st.table)&nftOwnedFlags == nftTableFPersist:
 			// Orphaned (an earlier owner went after New adopted the
 			// others): adding it with the owner flag adopts it.
-			s.op("add "+tableText(f, nftTable)+" { flags owner,persist; }", func(c *nftables.Conn) { c.AddTable(t) })
+			s.op("add "+tableText(f, name)+" { flags owner,persist; }", func(c *nftables.Conn) { c.AddTable(t) })
 		}
 
 		fwd, nat := s.p.forwardRules(f), s.p.natRules(f)
@@ -600,26 +602,43 @@ func (s *nftSteps) applyOps(sh *nftShared) {
 				return e.chain == natName && !slices.ContainsFunc(want, e.equal)
 			})
 			st.nat = append(st.nat, added...)
-			sh.fam[f] = st
+			sh.fam[f][name] = st
 		})
 	}
 }
 
+// oldSharedOps deletes the single shared table of the previous layout,
+// nftOldShared, when it holds a chain of the network: the network's bucket
+// table takes over its part. The other networks in it lose theirs at once;
+// the deletion's event has every network converge into its bucket (an
+// upgrade converges them all anyway). Deleting the whole table is simpler
+// than taking it apart network by network, and Prune and this are the only
+// places that know it.
+func (s *nftSteps) oldSharedOps(sh *nftShared, f Family) {
+	st := sh.fam[f][nftOldShared]
+	br := s.p.Bridge
+	if st == nil || st.table == nil || !st.chains[nftFwdChain(br)] && !st.chains[nftNatChain(br)] {
+		return
+	}
+	s.delTableOp(f, nftOldShared)
+	s.after = append(s.after, func() { delete(sh.fam[f], nftOldShared) })
+}
+
 // removeFamilyOps adds the removal of the network's part of one family's
-// shared table: its elements, then its chains; the whole table when no
-// other network has a part in it.
-func (s *nftSteps) removeFamilyOps(sh *nftShared, f Family) {
-	st := sh.fam[f]
+// shared table name: its elements, then its chains; the whole table when
+// no other network has a part in it.
+func (s *nftSteps) removeFamilyOps(sh *nftShared, f Family, name string) {
+	st := sh.tab(f, name)
 	if st.table == nil {
 		return
 	}
 	br := s.p.Bridge
 	if !st.othersThan(br) {
-		s.delTableOp(f, nftTable)
-		s.after = append(s.after, func() { sh.fam[f] = emptyFamState() })
+		s.delTableOp(f, name)
+		s.after = append(s.after, func() { sh.fam[f][name] = emptyFamState() })
 		return
 	}
-	t := &nftables.Table{Name: nftTable, Family: nftFamily[f]}
+	t := &nftables.Table{Name: name, Family: nftFamily[f]}
 	if _, ok := st.fwd[br]; ok {
 		s.fwdElemOp(f, t, br, false)
 	}
@@ -640,12 +659,13 @@ func (s *nftSteps) removeFamilyOps(sh *nftShared, f Family) {
 	})
 }
 
-// removeOps computes the batch of Remove: for both families, the table of
-// earlier versions and the network's part of the shared table.
+// removeOps computes the batch of Remove: for both families, the tables of
+// earlier versions and the network's part of its bucket table.
 func (s *nftSteps) removeOps(sh *nftShared) {
 	for _, f := range []Family{IPv4, IPv6} {
 		s.delTableOp(f, legacyTable(s.p.Bridge))
-		s.removeFamilyOps(sh, f)
+		s.oldSharedOps(sh, f)
+		s.removeFamilyOps(sh, f, nftTable(s.p.Bridge))
 	}
 }
 
@@ -730,7 +750,7 @@ func (b *nftBackend) Apply(p *Plan) error {
 	}
 	s.applyOps(sh)
 	if err := b.commit(s); err != nil {
-		return fmt.Errorf("converge nftables table %s for bridge %s: %w", nftTable, p.Bridge, err)
+		return fmt.Errorf("converge nftables table %s for bridge %s: %w", nftTable(p.Bridge), p.Bridge, err)
 	}
 	if s.tc != (tcSteps{}) {
 		done, err := s.tc.run(h, s.link)
@@ -766,7 +786,7 @@ func (b *nftBackend) Describe(p *Plan) (string, error) {
 	}
 	sh, err := b.sharedNow()
 	if errors.Is(err, unix.EPERM) {
-		sh, err = &nftShared{fam: [2]*nftFamState{emptyFamState(), emptyFamState()}}, nil
+		sh, err = &nftShared{}, nil
 	}
 	if err != nil {
 		return "", err
@@ -793,7 +813,7 @@ func (b *nftBackend) Remove(p *Plan) error {
 	s := &nftSteps{p: p, owned: b.owner != nil}
 	s.removeOps(sh)
 	if err := b.commit(s); err != nil {
-		return fmt.Errorf("remove bridge %s from nftables table %s: %w", p.Bridge, nftTable, err)
+		return fmt.Errorf("remove bridge %s from nftables table %s: %w", p.Bridge, nftTable(p.Bridge), err)
 	}
 	b.log.Debug("firewall removed", "network", p.Network, "bridge", p.Bridge, "took", time.Since(start))
 	return nil
@@ -847,7 +867,7 @@ func (b *nftBackend) VerifyPass(p *Plan, pass *Pass) error {
 			return err
 		}
 		for _, f := range []Family{IPv4, IPv6} {
-			if err := b.verifyFamily(c, p, f, sh.fam[f], s.ifindex, drift); err != nil {
+			if err := b.verifyFamily(c, p, f, sh, s.ifindex, drift); err != nil {
 				return err
 			}
 		}
@@ -869,7 +889,7 @@ func (b *nftBackend) VerifyPass(p *Plan, pass *Pass) error {
 // with the plan. The shared state st comes from the pass; the network's
 // chains are asked for by name, so the cost does not grow with the number
 // of networks.
-func (b *nftBackend) verifyFamily(c *nftables.Conn, p *Plan, f Family, st *nftFamState, ifindex uint32, drift *DriftError) error {
+func (b *nftBackend) verifyFamily(c *nftables.Conn, p *Plan, f Family, sh *nftShared, ifindex uint32, drift *DriftError) error {
 	legacy := tableText(f, legacyTable(p.Bridge))
 	_, err := c.ListTableOfFamily(legacyTable(p.Bridge), nftFamily[f])
 	switch {
@@ -879,7 +899,13 @@ func (b *nftBackend) verifyFamily(c *nftables.Conn, p *Plan, f Family, st *nftFa
 	case !notFound(err):
 		return fmt.Errorf("get %s: %w", legacy, err)
 	}
-	tableID := tableText(f, nftTable)
+	if old := sh.fam[f][nftOldShared]; old != nil && old.table != nil &&
+		(old.chains[nftFwdChain(p.Bridge)] || old.chains[nftNatChain(p.Bridge)]) {
+		// The previous layout's single table: Apply deletes it.
+		drift.Unexpected = append(drift.Unexpected, tableText(f, nftOldShared))
+	}
+	st := sh.tab(f, nftTable(p.Bridge))
+	tableID := tableText(f, nftTable(p.Bridge))
 	want := nftWants(p, f)
 	if st.table == nil {
 		if want {

@@ -1,10 +1,13 @@
 package firewall
 
 import (
+	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/google/nftables/expr"
 )
@@ -91,12 +94,19 @@ func nftRuleArgs(r Rule) []string {
 	return a
 }
 
-// The nftables layout. Every network shares one table per family, "vnet"
-// (ip, and ip6 when some network has IPv6 rules), so that the kernel's hooks
-// hold a fixed number of base chains however many networks run: a packet
-// costs one map look-up per hook instead of one chain per network (with a
-// table per network, 1000 networks made every forwarded packet run 1000
-// chains, and the kernel refuses more than 1024 base chains per hook).
+// The nftables layout. The networks share nftBuckets tables per family,
+// "vnet_<h>" (ip, and ip6 when some network has IPv6 rules), a network's
+// bucket h given by nftTable, so that the kernel's hooks hold a bounded
+// number of base chains however many networks run: a packet costs at most
+// one map look-up per bucket table and hook instead of one chain per
+// network (with a table per network, 1000 networks made every forwarded
+// packet run 1000 chains, and the kernel refuses more than 1024 base chains
+// per hook). Why several tables rather than one: each commit that adds a
+// jump makes the kernel validate every chain reachable from the base chains
+// of the table (nft_chain_validate, per table), which grew a network start
+// linearly with the number of networks; a bucket holds a 16th of them. Each
+// bucket table is the whole layout below, created with its first network
+// and deleted with its last.
 //
 //	chain forward     (filter, hook forward, priority 0):  iifname vmap @bridges; oifname vmap @bridges
 //	chain postrouting (nat, hook postrouting, priority 100): ip saddr vmap @subnets
@@ -135,7 +145,9 @@ func nftRuleArgs(r Rule) []string {
 // change no verdict (which is why libvirt's nftables backend leaves them out
 // too). The iptables backend keeps them, where they do matter.
 const (
-	nftTable       = "vnet"
+	nftTablePrefix = "vnet_" // + the bucket's hex digit, see nftTable
+	nftBuckets     = 16
+	nftOldShared   = "vnet"  // the single shared table of the previous layout
 	nftLegacy      = "vnet-" // the tables of one network each, of earlier versions
 	nftForward     = "forward"
 	nftPostrouting = "postrouting"
@@ -144,6 +156,22 @@ const (
 	nftFwdPrefix   = "fwd-"
 	nftNatPrefix   = "nat-"
 )
+
+// nftTable is the name of the bucket table holding the network on bridge:
+// "vnet_" and one hex digit, the FNV-1a 32 hash of the bridge name mod
+// nftBuckets. It depends on the name only, so every operation (converge,
+// dry run, verify, removal, prune) finds the network in the same table.
+func nftTable(bridge string) string {
+	h := fnv.New32a()
+	h.Write([]byte(bridge))
+	return fmt.Sprintf("%s%x", nftTablePrefix, h.Sum32()%nftBuckets)
+}
+
+// isBucketTable reports whether name is one of the bucket tables.
+func isBucketTable(name string) bool {
+	h, ok := strings.CutPrefix(name, nftTablePrefix)
+	return ok && len(h) == 1 && strings.Contains("0123456789abcdef", h)
+}
 
 // nftFwdChain is the name of a network's forward chain in the shared table.
 func nftFwdChain(bridge string) string { return nftFwdPrefix + bridge }

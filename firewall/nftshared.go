@@ -18,16 +18,42 @@ import (
 // The shared table (see the layout in nftrule.go): what it holds, read from
 // the kernel once per ruleset generation, and the steps that converge it.
 
-// nftShared is the backend's knowledge of the shared tables: valid while
-// the kernel's ruleset generation is gen. A converge updates it with what
-// it wrote when its batch was the only change (the generation moved by
-// one), so that starting N networks one after the other reads the maps once
-// rather than N times; any other change makes the next operation read
-// again.
+// nftShared is the backend's knowledge of the shared tables (the bucket
+// tables and the old single table nftOldShared): valid while the kernel's
+// ruleset generation is gen. A converge updates it with what it wrote when
+// its batch was the only change (the generation moved by one), so that
+// starting N networks one after the other reads the tables once rather
+// than N times; any other change makes the next operation read again.
 type nftShared struct {
 	valid bool
 	gen   uint32
-	fam   [2]*nftFamState // by Family
+	fam   [2]map[string]*nftFamState // by Family, then table name
+}
+
+// tab returns the state of one family's table name, empty when the table
+// does not exist (then recorded, so that a converge's update sticks).
+func (sh *nftShared) tab(f Family, name string) *nftFamState {
+	if sh.fam[f] == nil {
+		sh.fam[f] = map[string]*nftFamState{}
+	}
+	st := sh.fam[f][name]
+	if st == nil {
+		st = emptyFamState()
+		sh.fam[f][name] = st
+	}
+	return st
+}
+
+// names returns the family's tables with a state, sorted.
+func (sh *nftShared) names(f Family) []string {
+	var out []string
+	for name, st := range sh.fam[f] {
+		if st.table != nil {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // nftFamState is what the shared table of one family holds.
@@ -122,44 +148,55 @@ func (st *nftFamState) othersThan(bridge string) bool {
 }
 
 // shared returns the shared tables' state at generation gen (known), reading
-// it when the cached one is of another generation. Callers hold b.mu.
+// it when the cached one is of another generation: every bucket table and
+// the old shared table, each once. Callers hold b.mu.
 func (b *nftBackend) shared(c *nftables.Conn, gen uint32, known bool) (*nftShared, error) {
 	if known && b.sh.valid && b.sh.gen == gen {
 		return &b.sh, nil
 	}
 	sh := nftShared{valid: known, gen: gen}
+	tables, err := c.ListTables()
+	if err != nil {
+		b.sh.valid = false
+		return nil, fmt.Errorf("list nftables tables: %w", err)
+	}
 	for _, f := range []Family{IPv4, IPv6} {
-		st, err := b.readFamily(c, f)
-		if err != nil {
-			b.sh.valid = false
-			return nil, err
+		var chains []*nftables.Chain
+		for _, t := range tables {
+			if t.Family != nftFamily[f] || !isBucketTable(t.Name) && t.Name != nftOldShared {
+				continue
+			}
+			if chains == nil {
+				if chains, err = c.ListChainsOfTableFamily(nftFamily[f]); err != nil {
+					b.sh.valid = false
+					return nil, fmt.Errorf("list %s chains: %w", f, err)
+				}
+			}
+			st, err := readTable(c, f, t, chains)
+			if err != nil {
+				b.sh.valid = false
+				return nil, err
+			}
+			if sh.fam[f] == nil {
+				sh.fam[f] = map[string]*nftFamState{}
+			}
+			sh.fam[f][t.Name] = st
 		}
-		sh.fam[f] = st
 	}
 	b.sh = sh
 	return &b.sh, nil
 }
 
-// readFamily reads the shared table of one family: its chains' names, the
-// base chains with their dispatch rules, and both maps with their elements.
-func (b *nftBackend) readFamily(c *nftables.Conn, f Family) (*nftFamState, error) {
+// readTable reads one shared table t of family f: its chains' names (from
+// the family's chains), the base chains with their dispatch rules, and both
+// maps with their elements.
+func readTable(c *nftables.Conn, f Family, t *nftables.Table, chains []*nftables.Chain) (*nftFamState, error) {
 	st := emptyFamState()
-	tableID := "table " + f.String() + " " + nftTable
-	t, err := c.ListTableOfFamily(nftTable, nftFamily[f])
-	if notFound(err) {
-		return st, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", tableID, err)
-	}
+	tableID := tableText(f, t.Name)
 	st.table = t
-	chains, err := c.ListChainsOfTableFamily(nftFamily[f])
-	if err != nil {
-		return nil, fmt.Errorf("list %s chains: %w", f, err)
-	}
 	base := map[string]*nftables.Chain{}
 	for _, ch := range chains {
-		if ch.Table.Name == nftTable {
+		if ch.Table.Name == t.Name {
 			st.chains[ch.Name] = true
 			base[ch.Name] = ch
 		}

@@ -57,7 +57,7 @@ func nftUsable(o Options) error {
 
 // CleanupOthers removes what every backend other than active (a Backend's
 // Name: "nftables" or "iptables") may have left on the host from an earlier
-// run: with active "iptables", the nftables tables "vnet" and "vnet-*" (families
+// run: with active "iptables", the nftables tables "vnet_<h>", "vnet" and "vnet-*" (families
 // ip and ip6); with active "nftables", every chain named "VNET_*" of the
 // iptables and ip6tables tables filter, nat and mangle, with the rules
 // jumping to them. Nothing else is touched. The daemon calls it once at
@@ -191,11 +191,13 @@ func (b *nftBackend) prune(keep []*Plan) error {
 		}
 	}
 	for _, f := range []Family{IPv4, IPv6} {
-		for _, br := range sh.fam[f].bridges() {
-			if !kept[br] {
-				s.p = &Plan{Bridge: br}
-				s.removeFamilyOps(sh, f)
-				gone = append(gone, f.String()+" "+nftTable+" bridge "+br)
+		for _, name := range sh.names(f) {
+			for _, br := range sh.fam[f][name].bridges() {
+				if !kept[br] {
+					s.p = &Plan{Bridge: br}
+					s.removeFamilyOps(sh, f, name)
+					gone = append(gone, f.String()+" "+name+" bridge "+br)
+				}
 			}
 		}
 	}

@@ -16,14 +16,15 @@ import (
 type Change struct{ Table, Chain string }
 
 // Vnet reports whether the change is in one of vnet's nftables tables (the
-// shared tables, or a table "vnet-<bridge>" of an earlier version), and
+// bucket tables "vnet_<h>", or the shared table "vnet" or a table
+// "vnet-<bridge>" of earlier versions), and
 // which bridge's network it concerns: bridge is "" for the shared layout or
 // the table itself (every network using the table). Map elements are not
 // reported (the monitor does not name their table): the periodic check
 // finds their drift.
 func (c Change) Vnet() (bridge string, ok bool) {
 	switch {
-	case c.Table == nftTable:
+	case isBucketTable(c.Table) || c.Table == nftOldShared:
 		for _, pfx := range []string{nftFwdPrefix, nftNatPrefix} {
 			if br, ok := strings.CutPrefix(c.Chain, pfx); ok {
 				return br, true
@@ -40,7 +41,7 @@ func (c Change) Vnet() (bridge string, ok bool) {
 // name is one of vnet's (see Change.Vnet); net-doctor leaves them out of
 // its model of foreign firewalls.
 func IsVnetTable(name string) bool {
-	return name == nftTable || strings.HasPrefix(name, nftLegacy)
+	return isBucketTable(name) || name == nftOldShared || strings.HasPrefix(name, nftLegacy)
 }
 
 // Watch reports every table, chain or rule change the kernel announces (our
