@@ -67,8 +67,8 @@ func kernelNftCase(t *testing.T, skips *testdata.Skips, p *Plan, expected, base 
 	var tables [][]byte
 	listed := ns.MustRun("nft", "list", "tables")
 	for _, f := range []Family{IPv4, IPv6} {
-		if strings.Contains(listed, "table "+f.String()+" "+nftTable+"\n") {
-			tables = append(tables, []byte(ns.MustRun("nft", "-j", "list", "table", f.String(), nftTable)))
+		if strings.Contains(listed, "table "+f.String()+" "+nftTable(p.Bridge)+"\n") {
+			tables = append(tables, []byte(ns.MustRun("nft", "-j", "list", "table", f.String(), nftTable(p.Bridge))))
 		}
 	}
 	got, err := nftToLibvirt(tables)

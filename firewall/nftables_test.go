@@ -144,7 +144,7 @@ func TestNftablesNetns(t *testing.T) {
 			}
 
 			if !p.Empty() {
-				table := &nftables.Table{Name: nftTable, Family: nftables.TableFamilyIPv4}
+				table := &nftables.Table{Name: nftTable("virbr0"), Family: nftables.TableFamilyIPv4}
 				fwd := &nftables.Chain{Name: nftFwdChain("virbr0"), Table: table}
 				base := &nftables.Chain{Name: nftForward, Table: table}
 				acceptAll := &nftables.Rule{Table: table, Chain: fwd, Exprs: []expr.Any{accept()}}
@@ -152,7 +152,7 @@ func TestNftablesNetns(t *testing.T) {
 					_ = c.SetDeleteElements(fwdMap(table), []nftables.SetElement{{Key: ifnameKey("virbr0")}})
 				}
 				tamper(t, b, func(c *nftables.Conn) { c.DelTable(table) })
-				wantDrift(t, b.Verify(p), "table ip vnet")
+				wantDrift(t, b.Verify(p), "table ip "+nftTable("virbr0"))
 				if err := b.Apply(p); err != nil {
 					t.Fatalf("repair: %v", err)
 				}
@@ -227,7 +227,7 @@ func TestApplyReplacesFamilies(t *testing.T) {
 	if err := b.Apply(p); err != nil {
 		t.Fatal(err)
 	}
-	if got := ns.MustRun("nft", "list", "tables"); got != "table ip other\ntable ip vnet\n" {
+	if got := ns.MustRun("nft", "list", "tables"); got != "table ip other\ntable ip "+nftTable(p.Bridge)+"\n" {
 		t.Errorf("tables after re-apply:\n%s", got)
 	}
 	if err := b.Verify(p); err != nil {
@@ -451,11 +451,11 @@ func TestOwnedTables(t *testing.T) {
 	}
 	before := ns.MustRun("nft", "-a", "list", "ruleset")
 	for _, cmd := range [][]string{
-		{"nft", "delete", "table", "ip", "vnet"},
-		{"nft", "flush", "chain", "ip", "vnet", "fwd-virbr0"},
-		{"nft", "add", "rule", "ip", "vnet", "fwd-virbr0", "accept"},
-		{"nft", "delete", "element", "ip", "vnet", "bridges", `{ "virbr0" }`},
-		{"nft", "add", "table", "ip", "vnet"},
+		{"nft", "delete", "table", "ip", nftTable("virbr0")},
+		{"nft", "flush", "chain", "ip", nftTable("virbr0"), "fwd-virbr0"},
+		{"nft", "add", "rule", "ip", nftTable("virbr0"), "fwd-virbr0", "accept"},
+		{"nft", "delete", "element", "ip", nftTable("virbr0"), "bridges", `{ "virbr0" }`},
+		{"nft", "add", "table", "ip", nftTable("virbr0")},
 	} {
 		out, err := ns.Run(cmd...)
 		if err == nil || !strings.Contains(out, "Operation not permitted") {
@@ -524,7 +524,7 @@ func TestOwnedTables(t *testing.T) {
 	}
 	defer b3.(io.Closer).Close()
 	err = b3.Apply(nat)
-	if !errors.Is(err, unix.EPERM) || !strings.Contains(err.Error(), "ip vnet: operation not permitted") {
+	if !errors.Is(err, unix.EPERM) || !strings.Contains(err.Error(), "ip "+nftTable(nat.Bridge)+": operation not permitted") {
 		t.Errorf("apply over a table another process owns: %v", err)
 	}
 }
@@ -633,8 +633,8 @@ func TestVerifyPass(t *testing.T) {
 	if err := b.(PassVerifier).VerifyPass(p, &Pass{LinkIndex: index(idx + 1000)}); err == nil {
 		t.Fatal("verify with another index from the pass found the rules clean")
 	}
-	table := &nftables.Table{Name: nftTable, Family: nftables.TableFamilyIPv4}
+	table := &nftables.Table{Name: nftTable(p.Bridge), Family: nftables.TableFamilyIPv4}
 	tamper(t, b, func(c *nftables.Conn) { c.DelTable(table) })
-	wantDrift(t, b.(PassVerifier).VerifyPass(p, &Pass{}), "table ip vnet")
-	wantDrift(t, b.Verify(p), "table ip vnet")
+	wantDrift(t, b.(PassVerifier).VerifyPass(p, &Pass{}), "table ip "+nftTable(p.Bridge))
+	wantDrift(t, b.Verify(p), "table ip "+nftTable(p.Bridge))
 }

@@ -153,7 +153,7 @@ func TestSharedTableTraffic(t *testing.T) {
 		t.Error("B -> A: answered, want rejected")
 	}
 	// The rejects ran in the networks' chains: their counters moved.
-	if got := s.host.MustRun("nft", "list", "chain", "ip", "vnet", "fwd-vbr-b"); !regexp.MustCompile(`oif "vbr-b" counter packets [1-9]`).MatchString(got) {
+	if got := s.host.MustRun("nft", "list", "chain", "ip", nftTable("vbr-b"), "fwd-vbr-b"); !regexp.MustCompile(`oif "vbr-b" counter packets [1-9]`).MatchString(got) {
 		t.Errorf("no packet counted by B's reject of A's ping:\n%s", got)
 	}
 
@@ -166,7 +166,7 @@ func TestSharedTableTraffic(t *testing.T) {
 	if err := s.b.Verify(s.a); err != nil {
 		t.Errorf("verify A after B's removal: %v", err)
 	}
-	if got := s.host.MustRun("nft", "list", "table", "ip", "vnet"); strings.Contains(got, "vbr-b") || strings.Contains(got, "10.61.2.") {
+	if got := s.host.MustRun("nft", "list", "table", "ip", nftTable("vbr-b")); strings.Contains(got, "vbr-b") || strings.Contains(got, "10.61.2.") {
 		t.Errorf("B's part left in the shared table:\n%s", got)
 	}
 	if err := s.b.Remove(s.a); err != nil {
@@ -189,7 +189,7 @@ func TestSharedTableUpgrade(t *testing.T) {
 	if err := b.Apply(p); err != nil {
 		t.Fatal(err)
 	}
-	if got := ns.MustRun("nft", "list", "tables"); got != "table ip other\ntable ip vnet\n" {
+	if got := ns.MustRun("nft", "list", "tables"); got != "table ip other\ntable ip "+nftTable(p.Bridge)+"\n" {
 		t.Errorf("tables after converging over an earlier version's:\n%s", got)
 	}
 	ns.MustRun("nft", "add table ip vnet-virbr0")
@@ -239,19 +239,24 @@ func TestSharedTableManyNetworks(t *testing.T) {
 		t.Fatal(err)
 	}
 	hooks := map[string]int{}
+	tables := map[string]bool{}
 	regular := 0
 	for _, ch := range chains {
-		if ch.Table.Name != nftTable {
+		if !isBucketTable(ch.Table.Name) {
 			continue
 		}
+		tables[ch.Table.Name] = true
 		if ch.Hooknum == nil {
 			regular++
 			continue
 		}
 		hooks[map[nftables.ChainHook]string{*nftables.ChainHookForward: "forward", *nftables.ChainHookPostrouting: "postrouting"}[*ch.Hooknum]]++
 	}
-	if hooks["forward"] != 1 || hooks["postrouting"] != 1 || len(hooks) != 2 {
-		t.Errorf("vnet base chains per hook with %d networks: %v, want one forward and one postrouting", n, hooks)
+	if hooks["forward"] != len(tables) || hooks["postrouting"] != len(tables) || hooks["forward"] > nftBuckets || len(hooks) != 2 {
+		t.Errorf("vnet base chains per hook with %d networks in %d tables: %v, want one forward and one postrouting per table, at most %d", n, len(tables), hooks, nftBuckets)
+	}
+	if len(tables) < 2 {
+		t.Errorf("%d networks in %d bucket tables, want them spread", n, len(tables))
 	}
 	if regular != 2*n {
 		t.Errorf("%d regular chains, want %d", regular, 2*n)
@@ -268,7 +273,7 @@ func TestSharedTableManyNetworks(t *testing.T) {
 		if err := nb.VerifyPass(p, pass); err != nil {
 			t.Fatalf("verify %s: %v", p.Network, err)
 		}
-		if nb.sh.fam != before.fam {
+		if fmt.Sprintf("%p", nb.sh.fam[IPv4]) != fmt.Sprintf("%p", before.fam[IPv4]) {
 			reads++
 		}
 	}

@@ -43,7 +43,7 @@ func TestWatchResubscribes(t *testing.T) {
 			mu.Unlock()
 		})
 	}()
-	next <- &nftables.MonitorEvent{Type: nftables.MonitorEventTypeDelChain, Data: &nftables.Chain{Name: "fwd-virbr7", Table: &nftables.Table{Name: "vnet"}}}
+	next <- &nftables.MonitorEvent{Type: nftables.MonitorEventTypeDelChain, Data: &nftables.Chain{Name: "fwd-virbr7", Table: &nftables.Table{Name: nftTable("virbr7")}}}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		mu.Lock()
@@ -51,8 +51,8 @@ func TestWatchResubscribes(t *testing.T) {
 		n := opens
 		mu.Unlock()
 		if len(got) == 2 {
-			if n != 2 || got[0] != "/" || got[1] != "vnet/fwd-virbr7" {
-				t.Fatalf("%d monitors, hints %q; want 2 and [/ vnet/fwd-virbr7]", n, got)
+			if n != 2 || got[0] != "/" || got[1] != nftTable("virbr7")+"/fwd-virbr7" {
+				t.Fatalf("%d monitors, hints %q; want 2 and [/ %s/fwd-virbr7]", n, got, nftTable("virbr7"))
 			}
 			break
 		}
