@@ -166,7 +166,7 @@ func TestSharedTableTraffic(t *testing.T) {
 	if err := s.b.Verify(s.a); err != nil {
 		t.Errorf("verify A after B's removal: %v", err)
 	}
-	if got := s.host.MustRun("nft", "list", "table", "ip", nftTable("vbr-b")); strings.Contains(got, "vbr-b") || strings.Contains(got, "10.61.2.") {
+	if got := s.host.MustRun("nft", "list", "ruleset"); strings.Contains(got, "vbr-b") || strings.Contains(got, "10.61.2.") {
 		t.Errorf("B's part left in the shared table:\n%s", got)
 	}
 	if err := s.b.Remove(s.a); err != nil {
