@@ -872,13 +872,13 @@ func TestFidelityBackends(t *testing.T) {
 		var inNft, inIpt bool
 		var ipt string
 		waitFor(3*time.Second, func() bool {
-			_, nftErr := host.Run("nft", "list", "chain", "ip", "vnet", "nat-virbr0")
+			_, nftErr := host.Run("nft", "list", "chain", "ip", virbr0Table, "nat-virbr0")
 			ipt, _ = host.Run("iptables-save", "-t", "nat")
 			inNft, inIpt = nftErr == nil, strings.Contains(ipt, `--comment "vnet:default" -j MASQUERADE`)
 			return inNft || inIpt
 		})
 		if inNft != (backend == "nftables") || inIpt != (backend == "iptables") {
-			t.Errorf("--firewall %s: nft chain ip vnet nat-virbr0 %v, iptables MASQUERADE rule %v:\n%s", backend, inNft, inIpt, ipt)
+			t.Errorf("--firewall %s: nft chain ip %s nat-virbr0 %v, iptables MASQUERADE rule %v:\n%s", backend, virbr0Table, inNft, inIpt, ipt)
 		}
 
 		// NAT: the default network.

@@ -202,7 +202,7 @@ func TestDriftRepair(t *testing.T) {
 	ev := events(t, d)
 	killed := 0
 	table := func() string {
-		return counters.ReplaceAllString(host.MustRun("nft", "list", "table", "ip", "vnet"), "counter")
+		return counters.ReplaceAllString(host.MustRun("nft", "list", "table", "ip", virbr0Table), "counter")
 	}
 	owned := strings.Contains(table(), "flags owner")
 	t.Logf("vnetd owns its nftables table: %v", owned)
@@ -217,7 +217,7 @@ func TestDriftRepair(t *testing.T) {
 		if flags, err := host.Run("ip", "-o", "link", "show", "virbr0"); err != nil || !regexp.MustCompile(`[<,]UP[,>]`).MatchString(flags) {
 			return false
 		}
-		r, err := host.Run("nft", "list", "table", "ip", "vnet")
+		r, err := host.Run("nft", "list", "table", "ip", virbr0Table)
 		return err == nil && strings.Contains(r, "masquerade")
 	}
 	drifts := []struct {
@@ -226,7 +226,7 @@ func TestDriftRepair(t *testing.T) {
 	}{
 		{"nft flush ruleset", func() { host.MustRun("nft", "flush", "ruleset") }},
 		{"delete our table", func() {
-			out, err := host.Run("nft", "delete", "table", "ip", "vnet")
+			out, err := host.Run("nft", "delete", "table", "ip", virbr0Table)
 			switch {
 			case owned && (err == nil || !strings.Contains(out, "Operation not permitted")):
 				t.Errorf("deleting the owned table: %v %s, want refused (EPERM)", err, out)
@@ -293,3 +293,8 @@ func TestDriftRepair(t *testing.T) {
 	// dnsmasq was restarted for the new bridge: DHCP answers on it.
 	g.dhcp(t)
 }
+
+// virbr0Table is the nftables bucket table of bridge virbr0: "vnet_" and
+// FNV-1a 32 of the name mod 16 (firewall's nftTable; TestDriftRepair fails
+// on a wrong value, as the table would be missing).
+const virbr0Table = "vnet_e"
