@@ -51,7 +51,8 @@ func natXML(name, bridge string, octet int) string {
 // networks, read without asking the daemon.
 type hostView struct {
 	bridges   map[string][]string // bridge → addresses (CIDR)
-	tables    map[string]bool     // "ip vnet", "ip6 vnet", "ip other"
+	tables    map[string]bool     // "ip vnet_e", "ip6 vnet_3", "ip other"
+	perTable  map[string]int      // vnet tables: their networks' chains
 	chains    map[string]bool     // of the shared tables: "ip fwd-vbr0", "ip nat-vbr0"
 	dnsmasq   map[int]string      // live dnsmasq of this daemon: pid → its --conf-file
 	status    []string            // <run-dir>/networks
@@ -105,7 +106,7 @@ func liveDnsmasq(stateDir string) map[int]string {
 // daemon's /proc/PID/root when it runs in its own mount namespace.
 func readHost(t testing.TB, d *daemon, root string) hostView {
 	t.Helper()
-	v := hostView{bridges: map[string][]string{}, tables: map[string]bool{}, chains: map[string]bool{}}
+	v := hostView{bridges: map[string][]string{}, tables: map[string]bool{}, chains: map[string]bool{}, perTable: map[string]int{}}
 	var links []struct {
 		Name     string `json:"ifname"`
 		LinkInfo struct {
@@ -136,8 +137,11 @@ func readHost(t testing.TB, d *daemon, root string) hostView {
 		case len(f) == 4 && f[0] == "table":
 			v.tables[f[1]+" "+f[2]] = true
 			table = f[1] + " " + f[2]
-		case len(f) >= 2 && f[0] == "chain" && strings.HasSuffix(table, " vnet"):
+		case len(f) >= 2 && f[0] == "chain" && (strings.Contains(table, " vnet_") || strings.HasSuffix(table, " vnet")):
 			v.chains[strings.Fields(table)[0]+" "+f[1]] = true
+			if strings.HasPrefix(f[1], "fwd-") || strings.HasPrefix(f[1], "nat-") {
+				v.perTable[table]++
+			}
 		}
 	}
 	v.dnsmasq = liveDnsmasq(d.stateDir)
@@ -219,19 +223,17 @@ func mismatches(d *daemon, nets []api.Network, v hostView, addrs map[string]stri
 			badf("orphan nft table %s (of an earlier version)", tb)
 		}
 	}
-	ours := 0
 	for c := range v.chains {
 		name := strings.Fields(c)[1]
 		if !strings.HasPrefix(name, "fwd-") && !strings.HasPrefix(name, "nat-") {
 			continue // the shared layout
 		}
 		if !owned["chain "+c] {
-			badf("orphan nft chain %s of table vnet", c)
+			badf("orphan nft chain %s of a vnet table", c)
 		}
-		ours++
 	}
-	for _, tb := range []string{"ip vnet", "ip6 vnet"} {
-		if v.tables[tb] && ours == 0 {
+	for tb := range v.tables {
+		if (strings.Contains(tb, " vnet_") || strings.HasSuffix(tb, " vnet")) && v.perTable[tb] == 0 {
 			badf("nft table %s left with no network", tb)
 		}
 	}
