@@ -5,12 +5,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
+
+	"vnet/firewall"
 )
 
 // ReadNFT reads every ip, ip6 and inet table of the calling thread's network
@@ -34,7 +35,7 @@ func ReadNFT() ([]*Table, error) {
 	var out []*Table
 	for _, nt := range tables {
 		fam := familyName(nt.Family)
-		if fam == "" || nt.Name == "vnet" || strings.HasPrefix(nt.Name, "vnet-") || isBucketName(nt.Name) {
+		if fam == "" || firewall.IsVnetTable(nt.Name) {
 			continue
 		}
 		t := &Table{Source: SourceNFT, Family: fam, Name: nt.Name, Chains: map[string]*Chain{}}
@@ -521,11 +522,3 @@ func ctMatch(flags, inv uint16, mask uint16, p *Packet) (bool, bool) {
 // xtStateBits maps nft's ct state bits to xt's: they are the same bits
 // (NF_CT_STATE_BIT, XT_STATE_BIT: 1 << (ctinfo+1), invalid 1, untracked 64).
 func xtStateBits(s uint32) uint32 { return s }
-
-// isBucketName reports whether name is one of the nftables backend's bucket
-// tables, "vnet_" and one hex digit (see firewall.IsVnetTable, which the
-// doctor does not import: it reads the host, not vnet's packages).
-func isBucketName(name string) bool {
-	h, ok := strings.CutPrefix(name, "vnet_")
-	return ok && len(h) == 1 && strings.Contains("0123456789abcdef", h)
-}
