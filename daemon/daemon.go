@@ -176,8 +176,8 @@ func newSessionManager(ctx context.Context, c Config, log *slog.Logger) (*Manage
 }
 
 // fdsPerNetwork is what vnetd holds open per running network: dnsmasq's
-// stderr buffer and its pidfd.
-const fdsPerNetwork = 2
+// stderr buffer and process handles (measured: 3).
+const fdsPerNetwork = 3
 
 // scaleTarget is the number of networks vnetd is built to run at once.
 const scaleTarget = 1000
