@@ -445,9 +445,9 @@ func (m *Manager) spawn(base, bridge string, mute bool, argv []string) (*instanc
 	// daemon restart) and must not get the signals of our terminal or
 	// process group.
 	cmd.SysProcAttr.Setsid = true
-	// Why our own pidfd from clone: os/exec would otherwise keep one of its
-	// own beside the one we watch, and every descriptor of vnetd's is
-	// copied and closed again at each fork (two per network, not three).
+	// Why our own pidfd from clone: no pidfd_open after the start, and
+	// os/exec keeps no pidfd of its own beside it (every descriptor of
+	// vnetd's is copied and closed again at each fork).
 	childPidfd := -1
 	cmd.SysProcAttr.PidFD = &childPidfd
 	start := time.Now()
