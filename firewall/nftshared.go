@@ -151,7 +151,12 @@ func (st *nftFamState) othersThan(bridge string) bool {
 // it when the cached one is of another generation: every bucket table and
 // the old shared table, each once. Callers hold b.mu.
 func (b *nftBackend) shared(c *nftables.Conn, gen uint32, known bool) (*nftShared, error) {
-	if known && b.sh.valid && b.sh.gen == gen {
+	// A state of a later generation than asked for serves too: a check
+	// pass asks at the generation it read when it began, and our own
+	// commits (a destroy, a start) keep the cache current in between;
+	// reading every table again for each network of such a pass made each
+	// destroy during it cost as much as a read of all networks.
+	if known && b.sh.valid && int32(b.sh.gen-gen) >= 0 {
 		return &b.sh, nil
 	}
 	sh := nftShared{valid: known, gen: gen}
